@@ -1,0 +1,19 @@
+// Google: a plain OpenID Connect provider (PROVIDERS.md §3). The subject is the ID
+// token's `sub`; email counts only with `email_verified: true`.
+
+import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
+import { readProviderUrl } from './settings.js'
+import type { ProviderDefinition } from './types.js'
+
+export const google: ProviderDefinition<OpenIdConnectSettings> = {
+  name: 'google',
+  readSettings(env, problems, production) {
+    const clientId = env.GOOGLE_CLIENT_ID?.trim()
+    if (!clientId) return undefined
+    const clientSecret = env.GOOGLE_CLIENT_SECRET?.trim()
+    if (!clientSecret) problems.push('GOOGLE_CLIENT_SECRET is required when GOOGLE_CLIENT_ID is set')
+    const issuer = readProviderUrl(env, 'GOOGLE_ISSUER', 'https://accounts.google.com', problems, production)
+    return { clientId, clientSecret: clientSecret ?? '', issuer, scope: 'openid email profile' }
+  },
+  create: (settings, runtime) => new OpenIdConnectProvider('google', settings, runtime),
+}

@@ -1,0 +1,65 @@
+// The one interface every identity provider adapter implements. Routes and domain
+// modules see only this; provider quirks (Kakao's 64-bit ids, Naver's HTTP-200
+// errors, Google's issuer) stay inside each adapter.
+
+/** What we learn about a person from a provider, already normalised. */
+export interface ProviderProfile {
+  /** The provider's stable subject, always a string: Kakao ids exceed 2^53. */
+  subject: string
+  /** Present only when the provider vouches for it (verified). */
+  email?: string
+  nickname?: string
+  /** An https URL. */
+  photo?: string
+}
+
+/** Parameters of an authorization request the gateway (or a native app) started. */
+export interface AuthorizationRequest {
+  redirectUri: string
+  state: string
+  nonce: string
+  codeChallenge: string
+}
+
+/** An authorization code posted back to the gateway, with what proves it is ours. */
+export interface CodeCredential {
+  code: string
+  redirectUri: string
+  /** PKCE verifier (RFC 7636), kept by the gateway or sent by a native app. */
+  codeVerifier?: string
+  /** The nonce sent in the authorization request; an ID token must echo it. */
+  nonce?: string
+  /** The state of the authorization request; some providers (Naver) want it at the token endpoint. */
+  state?: string
+}
+
+export interface IdentityProvider {
+  /** The name clients use in `provider`, e.g. "google". */
+  readonly name: string
+  buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL>
+  /** Exchanges the code server-side, validates any ID token, and reads the profile. */
+  exchangeCode(credential: CodeCredential): Promise<ProviderProfile>
+  /** Verifies an ID token a native SDK obtained (signature, iss, aud allow-list, exp, nonce). */
+  verifyIdToken?(idToken: string, nonce?: string): Promise<ProviderProfile>
+  /** Checks a native SDK's access token belongs to our app, then reads the profile. */
+  verifyAccessToken?(accessToken: string): Promise<ProviderProfile>
+}
+
+/** Settings shared by every provider adapter, parsed once from the environment. */
+export interface ProviderRuntime {
+  /** Upper bound for one provider HTTP call, in seconds (openid-client defaults to 30). */
+  httpTimeoutSeconds: number
+  /** True when plain-http, loopback provider URLs are allowed (development and tests). */
+  allowInsecureLoopback: boolean
+}
+
+/**
+ * A provider module: how to read its settings from the environment and build the adapter.
+ * Adding a provider means adding one of these to providers/ and to the registry.
+ */
+export interface ProviderDefinition<Settings = unknown> {
+  readonly name: string
+  /** Returns undefined when the provider is not configured (disabled); pushes problems it finds. */
+  readSettings(env: Record<string, string | undefined>, problems: string[], production: boolean): Settings | undefined
+  create(settings: Settings, runtime: ProviderRuntime): IdentityProvider
+}

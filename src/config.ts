@@ -1,0 +1,205 @@
+// Configuration is read from the environment once, at start-up, into a typed object.
+// Nothing else in the gateway reads process.env. Every problem found is reported,
+// one line each, before start-up stops.
+
+import { providerDefinitions } from '../providers/registry.js'
+
+export const PROFILE_FIELDS = ['nickname', 'email', 'photo'] as const
+export type ProfileField = (typeof PROFILE_FIELDS)[number]
+
+export interface Config {
+  production: boolean
+  port: number
+  host: string
+  /** Base URL of the gateway, without a trailing slash; the `iss` of our tokens. */
+  publicUrl: string
+  /** postgresql:// URL, or undefined for the embedded PGlite database under dataDir. */
+  databaseUrl?: string
+  /** Where the embedded database and generated development keys live. */
+  dataDir: string
+  /** undefined: the gateway starts a local redis-server itself (development only). */
+  redisUrl?: string
+  accessTokenTtl: number
+  refreshTokenTtl: number
+  /** Absolute lifetime of a session, however often it is refreshed. */
+  sessionMaxAge: number
+  signupTicketTtl: number
+  refreshReuseGrace: number
+  tokenAudience: string
+  /** Raw SIGNING_KEYS (JWK set JSON or a file path); undefined: generate and persist in dev. */
+  signingKeys?: string
+  signupRequiredFields: ProfileField[]
+  sessionPolicy: 'multi' | 'single'
+  /** Settings of each configured provider, by provider name. */
+  providers: Record<string, unknown>
+  providerHttpTimeoutSeconds: number
+  allowedRedirectUris: string[]
+  /** Origins allowed to call from a browser: WEB_ORIGINS plus the gateway's own. */
+  webOrigins: string[]
+  logLevel: string
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = []
+  const production = env.NODE_ENV === 'production'
+  const read = new EnvReader(env, problems)
+
+  const port = read.integer('PORT', 3000, 0, 65535)
+  const host = read.text('HOST') ?? '127.0.0.1'
+  const publicUrl = (read.url('PUBLIC_URL', production) ?? `http://localhost:${port}`).replace(/\/+$/, '')
+  const databaseUrl = read.text('DATABASE_URL')
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgresql:// URL (unset it for the embedded database)')
+  }
+  const redisUrl = read.text('REDIS_URL')
+  if (redisUrl !== undefined && !/^(rediss?|redis\+sentinel):\/\//.test(redisUrl) && !redisUrl.startsWith('/')) {
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL, or a unix socket path')
+  }
+
+  const signingKeys = read.text('SIGNING_KEYS')
+  const providers: Record<string, unknown> = {}
+  for (const definition of providerDefinitions) {
+    const settings = definition.readSettings(env, problems, production)
+    if (settings !== undefined) providers[definition.name] = settings
+  }
+
+  const signupRequiredFields = read.list('SIGNUP_REQUIRED_FIELDS') ?? ['nickname']
+  for (const field of signupRequiredFields) {
+    if (!(PROFILE_FIELDS as readonly string[]).includes(field)) {
+      problems.push(`SIGNUP_REQUIRED_FIELDS: unknown field "${field}" (allowed: ${PROFILE_FIELDS.join(', ')})`)
+    }
+  }
+  const sessionPolicy = read.text('SESSION_POLICY') ?? 'multi'
+  if (sessionPolicy !== 'multi' && sessionPolicy !== 'single') {
+    problems.push('SESSION_POLICY must be "multi" or "single"')
+  }
+
+  const allowedRedirectUris = read.list('ALLOWED_REDIRECT_URIS') ?? []
+  for (const uri of allowedRedirectUris) read.redirectUri('ALLOWED_REDIRECT_URIS', uri, production)
+  const webOrigins = (read.list('WEB_ORIGINS') ?? []).map((origin) => {
+    const url = read.checkUrl('WEB_ORIGINS', origin, false)
+    return url?.origin ?? origin
+  })
+
+  const config: Config = {
+    production,
+    port,
+    host,
+    publicUrl,
+    databaseUrl,
+    dataDir: read.text('DATA_DIR') ?? './data',
+    redisUrl,
+    accessTokenTtl: read.integer('ACCESS_TOKEN_TTL', 600, 30, 86_400),
+    refreshTokenTtl: read.integer('REFRESH_TOKEN_TTL', 1_209_600, 60, 31_536_000),
+    sessionMaxAge: read.integer('SESSION_MAX_AGE', 7_776_000, 60, 31_536_000),
+    signupTicketTtl: read.integer('SIGNUP_TICKET_TTL', 600, 30, 3_600),
+    refreshReuseGrace: read.integer('REFRESH_REUSE_GRACE', 10, 0, 300),
+    tokenAudience: read.text('TOKEN_AUDIENCE') ?? publicUrl,
+    signingKeys,
+    signupRequiredFields: signupRequiredFields as ProfileField[],
+    sessionPolicy: sessionPolicy as Config['sessionPolicy'],
+    providers,
+    providerHttpTimeoutSeconds: read.integer('PROVIDER_HTTP_TIMEOUT', 5, 1, 30),
+    allowedRedirectUris,
+    webOrigins: [...new Set([...webOrigins, new URL(publicUrl).origin])],
+    logLevel: read.text('LOG_LEVEL') ?? (production ? 'info' : 'debug'),
+  }
+
+  if (production) {
+    if (!signingKeys) problems.push('SIGNING_KEYS is required in production (generated keys are refused)')
+    if (!redisUrl) problems.push('REDIS_URL is required in production')
+    if (!databaseUrl) problems.push('DATABASE_URL is required in production (the embedded database is for development)')
+  }
+  if (config.refreshReuseGrace * 1000 <= REDIS_COMMAND_TIMEOUT_MS && config.refreshReuseGrace !== 0) {
+    problems.push(`REFRESH_REUSE_GRACE must be longer than the Redis command timeout (${REDIS_COMMAND_TIMEOUT_MS} ms)`)
+  }
+  if (config.sessionMaxAge < config.refreshTokenTtl) {
+    problems.push('SESSION_MAX_AGE must be at least REFRESH_TOKEN_TTL')
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems)
+  return config
+}
+
+/** Redis commands that take longer fail with 503; the reuse grace must outlast it. */
+export const REDIS_COMMAND_TIMEOUT_MS = 1500
+
+/** True for http URLs on loopback: the only plain-http URLs production accepts. */
+export function isLoopbackUrl(url: URL): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, '')
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+/** Reads typed values from the environment and records one problem line per bad value. */
+export class EnvReader {
+  constructor(private readonly env: Env, private readonly problems: string[]) {}
+
+  text(name: string): string | undefined {
+    const value = this.env[name]?.trim()
+    return value === undefined || value === '' ? undefined : value
+  }
+
+  list(name: string): string[] | undefined {
+    const value = this.text(name)
+    return value?.split(',').map((item) => item.trim()).filter((item) => item !== '')
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const value = this.text(name)
+    if (value === undefined) return fallback
+    const parsed = Number(value)
+    if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
+      this.problems.push(`${name} must be a whole number from ${min} to ${max}, got "${value}"`)
+      return fallback
+    }
+    return parsed
+  }
+
+  /** An http(s) URL; in production, plain http only on loopback. */
+  url(name: string, production: boolean): string | undefined {
+    const value = this.text(name)
+    if (value === undefined) return undefined
+    return this.checkUrl(name, value, production) ? value : undefined
+  }
+
+  /** Native apps may use private-use schemes (RFC 8252 §7.1); web redirect URIs follow the http(s) rules. */
+  redirectUri(name: string, value: string, production: boolean): void {
+    let url: URL
+    try {
+      url = new URL(value)
+    } catch {
+      this.problems.push(`${name}: "${value}" is not an absolute URI`)
+      return
+    }
+    if (url.hash !== '') this.problems.push(`${name}: "${value}" must not contain a fragment`)
+    else if (url.protocol === 'http:' || url.protocol === 'https:') this.checkUrl(name, value, production)
+  }
+
+  checkUrl(name: string, value: string, production: boolean): URL | undefined {
+    let url: URL
+    try {
+      url = new URL(value)
+    } catch {
+      this.problems.push(`${name}: "${value}" is not a URL`)
+      return undefined
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      this.problems.push(`${name}: "${value}" must be an http(s) URL`)
+      return undefined
+    }
+    if (production && url.protocol === 'http:' && !isLoopbackUrl(url)) {
+      this.problems.push(`${name}: plain http is refused in production except on loopback ("${value}")`)
+      return undefined
+    }
+    return url
+  }
+}

@@ -1,0 +1,27 @@
+// Typed failures, thrown where they are detected. Each carries the contract's error
+// code; src/http/errors.ts maps codes to HTTP status in one place.
+
+export abstract class GatewayError extends Error {
+  abstract readonly code: string
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+export class InvalidRequest extends GatewayError { readonly code = 'invalid_request' }
+export class UnsupportedProvider extends GatewayError { readonly code = 'unsupported_provider' }
+export class InvalidRedirectUri extends GatewayError { readonly code = 'invalid_redirect_uri' }
+export class InvalidState extends GatewayError { readonly code = 'invalid_state' }
+/** The provider rejected the code, a provider token failed validation, or our refresh token is not usable. */
+export class InvalidGrant extends GatewayError { readonly code = 'invalid_grant' }
+export class InvalidSignupToken extends GatewayError { readonly code = 'invalid_signup_token' }
+/** A bearer access token that is missing, malformed, forged, expired or whose session ended. */
+export class InvalidToken extends GatewayError { readonly code = 'invalid_token' }
+export class OriginNotAllowed extends GatewayError { readonly code = 'origin_not_allowed' }
+export class IdentityAlreadyLinked extends GatewayError { readonly code = 'identity_already_linked' }
+/** The provider answered with something we cannot use (bad credentials, malformed body, 5xx). */
+export class ProviderError extends GatewayError { readonly code = 'provider_error' }
+export class ProviderTimeout extends GatewayError { readonly code = 'provider_timeout' }
+/** Redis or the database cannot be reached: fail closed with 503, never 401. */
+export class StorageUnavailable extends GatewayError { readonly code = 'unavailable' }

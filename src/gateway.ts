@@ -1,0 +1,85 @@
+// Composition root: opens the stores, loads keys and providers, and wires the domain
+// services into the HTTP app. Start-up fails loudly rather than running half-configured.
+
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import type { Redis } from 'ioredis'
+import { buildApp, type GatewayServices } from './app.js'
+import type { Config } from './config.js'
+import { BrowserPolicy, refreshCookieFor } from './http/browser.js'
+import { UserDirectory } from './identity/users.js'
+import { LoginService } from './login/login.js'
+import { LoginTransactions } from './login/login-transactions.js'
+import { ProviderRegistry } from '../providers/registry.js'
+import { RefreshSessions } from './sessions/refresh-sessions.js'
+import { SessionStore } from './sessions/session-store.js'
+import { SessionTokens } from './sessions/session-tokens.js'
+import { SignupService } from './signup/signup.js'
+import { SignupTickets } from './signup/signup-tickets.js'
+import { openDatabase, type Database } from './storage/database.js'
+import { startLocalRedis, type LocalRedis } from './storage/local-redis.js'
+import { connectRedis } from './storage/redis.js'
+import { AccessTokens } from './tokens/access-tokens.js'
+import { loadSigningKeys } from './tokens/signing-keys.js'
+
+export interface Gateway {
+  app: FastifyInstance
+  redis: Redis
+  database: Database
+  close(): Promise<void>
+}
+
+export async function createGateway(config: Config, logger: FastifyServerOptions['logger'] = true): Promise<Gateway> {
+  const keys = await loadSigningKeys(config)
+  let localRedis: LocalRedis | undefined
+  const redisUrl = config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url
+  const warnings = { warn: (object: unknown, message?: string) => console.warn(message ?? '', object) }
+  const redis = await connectRedis(redisUrl, warnings)
+  let database: Database
+  try {
+    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
+  } catch (error) {
+    redis.disconnect()
+    localRedis?.stop()
+    throw error
+  }
+
+  const providers = new ProviderRegistry(config)
+  const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl })
+  const sessions = new RefreshSessions(new SessionStore(redis), config)
+  const sessionTokens = new SessionTokens(sessions, accessTokens)
+  const users = new UserDirectory(database.prisma)
+  const tickets = new SignupTickets(redis, config.signupTicketTtl)
+  const services: GatewayServices = {
+    config,
+    keys,
+    providers,
+    accessTokens,
+    sessions,
+    sessionTokens,
+    users,
+    login: new LoginService({
+      providers,
+      transactions: new LoginTransactions(redis, config.signupTicketTtl),
+      users,
+      tickets,
+      sessionTokens,
+      allowedRedirectUris: config.allowedRedirectUris,
+      signupRequiredFields: config.signupRequiredFields,
+    }),
+    signup: new SignupService({ tickets, users, sessionTokens, signupRequiredFields: config.signupRequiredFields }),
+    browser: new BrowserPolicy(config, refreshCookieFor(config)),
+    readiness: { redis: () => redis.ping(), database: () => database.ping() },
+  }
+  const app = await buildApp(services, logger)
+  return {
+    app,
+    redis,
+    database,
+    async close() {
+      await app.close()
+      redis.disconnect()
+      await database.close()
+      localRedis?.stop()
+    },
+  }
+}

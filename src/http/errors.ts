@@ -1,0 +1,78 @@
+// The one place where failures become HTTP answers: `{ error, message }` with the
+// contract's status. Anything unexpected is a 500 with a generic message; details go to
+// the log only (never stacks, Prisma errors or tokens in a response).
+
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { GatewayError } from '../errors.js'
+
+const STATUS_BY_CODE: Record<string, number> = {
+  invalid_request: 400,
+  unsupported_provider: 400,
+  invalid_redirect_uri: 400,
+  invalid_state: 400,
+  invalid_grant: 401,
+  invalid_signup_token: 401,
+  invalid_token: 401,
+  origin_not_allowed: 403,
+  identity_already_linked: 409,
+  provider_error: 502,
+  provider_timeout: 504,
+  unavailable: 503,
+}
+
+/** Fastify's own client errors, by their codes. */
+const FASTIFY_ERRORS: Record<string, { status: number; error: string; message: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, error: 'payload_too_large', message: 'the request body is too large' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, error: 'unsupported_media_type', message: 'send the body as application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, error: 'invalid_request', message: 'the content length is invalid' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, error: 'invalid_request', message: 'the JSON body is empty' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, error: 'invalid_request', message: 'the body is not valid JSON' },
+}
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof GatewayError) {
+      const status = STATUS_BY_CODE[error.code] ?? 500
+      if (status >= 500) request.log.warn({ err: describe(error) }, error.message)
+      if (status === 503) reply.header('retry-after', '1')
+      if (error.code === 'invalid_token') reply.header('www-authenticate', 'Bearer error="invalid_token"')
+      return reply.code(status).send({ error: error.code, message: error.message })
+    }
+    if (error.validation) {
+      return reply.code(400).send({ error: 'invalid_request', message: validationMessage(error) })
+    }
+    const known = error.code ? FASTIFY_ERRORS[error.code] : undefined
+    if (known) return reply.code(known.status).send({ error: known.error, message: known.message })
+    // Malformed JSON and prototype-poisoning payloads arrive as 400 SyntaxErrors.
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      return reply.code(error.statusCode).send({ error: 'invalid_request', message: 'the request is malformed' })
+    }
+    request.log.error({ err: describe(error) }, 'unexpected failure')
+    return reply.code(500).send({ error: 'internal_error', message: 'something went wrong on our side' })
+  })
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0]}` }),
+  )
+}
+
+function validationMessage(error: FastifyError): string {
+  const first = error.validation?.[0]
+  if (!first) return 'the request is invalid'
+  const where = `${error.validationContext ?? 'body'}${first.instancePath ? first.instancePath.replace(/\//g, '.') : ''}`
+  if (first.keyword === 'additionalProperties') {
+    return `${where}: unknown field "${String((first.params as { additionalProperty?: unknown }).additionalProperty)}"`
+  }
+  return `${where} ${first.message ?? 'is invalid'}`
+}
+
+/** What a log line may say of an error: its name, message and the names of its causes. */
+function describe(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: String(error) }
+  return {
+    type: error.name,
+    message: error.message,
+    code: (error as { code?: unknown }).code,
+    ...(error.cause !== undefined ? { cause: describe(error.cause) } : {}),
+  }
+}

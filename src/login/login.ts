@@ -1,0 +1,115 @@
+// Login: prove an external identity with the provider, then either sign in the user it is
+// linked to, create the account when the provider told us every required field, or hand
+// out a signup ticket. Order matters: nothing is written before the provider vouched.
+
+import type { ProfileField } from '../config.js'
+import { InvalidRedirectUri, InvalidState } from '../errors.js'
+import type { ProviderRegistry } from '../../providers/registry.js'
+import type { ProviderProfile } from '../../providers/types.js'
+import type { PublicUser, UserDirectory } from '../identity/users.js'
+import type { Channel } from '../sessions/refresh-sessions.js'
+import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
+import type { SignupTickets } from '../signup/signup-tickets.js'
+import { IdentityAlreadyLinked } from '../errors.js'
+import type { LoginTransactions } from './login-transactions.js'
+
+export interface CodeLogin {
+  code: string
+  redirectUri: string
+  /** From POST /auth/login/start: the gateway holds verifier and nonce. */
+  state?: string
+  /** A native app's own PKCE run. */
+  codeVerifier?: string
+  nonce?: string
+}
+
+/** Who is logging in from where: decides where the refresh token goes. */
+export interface ClientContext {
+  channel: Channel
+  label: string
+}
+
+export type LoginOutcome =
+  | { status: 'authenticated'; tokens: TokenSet; user: PublicUser; isNewUser: boolean }
+  | {
+      status: 'signup_required'
+      signupToken: string
+      expiresIn: number
+      profile: Omit<ProviderProfile, 'subject'>
+      missing: ProfileField[]
+    }
+
+export interface LoginDependencies {
+  providers: ProviderRegistry
+  transactions: LoginTransactions
+  users: UserDirectory
+  tickets: SignupTickets
+  sessionTokens: SessionTokens
+  allowedRedirectUris: readonly string[]
+  signupRequiredFields: readonly ProfileField[]
+}
+
+export class LoginService {
+  constructor(private readonly deps: LoginDependencies) {}
+
+  /** Starts a login the gateway will finish: state, nonce and PKCE stay server-side. */
+  async start(providerName: string, redirectUri: string) {
+    const provider = this.deps.providers.get(providerName)
+    this.checkRedirectUri(redirectUri)
+    const started = await this.deps.transactions.begin({ provider: provider.name, redirectUri })
+    const authorizationUrl = await provider.buildAuthorizationUrl({ redirectUri, ...started })
+    return { authorizationUrl: authorizationUrl.href, state: started.state, expiresIn: started.expiresIn }
+  }
+
+  async loginWithCode(providerName: string, credential: CodeLogin, client: ClientContext): Promise<LoginOutcome> {
+    const provider = this.deps.providers.get(providerName)
+    this.checkRedirectUri(credential.redirectUri)
+    let { codeVerifier, nonce } = credential
+    if (credential.state !== undefined) {
+      const transaction = await this.deps.transactions.consume(credential.state)
+      // A state is good once, for the provider and redirect URI it was started with (RFC 9700 §4.4, §4.7).
+      if (!transaction || transaction.provider !== provider.name || transaction.redirectUri !== credential.redirectUri) {
+        throw new InvalidState('the state is unknown, used, expired, or belongs to another login')
+      }
+      ;({ codeVerifier, nonce } = transaction)
+    }
+    const profile = await provider.exchangeCode({ code: credential.code, redirectUri: credential.redirectUri, codeVerifier, nonce, state: credential.state })
+    return this.signInIdentity(provider.name, profile, client)
+  }
+
+  /** The part every credential kind shares once the provider has vouched for `profile`. */
+  async signInIdentity(provider: string, profile: ProviderProfile, client: ClientContext): Promise<LoginOutcome> {
+    const identity = { provider, subject: profile.subject }
+    const existing = await this.deps.users.findByIdentity(identity)
+    if (existing) return this.authenticated(existing, false, client)
+
+    const { subject: _subject, ...known } = profile
+    const missing = this.deps.signupRequiredFields.filter((field) => !known[field])
+    if (missing.length > 0 || !known.nickname) {
+      const ticket = await this.deps.tickets.issue({ provider, subject: profile.subject, profile: known })
+      return { status: 'signup_required', ...ticket, profile: known, missing: missing.length > 0 ? missing : ['nickname'] }
+    }
+    try {
+      const user = await this.deps.users.createWithIdentity({ ...known, nickname: known.nickname }, identity)
+      return this.authenticated(user, true, client)
+    } catch (error) {
+      // A parallel first login of the same identity won the race: sign in as that user.
+      if (!(error instanceof IdentityAlreadyLinked)) throw error
+      const winner = await this.deps.users.findByIdentity(identity)
+      if (!winner) throw error
+      return this.authenticated(winner, false, client)
+    }
+  }
+
+  private async authenticated(user: PublicUser, isNewUser: boolean, client: ClientContext): Promise<LoginOutcome> {
+    const tokens = await this.deps.sessionTokens.startSession(user.id, client.channel, client.label)
+    return { status: 'authenticated', tokens, user, isNewUser }
+  }
+
+  private checkRedirectUri(redirectUri: string): void {
+    // Exact string comparison against the allow-list (RFC 9700 §4.1.3): no prefixes, no patterns.
+    if (!this.deps.allowedRedirectUris.includes(redirectUri)) {
+      throw new InvalidRedirectUri('the redirect URI is not allowed')
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { InvalidRequest } from '../errors.js'
+import { clientLabel } from '../http/browser.js'
+import type { Channel } from '../sessions/refresh-sessions.js'
+import type { LoginOutcome } from '../login/login.js'
+import { authenticatedReply, providerName, urlString } from './shapes.js'
+
+const loginBody = {
+  type: 'object',
+  required: ['provider'],
+  additionalProperties: false,
+  properties: {
+    provider: providerName,
+    code: { type: 'string', minLength: 1, maxLength: 2048 },
+    redirectUri: urlString,
+    state: { type: 'string', minLength: 1, maxLength: 256 },
+    // RFC 7636 §4.1: 43 to 128 unreserved characters.
+    codeVerifier: { type: 'string', pattern: '^[A-Za-z0-9._~-]{43,128}$' },
+    nonce: { type: 'string', minLength: 1, maxLength: 256 },
+  },
+} as const
+
+const startBody = {
+  type: 'object',
+  required: ['provider', 'redirectUri'],
+  additionalProperties: false,
+  properties: { provider: providerName, redirectUri: urlString },
+} as const
+
+interface LoginBody {
+  provider: string
+  code?: string
+  redirectUri?: string
+  state?: string
+  codeVerifier?: string
+  nonce?: string
+}
+
+export async function loginRoutes(app: FastifyInstance): Promise<void> {
+  const { login, browser } = app.gateway
+
+  app.post<{ Body: { provider: string; redirectUri: string } }>('/auth/login/start', { schema: { body: startBody } }, async (request) => {
+    browser.channelOf(request)
+    return login.start(request.body.provider, request.body.redirectUri)
+  })
+
+  app.post<{ Body: LoginBody }>('/auth/login', { schema: { body: loginBody } }, async (request, reply) => {
+    const { provider, code, redirectUri, state, codeVerifier, nonce } = request.body
+    const client = { channel: browser.channelOf(request), label: clientLabel(request) }
+    if (code === undefined || redirectUri === undefined) {
+      throw new InvalidRequest('send an authorization code with its redirectUri')
+    }
+    if ((state === undefined) === (codeVerifier === undefined)) {
+      throw new InvalidRequest('send either the state from /auth/login/start or your own codeVerifier, not both')
+    }
+    if (state !== undefined && nonce !== undefined) {
+      throw new InvalidRequest('the nonce of a gateway-started login is kept by the gateway; do not send one')
+    }
+    const outcome = await login.loginWithCode(provider, { code, redirectUri, state, codeVerifier, nonce }, client)
+    return sendLoginOutcome(app, reply, outcome, client.channel)
+  })
+}
+
+export function sendLoginOutcome(app: FastifyInstance, reply: FastifyReply, outcome: LoginOutcome, channel: Channel) {
+  if (outcome.status === 'signup_required') {
+    const { status, signupToken, expiresIn, profile, missing } = outcome
+    return reply.header('cache-control', 'no-store').send({ status, signupToken, expiresIn, profile, missing })
+  }
+  return authenticatedReply(app, reply, outcome.tokens, channel, { user: outcome.user, isNewUser: outcome.isNewUser })
+}

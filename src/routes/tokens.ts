@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify'
+import { InvalidGrant } from '../errors.js'
+import { bearerTokenOf } from '../http/bearer.js'
+import { authenticatedReply } from './shapes.js'
+
+const refreshBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } },
+} as const
+
+type RefreshBody = { refreshToken?: string } | null | undefined
+
+export async function tokenRoutes(app: FastifyInstance): Promise<void> {
+  const { browser, sessionTokens, sessions, accessTokens } = app.gateway
+
+  app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody } }, async (request, reply) => {
+    const { token, channel } = browser.refreshTokenOf(request, request.body?.refreshToken)
+    if (token === undefined) throw new InvalidGrant('a refresh token is required (cookie or body)')
+    const tokens = await sessionTokens.refresh(token, channel)
+    return authenticatedReply(app, reply, tokens, channel)
+  })
+
+  // Ends one session: by refresh token (cookie or body), or by the bearer access token.
+  app.post<{ Body: RefreshBody }>('/auth/logout', { schema: { body: refreshBody } }, async (request, reply) => {
+    const { token } = browser.refreshTokenOf(request, request.body?.refreshToken)
+    if (token !== undefined) {
+      await sessions.endByRefreshToken(token)
+    } else {
+      const bearer = bearerTokenOf(request)
+      if (bearer !== undefined) {
+        const principal = await accessTokens.verify(bearer)
+        await sessions.end(principal.userId, principal.sessionId)
+      }
+    }
+    browser.clearRefreshCookie(reply)
+    return reply.code(204).header('cache-control', 'no-store').send()
+  })
+}

@@ -1,0 +1,60 @@
+// Signup tickets: a short-lived, single-use bearer secret that stands for "this provider
+// identity proved itself and may now create an account". Provider and subject come only
+// from the ticket, never from the signup request. Stored under the ticket's hash.
+
+import type { Redis } from 'ioredis'
+import { InvalidSignupToken } from '../errors.js'
+import { hashSecret, randomSecret } from '../secrets.js'
+import { inRedis } from '../storage/redis.js'
+import type { ProviderProfile } from '../../providers/types.js'
+
+export interface SignupTicket {
+  provider: string
+  subject: string
+  profile: Omit<ProviderProfile, 'subject'>
+}
+
+export interface ClaimedTicket {
+  ticket: SignupTicket
+  /** Puts the ticket back with its remaining life, when signup failed through no fault of the client. */
+  release(): Promise<void>
+}
+
+// GET, PTTL and DEL in one step: of parallel claims exactly one wins.
+const CLAIM = `
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return {value, ttl}
+`
+
+const TICKET_PATTERN = /^[A-Za-z0-9_-]{43}$/
+
+export class SignupTickets {
+  constructor(
+    private readonly redis: Redis,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  async issue(ticket: SignupTicket): Promise<{ signupToken: string; expiresIn: number }> {
+    const signupToken = randomSecret()
+    await inRedis(() => this.redis.set(key(signupToken), JSON.stringify(ticket), 'EX', this.ttlSeconds))
+    return { signupToken, expiresIn: this.ttlSeconds }
+  }
+
+  async claim(signupToken: string): Promise<ClaimedTicket> {
+    if (!TICKET_PATTERN.test(signupToken)) throw new InvalidSignupToken('the signup token is invalid')
+    const claimed = (await inRedis(() => this.redis.eval(CLAIM, 1, key(signupToken)))) as [string, number] | null
+    if (!claimed) throw new InvalidSignupToken('the signup token is unknown, used or expired')
+    const [value, ttlMs] = claimed
+    return {
+      ticket: JSON.parse(value) as SignupTicket,
+      release: async () => {
+        if (ttlMs > 0) await inRedis(() => this.redis.set(key(signupToken), value, 'PX', ttlMs, 'NX'))
+      },
+    }
+  }
+}
+
+const key = (signupToken: string) => `gw:signup:${hashSecret(signupToken)}`

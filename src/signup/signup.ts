@@ -1,0 +1,52 @@
+// Completing an account: the signup ticket names the identity; the request adds the
+// profile fields the provider did not give. User and identity are created together.
+
+import type { ProfileField } from '../config.js'
+import { InvalidRequest, StorageUnavailable } from '../errors.js'
+import type { PublicUser, UserDirectory } from '../identity/users.js'
+import type { ClientContext } from '../login/login.js'
+import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
+import type { SignupTickets } from './signup-tickets.js'
+
+export interface SignupRequest {
+  signupToken: string
+  nickname: string
+  email?: string
+  photo?: string
+}
+
+export class SignupService {
+  constructor(
+    private readonly deps: {
+      tickets: SignupTickets
+      users: UserDirectory
+      sessionTokens: SessionTokens
+      signupRequiredFields: readonly ProfileField[]
+    },
+  ) {}
+
+  async complete(request: SignupRequest, client: ClientContext): Promise<{ tokens: TokenSet; user: PublicUser }> {
+    const claimed = await this.deps.tickets.claim(request.signupToken)
+    const { ticket } = claimed
+    const profile = {
+      nickname: request.nickname.trim(),
+      email: request.email?.trim().toLowerCase() ?? ticket.profile.email,
+      photo: request.photo ?? ticket.profile.photo,
+    }
+    const missing = this.deps.signupRequiredFields.filter((field) => !profile[field])
+    if (missing.length > 0) {
+      await claimed.release()
+      throw new InvalidRequest(`missing required fields: ${missing.join(', ')}`)
+    }
+    let user: PublicUser
+    try {
+      user = await this.deps.users.createWithIdentity(profile, { provider: ticket.provider, subject: ticket.subject })
+    } catch (error) {
+      // The client did nothing wrong: let the same ticket be used again once storage is back.
+      if (error instanceof StorageUnavailable) await claimed.release().catch(() => {})
+      throw error
+    }
+    const tokens = await this.deps.sessionTokens.startSession(user.id, client.channel, client.label)
+    return { tokens, user }
+  }
+}

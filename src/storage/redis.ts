@@ -1,0 +1,62 @@
+// The Redis connection. Fail fast rather than queue: with the offline queue off and a
+// command timeout, an outage becomes a 503 within REDIS_COMMAND_TIMEOUT_MS, and ioredis
+// reconnects by itself when the server is back.
+
+import { Redis } from 'ioredis'
+import { REDIS_COMMAND_TIMEOUT_MS } from '../config.js'
+import { StorageUnavailable } from '../errors.js'
+
+export type { Redis }
+
+export interface RedisLogger {
+  warn(object: unknown, message?: string): void
+}
+
+export async function connectRedis(url: string, log: RedisLogger): Promise<Redis> {
+  const options = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeout: 2000,
+    lazyConnect: true,
+    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
+  }
+  const redis = url.startsWith('/') ? new Redis({ ...options, path: url }) : new Redis(url, options)
+  let lastWarning = 0
+  redis.on('error', (error: Error) => {
+    // One line per second at most while Redis is down.
+    if (Date.now() - lastWarning > 1000) {
+      lastWarning = Date.now()
+      log.warn({ err: { message: error.message } }, 'redis connection problem')
+    }
+  })
+  try {
+    await redis.connect()
+    await assertNoEviction(redis)
+  } catch (error) {
+    redis.disconnect()
+    throw error
+  }
+  return redis
+}
+
+/**
+ * Eviction would silently drop used-token markers and revocations, so reuse detection
+ * would fail open: refuse to run on a Redis that evicts (SECURITY.md §3.3).
+ */
+async function assertNoEviction(redis: Redis): Promise<void> {
+  const info = await redis.info('memory')
+  const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1]
+  if (policy && policy !== 'noeviction') {
+    throw new Error(`Redis maxmemory-policy is "${policy}"; the gateway requires "noeviction"`)
+  }
+}
+
+/** Runs one Redis interaction; any failure of the connection becomes StorageUnavailable. */
+export async function inRedis<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation()
+  } catch (error) {
+    throw new StorageUnavailable('the session store is unavailable', { cause: error })
+  }
+}
