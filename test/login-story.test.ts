@@ -14,7 +14,7 @@ for (const database of ['postgresql', 'pglite'] as const) {
 
     // First login of an unknown identity without a name: a signup ticket, and no user yet.
     const first = await loginWithGoogle(gateway, account)
-    t.equal(first.statusCode, 200, first.body)
+    t.equal(first.statusCode, 200, { body: first.body })
     const ticket = first.json()
     t.equal(ticket.status, 'signup_required')
     t.same(ticket.missing, ['nickname'])
@@ -23,7 +23,7 @@ for (const database of ['postgresql', 'pglite'] as const) {
     t.equal(await gateway.database.prisma.user.count(), 0, 'no user row exists before signup')
 
     const signup = await app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken: ticket.signupToken, nickname: 'Ann' } })
-    t.equal(signup.statusCode, 201, signup.body)
+    t.equal(signup.statusCode, 201, { body: signup.body })
     const session = signup.json()
     t.equal(session.status, 'authenticated')
     t.equal(session.isNewUser, true)
@@ -37,15 +37,15 @@ for (const database of ['postgresql', 'pglite'] as const) {
     t.equal(replayedTicket.json().error, 'invalid_signup_token')
 
     const me = await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${session.accessToken}` } })
-    t.equal(me.statusCode, 200, me.body)
+    t.equal(me.statusCode, 200, { body: me.body })
     t.match(me.json(), { id: session.user.id, nickname: 'Ann', email: 'ann@example.com', identities: [{ provider: 'google' }] })
 
     // Rotation: every refresh hands out a new refresh token and retires the old one.
     const refresh = (refreshToken: string) => app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
     const second = await refresh(session.refreshToken)
-    t.equal(second.statusCode, 200, second.body)
+    t.equal(second.statusCode, 200, { body: second.body })
     const third = await refresh(second.json().refreshToken)
-    t.equal(third.statusCode, 200, third.body)
+    t.equal(third.statusCode, 200, { body: third.body })
     t.not(second.json().refreshToken, session.refreshToken)
 
     // The first token, two generations back, is theft: the whole session ends.
@@ -59,7 +59,7 @@ for (const database of ['postgresql', 'pglite'] as const) {
 
     // Logging in again finds the same account by (provider, subject).
     const again = await loginWithGoogle(gateway, account)
-    t.equal(again.statusCode, 200, again.body)
+    t.equal(again.statusCode, 200, { body: again.body })
     t.equal(again.json().status, 'authenticated')
     t.equal(again.json().isNewUser, false)
     t.equal(again.json().user.id, session.user.id)

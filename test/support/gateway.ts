@@ -2,6 +2,7 @@
 // redis-server, a real database (PostgreSQL or PGlite) and the Google emulator on loopback.
 
 import * as jose from 'jose'
+import * as oidc from 'openid-client'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createGateway, type Gateway } from '../../src/gateway.js'
 import { startGoogleEmulator, type EmulatedAccount, type GoogleEmulator } from '../../emulators/google.js'
@@ -94,4 +95,32 @@ export async function loginWithGoogle(
     headers,
     payload: { provider: 'google', code, redirectUri: REDIRECT_URI, state },
   })
+}
+
+/**
+ * What a native app does on its own: PKCE, nonce and the authorization at Google, without
+ * the gateway's /auth/login/start. Returns what the app then posts to /auth/login.
+ */
+export async function nativeAppAuthorization(gateway: TestGateway, account: EmulatedAccount) {
+  const configuration = await oidc.discovery(new URL(gateway.google.issuer), GOOGLE_CLIENT.clientId, GOOGLE_CLIENT.clientSecret, undefined, {
+    execute: [oidc.allowInsecureRequests],
+  })
+  const codeVerifier = oidc.randomPKCECodeVerifier()
+  const nonce = oidc.randomNonce()
+  const authorizationUrl = oidc.buildAuthorizationUrl(configuration, {
+    redirect_uri: REDIRECT_URI,
+    scope: 'openid email profile',
+    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+    code_challenge_method: 'S256',
+    state: oidc.randomState(),
+    nonce,
+  })
+  const code = await gateway.codeFor(authorizationUrl.href, account)
+  return { provider: 'google', code, codeVerifier, nonce, redirectUri: REDIRECT_URI }
+}
+
+/** Resolves once the gateway's Redis client has reconnected. */
+export async function redisReconnected(gateway: Gateway): Promise<void> {
+  if (gateway.redis.status === 'ready') return
+  await new Promise((resolve) => gateway.redis.once('ready', resolve))
 }

@@ -1,0 +1,101 @@
+// Storage outages fail closed: 503 (never a 401 that makes clients drop their tokens,
+// never a token without a stored session), the public keys stay served, and the gateway
+// recovers by itself when the server comes back.
+
+import t from 'tap'
+import {
+  loginWithGoogle,
+  nativeAppAuthorization,
+  redisReconnected,
+  startTestGateway,
+  type TestGateway,
+} from './support/gateway.js'
+import { startPostgresCluster } from './support/postgres.js'
+
+const refresh = (gateway: TestGateway, refreshToken: string) =>
+  gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
+const jwks = (gateway: TestGateway) => gateway.app.inject({ method: 'GET', url: '/.well-known/jwks.json' })
+const ready = (gateway: TestGateway) => gateway.app.inject({ method: 'GET', url: '/health/ready' })
+
+t.test('Redis', async (t) => {
+  const gateway = await startTestGateway({ database: 'pglite' })
+  t.teardown(() => gateway.close())
+
+  t.test('frozen mid-refresh: 503 fast, keys still served, and the same token works when it is back', async (t) => {
+    const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'frozen', name: 'Frida' })).json()
+    gateway.testRedis.pause()
+    const started = Date.now()
+    const frozen = await refresh(gateway, refreshToken)
+    const elapsed = Date.now() - started
+    t.equal(frozen.statusCode, 503)
+    t.equal(frozen.json().error, 'unavailable')
+    t.ok(frozen.headers['retry-after'], 'tells the client when to retry')
+    t.ok(elapsed < 5000, `answered within the command timeout (${elapsed} ms)`)
+    t.equal((await jwks(gateway)).statusCode, 200, 'JWKS is served while Redis is frozen')
+    gateway.testRedis.resume()
+
+    // The frozen rotation may have run after SIGCONT; the retry falls in the grace window.
+    const retried = await refresh(gateway, refreshToken)
+    t.equal(retried.statusCode, 200, 'the client retries with the token it still holds')
+    t.equal((await refresh(gateway, retried.json().refreshToken)).statusCode, 200, 'and the session goes on')
+  })
+
+  t.test('stopped: every Redis endpoint answers 503, and the next request after it returns succeeds', async (t) => {
+    await gateway.testRedis.stop()
+    const start = await gateway.app.inject({ method: 'POST', url: '/auth/login/start', payload: { provider: 'google', redirectUri: 'https://app.example/callback' } })
+    t.equal(start.statusCode, 503)
+    t.equal(start.json().error, 'unavailable')
+    const token = await refresh(gateway, 'A'.repeat(86))
+    t.equal(token.statusCode, 503, 'a refresh is 503, not a 401 that would make clients drop their tokens')
+    t.equal((await ready(gateway)).statusCode, 503)
+    t.equal((await ready(gateway)).json().checks.redis, 'unavailable')
+    t.equal((await gateway.app.inject({ method: 'GET', url: '/health/live' })).statusCode, 200)
+    t.equal((await jwks(gateway)).statusCode, 200)
+
+    await gateway.testRedis.start()
+    await redisReconnected(gateway)
+    const login = await loginWithGoogle(gateway, { sub: 'after-restart', name: 'Rory' })
+    t.equal(login.statusCode, 200, 'logins work again without restarting the gateway')
+    t.equal((await ready(gateway)).statusCode, 200)
+  })
+
+  t.test('lost after the provider exchange: 503 and no access token', async (t) => {
+    await loginWithGoogle(gateway, { sub: 'late-loss', name: 'Lee' })
+    const credential = await nativeAppAuthorization(gateway, { sub: 'late-loss', name: 'Lee' })
+    await gateway.testRedis.stop()
+    const login = await gateway.app.inject({ method: 'POST', url: '/auth/login', payload: credential })
+    t.equal(login.statusCode, 503)
+    t.notOk(login.json().accessToken, 'no token without a stored session')
+    await gateway.testRedis.start()
+    await redisReconnected(gateway)
+  })
+})
+
+t.test('PostgreSQL stopped: login and signup 503, refresh and JWKS keep working, then recovery', async (t) => {
+  const cluster = await startPostgresCluster()
+  t.teardown(() => cluster.stop())
+  const gateway = await startTestGateway({ databaseUrl: cluster.url })
+  t.teardown(() => gateway.close())
+
+  const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'db-outage', name: 'Dana' })).json()
+  const { signupToken } = (await loginWithGoogle(gateway, { sub: 'db-outage-new' })).json()
+  const credential = await nativeAppAuthorization(gateway, { sub: 'db-outage', name: 'Dana' })
+
+  await cluster.stop()
+  const started = Date.now()
+  const login = await gateway.app.inject({ method: 'POST', url: '/auth/login', payload: credential })
+  t.equal(login.statusCode, 503, 'login')
+  t.equal(login.json().error, 'unavailable')
+  t.ok(Date.now() - started < 10_000, 'within the database timeout')
+  const signup = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken, nickname: 'Nia' } })
+  t.equal(signup.statusCode, 503, 'signup')
+  t.equal((await jwks(gateway)).statusCode, 200, 'JWKS is still served')
+  t.equal((await refresh(gateway, refreshToken)).statusCode, 200, 'refresh needs only Redis')
+  t.equal((await ready(gateway)).json().checks.database, 'unavailable')
+
+  await cluster.start()
+  const resumed = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken, nickname: 'Nia' } })
+  t.equal(resumed.statusCode, 201, 'the same signup ticket works once the database is back')
+  t.equal((await loginWithGoogle(gateway, { sub: 'db-outage', name: 'Dana' })).json().status, 'authenticated')
+  t.equal(await gateway.database.prisma.user.count(), 2, 'no half-written user: exactly the two complete accounts')
+})
