@@ -1,0 +1,74 @@
+// Web clients: the refresh token lives only in an HttpOnly, Secure, SameSite=Strict
+// cookie, and a cookie is honoured only with an allowed Origin (CSRF).
+
+import t from 'tap'
+import { APP_ORIGIN, loginWithGoogle, startTestGateway } from './support/gateway.js'
+
+const gateway = await startTestGateway({ database: 'pglite' })
+t.teardown(() => gateway.close())
+const { app } = gateway
+const browser = { origin: APP_ORIGIN }
+
+function refreshCookieOf(response: { cookies: { name: string; value: string }[] }) {
+  return response.cookies.find((cookie) => cookie.name === '__Secure-refresh_token')
+}
+
+t.test('a browser login sets the refresh cookie and keeps the token out of the body', async (t) => {
+  const login = await loginWithGoogle(gateway, { sub: 'web-1', name: 'Wen' }, browser)
+  t.equal(login.statusCode, 200)
+  t.notOk('refreshToken' in login.json(), 'no refresh token in the body of a browser response')
+  t.ok(login.json().accessToken)
+  t.equal(login.headers['access-control-allow-origin'], APP_ORIGIN)
+  t.equal(login.headers['access-control-allow-credentials'], 'true')
+  const setCookie = String(login.headers['set-cookie'])
+  t.match(setCookie, /^__Secure-refresh_token=[A-Za-z0-9_-]{86};/)
+  for (const attribute of ['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/auth', 'Max-Age=1209600']) {
+    t.ok(setCookie.includes(attribute), `cookie has ${attribute}`)
+  }
+  t.notMatch(setCookie, /Domain=/i, 'no Domain: the cookie stays on the gateway host')
+})
+
+t.test('refresh by cookie rotates the cookie; without or with a foreign Origin it is refused', async (t) => {
+  const login = await loginWithGoogle(gateway, { sub: 'web-2', name: 'Wes' }, browser)
+  const cookie = refreshCookieOf(login)!
+  const cookies = { [cookie.name]: cookie.value }
+
+  const csrf = await app.inject({ method: 'POST', url: '/auth/token', cookies })
+  t.equal(csrf.statusCode, 403, 'a cookie without Origin (a cross-site form) is refused')
+  t.equal(csrf.json().error, 'origin_not_allowed')
+  const foreign = await app.inject({ method: 'POST', url: '/auth/token', cookies, headers: { origin: 'https://evil.example' } })
+  t.equal(foreign.statusCode, 403)
+  t.notOk(foreign.headers['access-control-allow-origin'], 'CORS never reflects a foreign origin')
+
+  const refreshed = await app.inject({ method: 'POST', url: '/auth/token', cookies, headers: browser })
+  t.equal(refreshed.statusCode, 200, 'the refused attempts did not spend the token')
+  t.notOk('refreshToken' in refreshed.json())
+  const rotated = refreshCookieOf(refreshed)!
+  t.not(rotated.value, cookie.value, 'the cookie carries the successor')
+
+  const asBody = await app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: rotated.value } })
+  t.equal(asBody.statusCode, 401, 'a web cookie token replayed as a mobile body token is refused')
+
+  const logout = await app.inject({ method: 'POST', url: '/auth/logout', cookies: { [rotated.name]: rotated.value }, headers: browser })
+  t.equal(logout.statusCode, 204)
+  t.match(String(logout.headers['set-cookie']), /__Secure-refresh_token=;.*Expires=Thu, 01 Jan 1970/, 'logout expires the cookie')
+  const after = await app.inject({ method: 'POST', url: '/auth/token', cookies: { [rotated.name]: rotated.value }, headers: browser })
+  t.equal(after.statusCode, 401)
+})
+
+t.test('a mobile body token presented from a browser is refused', async (t) => {
+  const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'mobile-1', name: 'Mo' })).json()
+  const fromBrowser = await app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken }, headers: browser })
+  t.equal(fromBrowser.statusCode, 401)
+  t.equal((await app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })).statusCode, 200, 'it still works from the app')
+})
+
+t.test('logout is idempotent and ends the session of a bearer access token too', async (t) => {
+  t.equal((await app.inject({ method: 'POST', url: '/auth/logout' })).statusCode, 204, 'no token: 204')
+  const login = (await loginWithGoogle(gateway, { sub: 'bearer-logout', name: 'Bea' })).json()
+  const authorization = `Bearer ${login.accessToken}`
+  t.equal((await app.inject({ method: 'POST', url: '/auth/logout', headers: { authorization } })).statusCode, 204)
+  t.equal((await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization } })).statusCode, 401, 'the access token is refused at once')
+  t.equal((await app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: login.refreshToken } })).statusCode, 401)
+  t.equal((await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: login.refreshToken } })).statusCode, 204, 'twice: still 204')
+})
