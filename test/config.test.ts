@@ -1,0 +1,104 @@
+// Configuration is checked once at start-up; every problem is named on its own line, and
+// production refuses the settings that are only safe on a developer's machine.
+
+import { spawnSync } from 'node:child_process'
+import t from 'tap'
+import { ConfigError, loadConfig } from '../src/config.js'
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env)
+    return []
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems
+    throw error
+  }
+}
+
+t.test('defaults follow the contract', async (t) => {
+  const config = loadConfig({})
+  t.equal(config.port, 3000)
+  t.equal(config.host, '127.0.0.1')
+  t.equal(config.publicUrl, 'http://localhost:3000')
+  t.equal(config.tokenAudience, 'http://localhost:3000')
+  t.same(
+    [config.accessTokenTtl, config.refreshTokenTtl, config.signupTicketTtl, config.refreshReuseGrace],
+    [600, 1_209_600, 600, 10],
+  )
+  t.same(config.signupRequiredFields, ['nickname'])
+  t.equal(config.sessionPolicy, 'multi')
+  t.same(config.allowedRedirectUris, [])
+  t.same(Object.keys(config.providers), [], 'a provider without a client id is disabled')
+})
+
+t.test('every invalid value is reported, one line each', async (t) => {
+  const problems = problemsOf({
+    PORT: 'eighty',
+    ACCESS_TOKEN_TTL: '-5',
+    SESSION_POLICY: 'sometimes',
+    SIGNUP_REQUIRED_FIELDS: 'nickname,shoe_size',
+    DATABASE_URL: 'mysql://db/gateway',
+    ALLOWED_REDIRECT_URIS: 'https://app.example/cb#frag,not a uri',
+    GOOGLE_CLIENT_ID: 'id-without-secret',
+  })
+  t.equal(problems.length, 8, problems.join('\n'))
+  t.match(problems.join('\n'), /PORT/)
+  t.match(problems.join('\n'), /ACCESS_TOKEN_TTL/)
+  t.match(problems.join('\n'), /SESSION_POLICY/)
+  t.match(problems.join('\n'), /shoe_size/)
+  t.match(problems.join('\n'), /DATABASE_URL/)
+  t.match(problems.join('\n'), /fragment/)
+  t.match(problems.join('\n'), /not an absolute URI/)
+  t.match(problems.join('\n'), /GOOGLE_CLIENT_SECRET is required/)
+})
+
+t.test('production refuses development conveniences', async (t) => {
+  const problems = problemsOf({
+    NODE_ENV: 'production',
+    PUBLIC_URL: 'http://gateway.example',
+    GOOGLE_CLIENT_ID: 'id',
+    GOOGLE_CLIENT_SECRET: 'secret',
+    GOOGLE_ISSUER: 'http://accounts.example',
+  }).join('\n')
+  t.match(problems, /SIGNING_KEYS is required in production/)
+  t.match(problems, /REDIS_URL is required in production/)
+  t.match(problems, /DATABASE_URL is required in production/)
+  t.match(problems, /PUBLIC_URL: plain http is refused/)
+  t.match(problems, /GOOGLE_ISSUER: .* must be https/)
+
+  t.same(
+    problemsOf({
+      NODE_ENV: 'production',
+      PUBLIC_URL: 'https://gateway.example',
+      SIGNING_KEYS: '{"keys":[]}',
+      REDIS_URL: 'rediss://cache.internal:6380',
+      DATABASE_URL: 'postgresql://gateway@db.internal/gateway',
+      GOOGLE_CLIENT_ID: 'id',
+      GOOGLE_CLIENT_SECRET: 'secret',
+      GOOGLE_ISSUER: 'http://127.0.0.1:9000',
+    }),
+    [],
+    'https everywhere, and plain http only on loopback, is accepted',
+  )
+})
+
+t.test('the reuse grace must outlast the Redis command timeout', async (t) => {
+  t.match(problemsOf({ REFRESH_REUSE_GRACE: '1' }).join('\n'), /REFRESH_REUSE_GRACE must be longer/)
+})
+
+t.test('npm start with a bad configuration prints the problems and exits 1', async (t) => {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { PATH: process.env.PATH, PORT: 'x', SESSION_POLICY: 'none' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+  t.equal(result.status, 1)
+  const lines = result.stderr.trim().split('\n')
+  t.same(
+    lines.map((line) => line.split(':')[0]),
+    ['configuration', 'configuration'],
+    'one line per problem',
+  )
+  t.match(result.stderr, /PORT must be a whole number/)
+  t.match(result.stderr, /SESSION_POLICY must be "multi" or "single"/)
+})
