@@ -76,6 +76,9 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   })
   app.decorate('gateway', services)
   registerErrorHandling(app)
+  // Every body is JSON. Without this, a text/plain body (what a cross-site form sends)
+  // would reach the schema instead of being refused with 415.
+  app.removeContentTypeParser('text/plain')
 
   await app.register(cookie)
   await app.register(cors, {

@@ -35,7 +35,10 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const status = STATUS_BY_CODE[error.code] ?? 500
       if (status >= 500) request.log.warn({ err: describe(error) }, error.message)
       if (status === 503) reply.header('retry-after', '1')
-      if (error.code === 'invalid_token') reply.header('www-authenticate', 'Bearer error="invalid_token"')
+      // RFC 6750 §3.1: no error code when the request carried no credentials at all.
+      if (error.code === 'invalid_token') {
+        reply.header('www-authenticate', request.headers.authorization === undefined ? 'Bearer' : 'Bearer error="invalid_token"')
+      }
       return reply.code(status).send({ error: error.code, message: error.message })
     }
     if (error.validation) {

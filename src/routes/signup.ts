@@ -9,7 +9,8 @@ const signupBody = {
   additionalProperties: false,
   properties: {
     signupToken: { type: 'string', minLength: 1, maxLength: 256 },
-    nickname: { type: 'string', minLength: 1, maxLength: 64, pattern: '\\S' },
+    // At least one visible character: blanks and zero-width spaces are not a name.
+    nickname: { type: 'string', minLength: 1, maxLength: 64, pattern: '[\\p{L}\\p{N}\\p{P}\\p{S}]' },
     email: { type: 'string', minLength: 3, maxLength: 254, pattern: '^[^\\s@]+@[^\\s@]+$' },
     photo: { type: 'string', maxLength: 2048, pattern: '^https://[^\\s]+$' },
   },
