@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// `npm test`: runs the tap suite against one throw-away PostgreSQL cluster and
+// ends with a plain `N passed, N failed` line (tap's own summary is not one CI
+// recognises).
+//
+//   npm test                                   # every test/**/*.test.ts
+//   npm test -- test/emulators/google.test.ts  # one file (any tap args pass through)
+//
+// The test files get TEST_POSTGRES_URL (an admin URL of the shared cluster).
+// tap's report is printed as TAP (its `tap` reporter) so that it can be counted;
+// a --reporter given on the command line is overridden.
+// N counts test points: assertions, plus any failing subtest whose failure has
+// no failing assertion of its own (a crash, a timeout, a missing plan).
+
+import { spawn, spawnSync } from 'node:child_process'
+import { constants } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Parser } from 'tap-parser'
+
+import { startPostgresCluster } from './postgres-cluster.mjs'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+function fail(message) {
+  console.error(`npm test: ${message}`)
+  process.exit(1)
+}
+
+const redis = spawnSync('redis-server', ['--version'], { stdio: 'ignore' })
+if (redis.error || redis.status !== 0) {
+  fail('redis-server is not on PATH; the tests need a real Redis. Install it: `apt-get install redis-server` (Debian/Ubuntu).')
+}
+
+/** Counts leaf test points of a TAP stream, subtests included. */
+function track(parser) {
+  const counts = { pass: 0, fail: 0, skip: 0 }
+  const add = (c) => {
+    counts.pass += c.pass
+    counts.fail += c.fail
+    counts.skip += c.skip
+  }
+  let pending // the subtest whose closing point has not been seen yet
+  const flush = () => {
+    if (pending) add(pending.counts)
+    pending = undefined
+  }
+  parser.on('child', (child) => {
+    flush()
+    pending = track(child)
+  })
+  parser.on('assert', (result) => {
+    const child = pending
+    pending = undefined
+    const skipped = Boolean(result.skip || result.todo)
+    const inner = child ? child.counts.pass + child.counts.fail + child.counts.skip : 0
+    if (child && inner > 0) {
+      add(child.counts)
+      if (!result.ok && !skipped && child.counts.fail === 0) counts.fail += 1
+      return
+    }
+    if (skipped) counts.skip += 1
+    else if (result.ok) counts.pass += 1
+    else counts.fail += 1
+  })
+  parser.on('complete', flush)
+  return { counts }
+}
+
+let cluster
+let child
+let signalled
+
+async function stopCluster() {
+  const c = cluster
+  cluster = undefined
+  if (!c) return
+  try {
+    await c.stop()
+  } catch (error) {
+    console.error(`npm test: stopping PostgreSQL failed: ${error?.message ?? error}`)
+  }
+}
+
+// tap runs in its own process group: a signal goes to tap and to every test
+// process (tap 21 does not pass it on to them reliably), and a second signal, or
+// 10 s of waiting, ends the whole group. The run ends when tap has exited, and the
+// cluster is stopped then.
+function signalTap(signal) {
+  try {
+    process.kill(-child.pid, signal)
+  } catch {}
+}
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    if (signalled) {
+      if (child) signalTap('SIGKILL')
+      return
+    }
+    signalled = signal
+    if (child) {
+      signalTap(signal)
+      setTimeout(() => signalTap('SIGKILL'), 10_000).unref()
+    } else {
+      stopCluster().finally(() => process.exit(128 + constants.signals[signal]))
+    }
+  })
+}
+
+try {
+  cluster = await startPostgresCluster()
+} catch (error) {
+  fail(`could not start PostgreSQL for the tests: ${error?.message ?? error}`)
+}
+if (signalled) {
+  await stopCluster()
+  process.exit(128 + constants.signals[signalled])
+}
+
+const parser = new Parser()
+const tally = track(parser)
+
+const tapBin = path.join(root, 'node_modules', '.bin', 'tap')
+child = spawn(tapBin, [...process.argv.slice(2), '--reporter=tap'], {
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'inherit'],
+  detached: true,
+  env: { ...process.env, TEST_POSTGRES_URL: cluster.url },
+})
+child.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk)
+  parser.write(chunk)
+})
+
+const status = await new Promise((resolve) => {
+  child.once('error', (error) => {
+    console.error(`npm test: could not run tap: ${error.message}`)
+    resolve(1)
+  })
+  child.once('close', (code, signal) => {
+    resolve(signal ? 128 + (constants.signals[signal] ?? 0) : code ?? 1)
+  })
+})
+parser.end()
+await stopCluster()
+
+const { pass, fail: failed, skip } = tally.counts
+console.log(`${pass} passed, ${failed} failed${skip ? `, ${skip} skipped` : ''}`)
+process.exit(status === 0 && failed > 0 ? 1 : status)
