@@ -32,8 +32,10 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const keys = await loadSigningKeys(config)
   let localRedis: LocalRedis | undefined
   const redisUrl = config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url
-  const warnings = { warn: (object: unknown, message?: string) => console.warn(message ?? '', object) }
-  const redis = await connectRedis(redisUrl, warnings)
+  // Connection problems after start-up go to the app's logger (redacted, silenced in tests);
+  // a failure to connect at start-up is thrown instead.
+  let app: FastifyInstance | undefined
+  const redis = await connectRedis(redisUrl, { warn: (object, message) => app?.log.warn(object, message) })
   let database: Database
   try {
     database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
@@ -70,7 +72,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     browser: new BrowserPolicy(config, refreshCookieFor(config)),
     readiness: { redis: () => redis.ping(), database: () => database.ping() },
   }
-  const app = await buildApp(services, logger)
+  app = await buildApp(services, logger)
   return {
     app,
     redis,

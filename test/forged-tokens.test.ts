@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import t from 'tap'
-import { GOOGLE_CLIENT, REDIRECT_URI, loginWithGoogle, startTestGateway } from './support/gateway.js'
+import { REDIRECT_URI, googleClientConfiguration, loginWithGoogle, nativeAppAuthorization, startTestGateway } from './support/gateway.js'
 
 type Tap = Pick<typeof t, 'equal' | 'ok' | 'match' | 'notMatch' | 'same' | 'type'>
 
@@ -260,20 +260,14 @@ t.test('JWE and other non-JWS shapes → 401', async (t) => {
 
 t.test('a Google ID token (another issuer\'s genuine JWT) is not an access token → 401', async (t) => {
   // Run our own code flow against the emulator, as any client of that Google app could.
-  const configuration = await oidc.discovery(new URL(gateway.google.issuer), GOOGLE_CLIENT.clientId, GOOGLE_CLIENT.clientSecret, oidc.ClientSecretPost(GOOGLE_CLIENT.clientSecret), {
-    execute: [oidc.allowInsecureRequests],
+  const { code, codeVerifier, nonce } = await nativeAppAuthorization(gateway, account)
+  const callback = new URL(REDIRECT_URI)
+  callback.searchParams.set('code', code)
+  const tokens = await oidc.authorizationCodeGrant(await googleClientConfiguration(gateway), callback, {
+    pkceCodeVerifier: codeVerifier,
+    expectedNonce: nonce,
+    idTokenExpected: true,
   })
-  const verifier = oidc.randomPKCECodeVerifier()
-  const state = oidc.randomState()
-  const url = oidc.buildAuthorizationUrl(configuration, {
-    redirect_uri: REDIRECT_URI,
-    scope: 'openid email profile',
-    state,
-    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-  })
-  const redirect = await gateway.google.authorize(url, account)
-  const tokens = await oidc.authorizationCodeGrant(configuration, redirect, { pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true })
   t.ok(tokens.id_token, 'the emulator issued an ID token')
   await refused(t, 'a Google ID token', tokens.id_token!)
   await refused(t, 'a Google access token', tokens.access_token)

@@ -102,9 +102,7 @@ export async function loginWithGoogle(
  * the gateway's /auth/login/start. Returns what the app then posts to /auth/login.
  */
 export async function nativeAppAuthorization(gateway: TestGateway, account: EmulatedAccount) {
-  const configuration = await oidc.discovery(new URL(gateway.google.issuer), GOOGLE_CLIENT.clientId, GOOGLE_CLIENT.clientSecret, undefined, {
-    execute: [oidc.allowInsecureRequests],
-  })
+  const configuration = await googleClientConfiguration(gateway)
   const codeVerifier = oidc.randomPKCECodeVerifier()
   const nonce = oidc.randomNonce()
   const authorizationUrl = oidc.buildAuthorizationUrl(configuration, {
@@ -117,6 +115,13 @@ export async function nativeAppAuthorization(gateway: TestGateway, account: Emul
   })
   const code = await gateway.codeFor(authorizationUrl.href, account)
   return { provider: 'google', code, codeVerifier, nonce, redirectUri: REDIRECT_URI }
+}
+
+/** An openid-client configuration for the emulated Google app, as any of its clients would have. */
+export function googleClientConfiguration(gateway: TestGateway) {
+  return oidc.discovery(new URL(gateway.google.issuer), GOOGLE_CLIENT.clientId, GOOGLE_CLIENT.clientSecret, undefined, {
+    execute: [oidc.allowInsecureRequests],
+  })
 }
 
 /** Resolves once the gateway's Redis client has reconnected. */
