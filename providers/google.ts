@@ -13,7 +13,8 @@ export const google: ProviderDefinition<OpenIdConnectSettings> = {
     const clientSecret = env.GOOGLE_CLIENT_SECRET?.trim()
     if (!clientSecret) problems.push('GOOGLE_CLIENT_SECRET is required when GOOGLE_CLIENT_ID is set')
     const issuer = readProviderUrl(env, 'GOOGLE_ISSUER', 'https://accounts.google.com', problems, production)
-    return { clientId, clientSecret: clientSecret ?? '', issuer, scope: 'openid email profile' }
+    const audiences = env.GOOGLE_AUDIENCES?.split(',').map((audience) => audience.trim()).filter(Boolean) ?? []
+    return { clientId, clientSecret: clientSecret ?? '', issuer, scope: 'openid email profile', audiences: [clientId, ...audiences] }
   },
   create: (settings, runtime) => new OpenIdConnectProvider('google', settings, runtime),
 }

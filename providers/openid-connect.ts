@@ -3,19 +3,26 @@
 // and the signature, which openid-client skips unless non-repudiation checks are on).
 // Google uses it as it is; Kakao's OIDC mode and configured generic providers build on it.
 
+import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import { InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
-import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime } from './types.js'
+import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
 
 export interface OpenIdConnectSettings {
   issuer: string
   clientId: string
   clientSecret: string
   scope: string
+  /** Client ids whose ID tokens a native SDK may bring (web, Android, iOS keys differ). */
+  audiences: string[]
 }
+
+/** OIDC Core §3.1.3.7 allows a small clock skew; SECURITY.md B4 caps it at 30 s. */
+const CLOCK_TOLERANCE_SECONDS = 30
 
 export class OpenIdConnectProvider implements IdentityProvider {
   private configuration: Promise<oidc.Configuration> | undefined
+  private providerKeys: ReturnType<typeof jose.createRemoteJWKSet> | undefined
 
   constructor(
     readonly name: string,
@@ -58,6 +65,40 @@ export class OpenIdConnectProvider implements IdentityProvider {
     const claims = tokens.claims()
     if (!claims) throw new ProviderError(`${this.name} returned no ID token`)
     return this.profileFromClaims(claims)
+  }
+
+  /**
+   * An ID token a native SDK obtained: signature against the provider's JWKS (cached; an
+   * unknown kid triggers at most one refetch per cooldown), exact issuer, an audience from
+   * our allow-list (with azp when there are several), exp/iat, and the nonce.
+   */
+  async verifyIdToken(idToken: string, nonce?: string): Promise<VerifiedIdToken> {
+    const metadata = (await this.discover()).serverMetadata()
+    if (!metadata.jwks_uri) throw new ProviderError(`${this.name} publishes no jwks_uri`)
+    this.providerKeys ??= jose.createRemoteJWKSet(new URL(metadata.jwks_uri), {
+      timeoutDuration: this.runtime.httpTimeoutSeconds * 1000,
+      cooldownDuration: 30_000,
+      cacheMaxAge: 10 * 60_000,
+    })
+    const { audiences } = this.settings
+    let claims: jose.JWTPayload
+    try {
+      ;({ payload: claims } = await jose.jwtVerify(idToken, this.providerKeys, {
+        issuer: metadata.issuer,
+        audience: audiences,
+        algorithms: asymmetricAlgorithms(metadata.id_token_signing_alg_values_supported),
+        requiredClaims: ['sub', 'iat', 'exp'],
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      }))
+    } catch (error) {
+      throw classifyIdTokenFailure(this.name, error)
+    }
+    if (Array.isArray(claims.aud) && claims.aud.length > 1 && !audiences.includes(String(claims.azp))) {
+      throw new InvalidGrant(`the ${this.name} ID token was issued to another party (azp)`)
+    }
+    // A nonce the client used must come back; a nonce the client did not send must not appear.
+    if (claims.nonce !== nonce) throw new InvalidGrant(`the ${this.name} ID token nonce does not match`)
+    return { profile: this.profileFromClaims(claims as oidc.IDToken), expiresAt: claims.exp! * 1000 }
   }
 
   /** Maps standard OIDC claims; email only when the provider says it is verified. */
@@ -119,6 +160,21 @@ export function classifyProviderFailure(provider: string, error: unknown): Error
   }
   if (isTimeout(error)) return new ProviderTimeout(`${provider} did not answer in time`, { cause: error })
   return new ProviderError(`${provider} could not be used`, { cause: error })
+}
+
+function classifyIdTokenFailure(provider: string, error: unknown): Error {
+  if (error instanceof jose.errors.JWKSTimeout) return new ProviderTimeout(`${provider} keys did not arrive in time`, { cause: error })
+  if (error instanceof jose.errors.JOSEError) {
+    if (error instanceof jose.errors.JWKSInvalid) return new ProviderError(`${provider} published an invalid key set`, { cause: error })
+    return new InvalidGrant(`the ${provider} ID token failed validation`, { cause: error })
+  }
+  return new ProviderError(`${provider} keys could not be fetched`, { cause: error })
+}
+
+/** The provider's advertised ID token algorithms, never `none` or a symmetric one. */
+function asymmetricAlgorithms(advertised: string[] | undefined): string[] {
+  const allowed = (advertised ?? ['RS256']).filter((alg) => /^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(alg))
+  return allowed.length > 0 ? allowed : ['RS256']
 }
 
 function isTimeout(error: unknown): boolean {

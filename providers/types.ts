@@ -33,6 +33,13 @@ export interface CodeCredential {
   state?: string
 }
 
+/** A provider ID token a native SDK brought, verified: who it names and until when it is valid. */
+export interface VerifiedIdToken {
+  profile: ProviderProfile
+  /** Milliseconds since the epoch: the gateway refuses the same token again until then. */
+  expiresAt: number
+}
+
 export interface IdentityProvider {
   /** The name clients use in `provider`, e.g. "google". */
   readonly name: string
@@ -40,7 +47,7 @@ export interface IdentityProvider {
   /** Exchanges the code server-side, validates any ID token, and reads the profile. */
   exchangeCode(credential: CodeCredential): Promise<ProviderProfile>
   /** Verifies an ID token a native SDK obtained (signature, iss, aud allow-list, exp, nonce). */
-  verifyIdToken?(idToken: string, nonce?: string): Promise<ProviderProfile>
+  verifyIdToken?(idToken: string, nonce?: string): Promise<VerifiedIdToken>
   /** Checks a native SDK's access token belongs to our app, then reads the profile. */
   verifyAccessToken?(accessToken: string): Promise<ProviderProfile>
 }

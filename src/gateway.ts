@@ -9,6 +9,7 @@ import { BrowserPolicy, refreshCookieFor } from './http/browser.js'
 import { UserDirectory } from './identity/users.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
+import { UsedIdTokens } from './login/used-id-tokens.js'
 import { ProviderRegistry } from '../providers/registry.js'
 import { RefreshSessions } from './sessions/refresh-sessions.js'
 import { SessionStore } from './sessions/session-store.js'
@@ -62,6 +63,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     login: new LoginService({
       providers,
       transactions: new LoginTransactions(redis, config.signupTicketTtl),
+      usedIdTokens: new UsedIdTokens(redis),
       users,
       tickets,
       sessionTokens,

@@ -3,7 +3,7 @@
 // out a signup ticket. Order matters: nothing is written before the provider vouched.
 
 import type { ProfileField } from '../config.js'
-import { InvalidRedirectUri, InvalidState } from '../errors.js'
+import { InvalidRedirectUri, InvalidRequest, InvalidState } from '../errors.js'
 import type { ProviderRegistry } from '../../providers/registry.js'
 import type { ProviderProfile } from '../../providers/types.js'
 import type { PublicUser, UserDirectory } from '../identity/users.js'
@@ -12,6 +12,7 @@ import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from '../signup/signup-tickets.js'
 import { IdentityAlreadyLinked } from '../errors.js'
 import type { LoginTransactions } from './login-transactions.js'
+import type { UsedIdTokens } from './used-id-tokens.js'
 
 export interface CodeLogin {
   code: string
@@ -42,6 +43,7 @@ export type LoginOutcome =
 export interface LoginDependencies {
   providers: ProviderRegistry
   transactions: LoginTransactions
+  usedIdTokens: UsedIdTokens
   users: UserDirectory
   tickets: SignupTickets
   sessionTokens: SessionTokens
@@ -75,6 +77,22 @@ export class LoginService {
     }
     const profile = await provider.exchangeCode({ code: credential.code, redirectUri: credential.redirectUri, codeVerifier, nonce, state: credential.state })
     return this.signInIdentity(provider.name, profile, client)
+  }
+
+  /** An ID token from a native SDK: verified against the provider's keys, and accepted once. */
+  async loginWithIdToken(providerName: string, idToken: string, nonce: string | undefined, client: ClientContext): Promise<LoginOutcome> {
+    const provider = this.deps.providers.get(providerName)
+    if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
+    const verified = await provider.verifyIdToken(idToken, nonce)
+    await this.deps.usedIdTokens.markUsed(idToken, verified.expiresAt)
+    return this.signInIdentity(provider.name, verified.profile, client)
+  }
+
+  /** A provider access token from a native SDK: the adapter checks it was issued to our app. */
+  async loginWithAccessToken(providerName: string, accessToken: string, client: ClientContext): Promise<LoginOutcome> {
+    const provider = this.deps.providers.get(providerName)
+    if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
+    return this.signInIdentity(provider.name, await provider.verifyAccessToken(accessToken), client)
   }
 
   /** The part every credential kind shares once the provider has vouched for `profile`. */

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { InvalidRequest } from '../errors.js'
 import { clientLabel } from '../http/browser.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
-import type { LoginOutcome } from '../login/login.js'
+import type { ClientContext, LoginOutcome, LoginService } from '../login/login.js'
 import { authenticatedReply, providerName, urlString } from './shapes.js'
 
 const loginBody = {
@@ -17,6 +17,8 @@ const loginBody = {
     // RFC 7636 §4.1: 43 to 128 unreserved characters.
     codeVerifier: { type: 'string', pattern: '^[A-Za-z0-9._~-]{43,128}$' },
     nonce: { type: 'string', minLength: 1, maxLength: 256 },
+    idToken: { type: 'string', minLength: 1, maxLength: 8192 },
+    accessToken: { type: 'string', minLength: 1, maxLength: 4096 },
   },
 } as const
 
@@ -34,6 +36,8 @@ interface LoginBody {
   state?: string
   codeVerifier?: string
   nonce?: string
+  idToken?: string
+  accessToken?: string
 }
 
 export async function loginRoutes(app: FastifyInstance): Promise<void> {
@@ -45,20 +49,34 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   })
 
   app.post<{ Body: LoginBody }>('/auth/login', { schema: { body: loginBody } }, async (request, reply) => {
-    const { provider, code, redirectUri, state, codeVerifier, nonce } = request.body
+    const { provider, ...credential } = request.body
     const client = { channel: browser.channelOf(request), label: clientLabel(request) }
-    if (code === undefined || redirectUri === undefined) {
-      throw new InvalidRequest('send an authorization code with its redirectUri')
-    }
-    if ((state === undefined) === (codeVerifier === undefined)) {
-      throw new InvalidRequest('send either the state from /auth/login/start or your own codeVerifier, not both')
-    }
-    if (state !== undefined && nonce !== undefined) {
-      throw new InvalidRequest('the nonce of a gateway-started login is kept by the gateway; do not send one')
-    }
-    const outcome = await login.loginWithCode(provider, { code, redirectUri, state, codeVerifier, nonce }, client)
+    const outcome = await loginWith(login, provider, credential, client)
     return sendLoginOutcome(app, reply, outcome, client.channel)
   })
+}
+
+/** Exactly one credential kind per request, each with only the fields that belong to it. */
+function loginWith(login: LoginService, provider: string, credential: Omit<LoginBody, 'provider'>, client: ClientContext) {
+  const { code, redirectUri, state, codeVerifier, nonce, idToken, accessToken } = credential
+  const kinds = [code, idToken, accessToken].filter((value) => value !== undefined).length
+  if (kinds !== 1) throw new InvalidRequest('send exactly one credential: a code, an idToken or an accessToken')
+  if (idToken !== undefined) {
+    if (redirectUri ?? state ?? codeVerifier) throw new InvalidRequest('an idToken login takes only an optional nonce')
+    return login.loginWithIdToken(provider, idToken, nonce, client)
+  }
+  if (accessToken !== undefined) {
+    if (redirectUri ?? state ?? codeVerifier ?? nonce) throw new InvalidRequest('an accessToken login takes no other fields')
+    return login.loginWithAccessToken(provider, accessToken, client)
+  }
+  if (redirectUri === undefined) throw new InvalidRequest('a code needs the redirectUri it was issued for')
+  if ((state === undefined) === (codeVerifier === undefined)) {
+    throw new InvalidRequest('send either the state from /auth/login/start or your own codeVerifier, not both')
+  }
+  if (state !== undefined && nonce !== undefined) {
+    throw new InvalidRequest('the nonce of a gateway-started login is kept by the gateway; do not send one')
+  }
+  return login.loginWithCode(provider, { code: code!, redirectUri, state, codeVerifier, nonce }, client)
 }
 
 export function sendLoginOutcome(app: FastifyInstance, reply: FastifyReply, outcome: LoginOutcome, channel: Channel) {
