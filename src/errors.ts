@@ -3,9 +3,12 @@
 
 export abstract class GatewayError extends Error {
   abstract readonly code: string
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** For the operator's log only, never sent to the client (e.g. "check KAKAO_CLIENT_SECRET"). */
+  readonly detail?: string
+  constructor(message: string, options?: { cause?: unknown; detail?: string }) {
     super(message, options)
     this.name = new.target.name
+    this.detail = options?.detail
   }
 }
 
