@@ -33,7 +33,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof GatewayError) {
       const status = STATUS_BY_CODE[error.code] ?? 500
-      if (status >= 500 || error.detail) request.log.warn({ err: describe(error), detail: error.detail }, error.message)
+      const { detail } = error as GatewayError
+      if (status >= 500 || detail) request.log.warn({ err: describe(error), detail }, error.message)
       if (status === 503) reply.header('retry-after', '1')
       // RFC 6750 §3.1: no error code when the request carried no credentials at all.
       if (error.code === 'invalid_token') {
