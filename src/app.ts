@@ -20,6 +20,7 @@ import { discoveryRoutes } from './routes/discovery.js'
 import { healthRoutes } from './routes/health.js'
 import { loginRoutes } from './routes/login.js'
 import { meRoutes } from './routes/me.js'
+import { redirectFlowRoutes } from './routes/redirect-flow.js'
 import { signupRoutes } from './routes/signup.js'
 import { tokenRoutes } from './routes/tokens.js'
 
@@ -91,6 +92,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   await app.register(signupRoutes)
   await app.register(tokenRoutes)
   await app.register(meRoutes)
+  await app.register(redirectFlowRoutes)
   await app.register(discoveryRoutes)
   await app.register(healthRoutes)
   return app

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { buildApp, type GatewayServices } from './app.js'
 import type { Config } from './config.js'
-import { BrowserPolicy, refreshCookieFor } from './http/browser.js'
+import { BrowserPolicy } from './http/browser.js'
 import { UserDirectory } from './identity/users.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
@@ -69,9 +69,11 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
       sessionTokens,
       allowedRedirectUris: config.allowedRedirectUris,
       signupRequiredFields: config.signupRequiredFields,
+      publicUrl: config.publicUrl,
+      webOrigins: config.webOrigins,
     }),
     signup: new SignupService({ tickets, users, sessionTokens, signupRequiredFields: config.signupRequiredFields }),
-    browser: new BrowserPolicy(config, refreshCookieFor(config)),
+    browser: new BrowserPolicy(config),
     readiness: { redis: () => redis.ping(), database: () => database.ping() },
   }
   app = await buildApp(services, logger)

@@ -15,19 +15,39 @@ export interface RefreshCookie {
 
 /** `__Secure-` needs Secure; Secure is dropped only for http://localhost in development. */
 export function refreshCookieFor(config: Pick<Config, 'publicUrl' | 'production'>): RefreshCookie {
-  const url = new URL(config.publicUrl)
-  const insecureLocal = !config.production && url.protocol === 'http:' && url.hostname === 'localhost'
-  return insecureLocal ? { name: 'refresh_token', secure: false } : { name: '__Secure-refresh_token', secure: true }
+  const secure = cookiesAreSecure(config)
+  return { name: cookieName('refresh_token', secure), secure }
 }
+
+function cookiesAreSecure(config: Pick<Config, 'publicUrl' | 'production'>): boolean {
+  const url = new URL(config.publicUrl)
+  return config.production || url.protocol !== 'http:' || url.hostname !== 'localhost'
+}
+
+function cookieName(base: string, secure: boolean): string {
+  return secure ? `__Secure-${base}` : base
+}
+
+/**
+ * The short-lived cookies of the redirect flow. The binding cookie must come back on the
+ * provider's top-level redirect, so it is SameSite=Lax; the pending signup ticket is only
+ * ever sent to POST /auth/signup, so it is Strict. Neither is readable by scripts.
+ */
+const FLOW_COOKIES = {
+  loginBinding: { base: 'login_binding', path: '/auth/callback', sameSite: 'lax' },
+  signupTicket: { base: 'signup_ticket', path: '/auth/signup', sameSite: 'strict' },
+} as const
+
+type FlowCookie = keyof typeof FLOW_COOKIES
 
 export class BrowserPolicy {
   private readonly origins: Set<string>
 
-  constructor(
-    config: Pick<Config, 'webOrigins'>,
-    readonly cookie: RefreshCookie,
-  ) {
+  readonly cookie: RefreshCookie
+
+  constructor(config: Pick<Config, 'webOrigins' | 'publicUrl' | 'production'>) {
     this.origins = new Set(config.webOrigins)
+    this.cookie = refreshCookieFor(config)
   }
 
   isAllowedOrigin(origin: string): boolean {
@@ -57,15 +77,32 @@ export class BrowserPolicy {
   }
 
   setRefreshCookie(reply: FastifyReply, token: string, maxAgeSeconds: number): void {
-    reply.setCookie(this.cookie.name, token, { ...this.cookieAttributes(), maxAge: maxAgeSeconds })
+    reply.setCookie(this.cookie.name, token, { ...this.refreshCookieAttributes(), maxAge: maxAgeSeconds })
   }
 
   clearRefreshCookie(reply: FastifyReply): void {
-    reply.clearCookie(this.cookie.name, this.cookieAttributes())
+    reply.clearCookie(this.cookie.name, this.refreshCookieAttributes())
   }
 
-  private cookieAttributes() {
+  flowCookieOf(request: FastifyRequest, cookie: FlowCookie): string | undefined {
+    return request.cookies[cookieName(FLOW_COOKIES[cookie].base, this.cookie.secure)]
+  }
+
+  setFlowCookie(reply: FastifyReply, cookie: FlowCookie, value: string, maxAgeSeconds: number): void {
+    reply.setCookie(cookieName(FLOW_COOKIES[cookie].base, this.cookie.secure), value, { ...this.flowCookieAttributes(cookie), maxAge: maxAgeSeconds })
+  }
+
+  clearFlowCookie(reply: FastifyReply, cookie: FlowCookie): void {
+    reply.clearCookie(cookieName(FLOW_COOKIES[cookie].base, this.cookie.secure), this.flowCookieAttributes(cookie))
+  }
+
+  private refreshCookieAttributes() {
     return { path: '/auth', httpOnly: true, secure: this.cookie.secure, sameSite: 'strict' as const }
+  }
+
+  private flowCookieAttributes(cookie: FlowCookie) {
+    const { path, sameSite } = FLOW_COOKIES[cookie]
+    return { path, sameSite, httpOnly: true, secure: this.cookie.secure }
   }
 }
 

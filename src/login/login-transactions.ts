@@ -14,6 +14,8 @@ export interface LoginTransaction {
   codeVerifier: string
   /** Where the server-side redirect flow sends the browser afterwards. */
   returnTo?: string
+  /** Hash of the cookie that binds a redirect-flow login to the browser that started it. */
+  browserBindingHash?: string
 }
 
 export interface StartedTransaction {
@@ -31,7 +33,7 @@ export class LoginTransactions {
     private readonly ttlSeconds: number,
   ) {}
 
-  async begin(binding: Pick<LoginTransaction, 'provider' | 'redirectUri' | 'returnTo'>): Promise<StartedTransaction> {
+  async begin(binding: Pick<LoginTransaction, 'provider' | 'redirectUri' | 'returnTo' | 'browserBindingHash'>): Promise<StartedTransaction> {
     const state = oidc.randomState()
     const transaction: LoginTransaction = { ...binding, nonce: oidc.randomNonce(), codeVerifier: oidc.randomPKCECodeVerifier() }
     const codeChallenge = await oidc.calculatePKCECodeChallenge(transaction.codeVerifier)

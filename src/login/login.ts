@@ -3,7 +3,8 @@
 // out a signup ticket. Order matters: nothing is written before the provider vouched.
 
 import type { ProfileField } from '../config.js'
-import { InvalidRedirectUri, InvalidRequest, InvalidState } from '../errors.js'
+import { GatewayError, InvalidRedirectUri, InvalidRequest, InvalidState } from '../errors.js'
+import { hashSecret, randomSecret } from '../secrets.js'
 import type { ProviderRegistry } from '../../providers/registry.js'
 import type { ProviderProfile } from '../../providers/types.js'
 import type { PublicUser, UserDirectory } from '../identity/users.js'
@@ -49,7 +50,32 @@ export interface LoginDependencies {
   sessionTokens: SessionTokens
   allowedRedirectUris: readonly string[]
   signupRequiredFields: readonly ProfileField[]
+  /** The gateway's public base URL: the redirect flow's callback lives under it. */
+  publicUrl: string
+  /** Origins a redirect-flow `returnTo` may point at. */
+  webOrigins: readonly string[]
 }
+
+/** A redirect-flow login the browser must finish at the provider. */
+export interface StartedRedirect {
+  authorizationUrl: string
+  /** Secret for the browser-binding cookie; only its hash is kept. */
+  browserBinding: string
+  expiresIn: number
+}
+
+/** What the provider sent back to /auth/callback/{provider}. */
+export interface ProviderCallback {
+  state: string
+  code?: string
+  /** e.g. access_denied when the user cancelled at the provider. */
+  error?: string
+}
+
+export type RedirectOutcome = { returnTo: string } & (
+  | { outcome: LoginOutcome }
+  | { error: string }
+)
 
 export class LoginService {
   constructor(private readonly deps: LoginDependencies) {}
@@ -93,6 +119,76 @@ export class LoginService {
     const provider = this.deps.providers.get(providerName)
     if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
     return this.signInIdentity(provider.name, await provider.verifyAccessToken(accessToken), client)
+  }
+
+  /**
+   * The server-side redirect flow: the provider sends the browser back to the gateway's
+   * own callback, never to the app with a code. The transaction is bound to the browser
+   * by a cookie, so an attacker cannot finish their login in a victim's browser (RFC 9700 §4.7).
+   */
+  async startRedirect(providerName: string, returnTo: string): Promise<StartedRedirect> {
+    const provider = this.deps.providers.get(providerName)
+    this.checkReturnTo(returnTo)
+    const browserBinding = randomSecret()
+    const redirectUri = this.callbackUri(provider.name)
+    const started = await this.deps.transactions.begin({
+      provider: provider.name,
+      redirectUri,
+      returnTo,
+      browserBindingHash: hashSecret(browserBinding),
+    })
+    const authorizationUrl = await provider.buildAuthorizationUrl({ redirectUri, ...started })
+    return { authorizationUrl: authorizationUrl.href, browserBinding, expiresIn: started.expiresIn }
+  }
+
+  async finishRedirect(
+    providerName: string,
+    callback: ProviderCallback,
+    browserBinding: string | undefined,
+    client: ClientContext,
+  ): Promise<RedirectOutcome> {
+    const provider = this.deps.providers.get(providerName)
+    const transaction = await this.deps.transactions.consume(callback.state)
+    if (
+      !transaction?.returnTo ||
+      transaction.provider !== provider.name ||
+      browserBinding === undefined ||
+      transaction.browserBindingHash !== hashSecret(browserBinding)
+    ) {
+      throw new InvalidState('the state is unknown, used, expired, or was started in another browser')
+    }
+    const { returnTo } = transaction
+    if (callback.error !== undefined || callback.code === undefined) {
+      return { returnTo, error: callback.error === 'access_denied' ? 'access_denied' : 'provider_error' }
+    }
+    try {
+      const profile = await provider.exchangeCode({
+        code: callback.code,
+        redirectUri: transaction.redirectUri,
+        codeVerifier: transaction.codeVerifier,
+        nonce: transaction.nonce,
+        state: callback.state,
+      })
+      return { returnTo, outcome: await this.signInIdentity(provider.name, profile, client) }
+    } catch (error) {
+      // The browser is mid-navigation: send it back to the app with the error code only.
+      if (error instanceof GatewayError) return { returnTo, error: error.code }
+      throw error
+    }
+  }
+
+  callbackUri(providerName: string): string {
+    return `${this.deps.publicUrl}/auth/callback/${providerName}`
+  }
+
+  private checkReturnTo(returnTo: string): void {
+    let origin: string
+    try {
+      origin = new URL(returnTo).origin
+    } catch {
+      throw new InvalidRequest('returnTo must be an absolute URL')
+    }
+    if (!this.deps.webOrigins.includes(origin)) throw new InvalidRequest('returnTo must be on an allowed web origin')
   }
 
   /** The part every credential kind shares once the provider has vouched for `profile`. */

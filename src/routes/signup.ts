@@ -1,11 +1,15 @@
 import type { FastifyInstance } from 'fastify'
+import { InvalidSignupToken, OriginNotAllowed } from '../errors.js'
 import { clientLabel } from '../http/browser.js'
 import type { SignupRequest } from '../signup/signup.js'
+
+type SignupBody = Omit<SignupRequest, 'signupToken'> & { signupToken?: string }
 import { authenticatedReply } from './shapes.js'
 
 const signupBody = {
   type: 'object',
-  required: ['signupToken', 'nickname'],
+  // Without signupToken, the ticket comes from the redirect flow's HttpOnly cookie.
+  required: ['nickname'],
   additionalProperties: false,
   properties: {
     signupToken: { type: 'string', minLength: 1, maxLength: 256 },
@@ -19,10 +23,23 @@ const signupBody = {
 export async function signupRoutes(app: FastifyInstance): Promise<void> {
   const { signup, browser } = app.gateway
 
-  app.post<{ Body: SignupRequest }>('/auth/signup', { schema: { body: signupBody } }, async (request, reply) => {
+  app.post<{ Body: SignupBody }>('/auth/signup', { schema: { body: signupBody } }, async (request, reply) => {
     const client = { channel: browser.channelOf(request), label: clientLabel(request) }
-    const { tokens, user } = await signup.complete(request.body, client)
+    const fromCookie = request.body.signupToken === undefined
+    const signupToken = request.body.signupToken ?? browser.flowCookieOf(request, 'signupTicket')
+    if (signupToken === undefined) throw new InvalidSignupToken('a signupToken is required')
+    // A cookie travels by itself: only an allowed Origin shows the request is the app's (CSRF).
+    if (fromCookie && client.channel !== 'cookie') throw new OriginNotAllowed('a cookie-carried signup needs an allowed Origin')
+    const { tokens, user } = await signup.complete({ ...request.body, signupToken }, client)
+    if (fromCookie) browser.clearFlowCookie(reply, 'signupTicket')
     reply.code(201)
     return authenticatedReply(app, reply, tokens, client.channel, { user, isNewUser: true })
+  })
+
+  // The pending signup of the redirect flow: what the provider told us and what is missing.
+  app.get('/auth/signup', async (request, reply) => {
+    const signupToken = browser.flowCookieOf(request, 'signupTicket')
+    if (signupToken === undefined) throw new InvalidSignupToken('there is no pending signup in this browser')
+    return reply.header('cache-control', 'no-store').send(await signup.pending(signupToken))
   })
 }

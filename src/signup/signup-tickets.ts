@@ -43,6 +43,14 @@ export class SignupTickets {
     return { signupToken, expiresIn: this.ttlSeconds }
   }
 
+  /** Reads a ticket without using it up; undefined when unknown, used or expired. */
+  async peek(signupToken: string): Promise<{ ticket: SignupTicket; expiresIn: number } | undefined> {
+    if (!TICKET_PATTERN.test(signupToken)) return undefined
+    const [value, ttlMs] = await inRedis(() => Promise.all([this.redis.get(key(signupToken)), this.redis.pttl(key(signupToken))]))
+    if (value === null || ttlMs <= 0) return undefined
+    return { ticket: JSON.parse(value) as SignupTicket, expiresIn: Math.ceil(ttlMs / 1000) }
+  }
+
   async claim(signupToken: string): Promise<ClaimedTicket> {
     if (!TICKET_PATTERN.test(signupToken)) throw new InvalidSignupToken('the signup token is invalid')
     const claimed = (await inRedis(() => this.redis.eval(CLAIM, 1, key(signupToken)))) as [string, number] | null

@@ -2,7 +2,7 @@
 // profile fields the provider did not give. User and identity are created together.
 
 import type { ProfileField } from '../config.js'
-import { InvalidRequest, StorageUnavailable } from '../errors.js'
+import { InvalidRequest, InvalidSignupToken, StorageUnavailable } from '../errors.js'
 import type { PublicUser, UserDirectory } from '../identity/users.js'
 import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
@@ -24,6 +24,15 @@ export class SignupService {
       signupRequiredFields: readonly ProfileField[]
     },
   ) {}
+
+  /** What a pending signup knows and still needs, for the app's signup form. */
+  async pending(signupToken: string) {
+    const found = await this.deps.tickets.peek(signupToken)
+    if (!found) throw new InvalidSignupToken('there is no pending signup, or it has expired')
+    const { profile } = found.ticket
+    const missing = this.deps.signupRequiredFields.filter((field) => !profile[field])
+    return { provider: found.ticket.provider, profile, missing, expiresIn: found.expiresIn }
+  }
 
   async complete(request: SignupRequest, client: ClientContext): Promise<{ tokens: TokenSet; user: PublicUser }> {
     const claimed = await this.deps.tickets.claim(request.signupToken)

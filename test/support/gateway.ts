@@ -11,6 +11,7 @@ import { startRedis, type TestRedis } from './redis.js'
 
 export const APP_ORIGIN = 'https://app.example'
 export const REDIRECT_URI = 'https://app.example/callback'
+export const PUBLIC_URL = 'https://gateway.example'
 export const GOOGLE_CLIENT = { clientId: 'gateway-test-client', clientSecret: 'gateway-test-secret' }
 
 export interface TestGateway extends Gateway {
@@ -31,13 +32,13 @@ export interface TestGatewayOptions {
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const [testRedis, google, databaseUrl, signingKeys] = await Promise.all([
     startRedis(),
-    startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI] }),
+    startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI, `${PUBLIC_URL}/auth/callback/google`] }),
     options.databaseUrl ?? (options.database === 'pglite' ? undefined : createTestDatabase().then((db) => db.url)),
     testSigningKeys(),
   ])
   const config = loadConfig({
     NODE_ENV: 'test',
-    PUBLIC_URL: 'https://gateway.example',
+    PUBLIC_URL,
     REDIS_URL: testRedis.url,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: 'memory://' }),
     SIGNING_KEYS: signingKeys,
