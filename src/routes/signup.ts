@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { InvalidSignupToken, OriginNotAllowed } from '../errors.js'
+import { InvalidRequest, InvalidSignupToken, OriginNotAllowed } from '../errors.js'
 import { clientLabel } from '../http/browser.js'
 import type { SignupRequest } from '../signup/signup.js'
 
@@ -27,7 +27,7 @@ export async function signupRoutes(app: FastifyInstance): Promise<void> {
     const client = { channel: browser.channelOf(request), label: clientLabel(request) }
     const fromCookie = request.body.signupToken === undefined
     const signupToken = request.body.signupToken ?? browser.flowCookieOf(request, 'signupTicket')
-    if (signupToken === undefined) throw new InvalidSignupToken('a signupToken is required')
+    if (signupToken === undefined) throw new InvalidRequest('body must have required property \'signupToken\'')
     // A cookie travels by itself: only an allowed Origin shows the request is the app's (CSRF).
     if (fromCookie && client.channel !== 'cookie') throw new OriginNotAllowed('a cookie-carried signup needs an allowed Origin')
     const { tokens, user } = await signup.complete({ ...request.body, signupToken }, client)
