@@ -16,6 +16,7 @@ import type { AccessTokens } from './tokens/access-tokens.js'
 import type { SigningKeySet } from './tokens/signing-keys.js'
 import type { BrowserPolicy } from './http/browser.js'
 import { registerErrorHandling } from './http/errors.js'
+import { demoRoutes } from './routes/demo.js'
 import { discoveryRoutes } from './routes/discovery.js'
 import { healthRoutes } from './routes/health.js'
 import { loginRoutes } from './routes/login.js'
@@ -95,5 +96,6 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   await app.register(redirectFlowRoutes)
   await app.register(discoveryRoutes)
   await app.register(healthRoutes)
+  if (services.config.demoPage) await app.register(demoRoutes)
   return app
 }

@@ -37,6 +37,8 @@ export interface Config {
   /** Origins allowed to call from a browser: WEB_ORIGINS plus the gateway's own. */
   webOrigins: string[]
   logLevel: string
+  /** Serve the demo web app at /demo. */
+  demoPage: boolean
 }
 
 export class ConfigError extends Error {
@@ -112,6 +114,7 @@ export function loadConfig(env: Env = process.env): Config {
     allowedRedirectUris,
     webOrigins: [...new Set([...webOrigins, new URL(publicUrl).origin])],
     logLevel: read.text('LOG_LEVEL') ?? (production ? 'info' : 'debug'),
+    demoPage: read.flag('DEMO_PAGE'),
   }
 
   if (production) {
@@ -151,6 +154,14 @@ export class EnvReader {
   list(name: string): string[] | undefined {
     const value = this.text(name)
     return value?.split(',').map((item) => item.trim()).filter((item) => item !== '')
+  }
+
+  flag(name: string): boolean {
+    const value = this.text(name)
+    if (value === undefined || value === 'false' || value === '0') return false
+    if (value === 'true' || value === '1') return true
+    this.problems.push(`${name} must be true or false, got "${value}"`)
+    return false
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {

@@ -1,6 +1,7 @@
 // A gateway for tests, built exactly as production builds it (createGateway), over a real
 // redis-server, a real database (PostgreSQL or PGlite) and the Google emulator on loopback.
 
+import { createServer, type AddressInfo } from 'node:net'
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import { loadConfig, type Config } from '../../src/config.js'
@@ -27,18 +28,23 @@ export interface TestGatewayOptions {
   /** A postgresql:// URL to use instead of a fresh database. */
   databaseUrl?: string
   env?: Record<string, string>
+  /** Listen on a free localhost port (PUBLIC_URL http://localhost:<port>) for a real browser. */
+  listen?: boolean
 }
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const port = options.listen ? await freePort() : undefined
+  const publicUrl = port ? `http://localhost:${port}` : PUBLIC_URL
   const [testRedis, google, databaseUrl, signingKeys] = await Promise.all([
     startRedis(),
-    startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI, `${PUBLIC_URL}/auth/callback/google`] }),
+    startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI, `${publicUrl}/auth/callback/google`] }),
     options.databaseUrl ?? (options.database === 'pglite' ? undefined : createTestDatabase().then((db) => db.url)),
     testSigningKeys(),
   ])
   const config = loadConfig({
     NODE_ENV: 'test',
-    PUBLIC_URL,
+    PUBLIC_URL: publicUrl,
+    ...(port ? { PORT: String(port), DEMO_PAGE: 'true' } : {}),
     REDIS_URL: testRedis.url,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: 'memory://' }),
     SIGNING_KEYS: signingKeys,
@@ -51,6 +57,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     ...options.env,
   })
   const gateway = await createGateway(config, false)
+  if (port) await gateway.app.listen({ port, host: '127.0.0.1' })
   return {
     ...gateway,
     config,
@@ -67,6 +74,17 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       await Promise.all([testRedis.stop(), google.stop()])
     },
   }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
 }
 
 async function testSigningKeys(): Promise<string> {

@@ -1,0 +1,80 @@
+// A newcomer clicks through the demo in a real browser (Debian's Chromium driven by
+// playwright-core): log in at the emulated provider, finish signup, refresh, reload, log
+// out, and come back as a returning user.
+
+import { existsSync } from 'node:fs'
+import { chromium, type Page } from 'playwright-core'
+import t from 'tap'
+import { startTestGateway } from './support/gateway.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`)
+
+const gateway = await startTestGateway({ database: 'pglite', listen: true })
+t.teardown(() => gateway.close())
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+})
+t.teardown(() => browser.close())
+const demo = `${gateway.config.publicUrl}/demo`
+
+async function signInAtGoogle(page: Page, account: { sub: string; email?: string; name?: string }) {
+  await page.getByRole('link', { name: 'Log in with Google' }).click()
+  await page.waitForURL((url) => url.origin === gateway.google.issuer)
+  await page.fill('input[name=sub]', account.sub)
+  await page.fill('input[name=email]', account.email ?? '')
+  await page.fill('input[name=name]', account.name ?? '')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.waitForURL((url) => url.href.startsWith(demo))
+}
+
+t.test('a new user signs up, refreshes, reloads, logs out, and comes back', async (t) => {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  await page.goto(demo)
+  await page.getByRole('heading', { name: 'Log in' }).waitFor()
+
+  await signInAtGoogle(page, { sub: 'browser-newcomer', email: 'newcomer@example.com' })
+  await page.getByRole('heading', { name: 'Finish signing up' }).waitFor()
+  t.notMatch(page.url(), /code=|state=|signupToken|ticket/, 'no secret in the address bar')
+  t.equal(await page.inputValue('input[name=email]'), 'newcomer@example.com', 'the provider email is offered')
+  await page.fill('input[name=nickname]', 'Newcomer')
+  await page.getByRole('button', { name: 'Create my account' }).click()
+  await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
+  t.equal(await page.textContent('#identities'), 'google')
+
+  const cookies = await context.cookies()
+  const refreshCookie = cookies.find((cookie) => cookie.name === 'refresh_token')
+  t.ok(refreshCookie?.httpOnly, 'the refresh token sits in an HttpOnly cookie')
+  t.equal(await page.evaluate(() => document.cookie), '', 'scripts cannot read any gateway cookie')
+
+  await page.getByRole('button', { name: 'Refresh tokens' }).click()
+  await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
+  await page.reload()
+  await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
+  t.pass('a reload keeps the session through the cookie')
+
+  await page.getByRole('button', { name: 'Log out' }).click()
+  await page.getByText('You are logged out.').waitFor()
+  await page.reload()
+  await page.getByRole('heading', { name: 'Log in' }).waitFor()
+  t.pass('after logout a reload shows the login again')
+
+  await signInAtGoogle(page, { sub: 'browser-newcomer' })
+  await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
+  t.pass('the returning user is signed in without a second signup')
+  t.equal(await gateway.database.prisma.user.count(), 1, 'one account')
+  await context.close()
+})
+
+t.test('cancelling at the provider comes back with a message', async (t) => {
+  const page = await browser.newPage()
+  await page.goto(demo)
+  await page.getByRole('link', { name: 'Log in with Google' }).click()
+  await page.waitForURL((url) => url.origin === gateway.google.issuer)
+  await page.getByRole('button', { name: 'Cancel' }).click()
+  await page.getByText('Login did not complete: access_denied').waitFor()
+  t.pass('the app shows why the login stopped')
+  await page.close()
+})
