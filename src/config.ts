@@ -3,6 +3,7 @@
 // one line each, before start-up stops.
 
 import { providerDefinitions } from '../providers/registry.js'
+import { isLoopbackUrl } from './loopback.js'
 
 export const PROFILE_FIELDS = ['nickname', 'email', 'photo'] as const
 export type ProfileField = (typeof PROFILE_FIELDS)[number]
@@ -136,11 +137,6 @@ export function loadConfig(env: Env = process.env): Config {
 /** Redis commands that take longer fail with 503; the reuse grace must outlast it. */
 export const REDIS_COMMAND_TIMEOUT_MS = 1500
 
-/** True for http URLs on loopback: the only plain-http URLs production accepts. */
-export function isLoopbackUrl(url: URL): boolean {
-  const host = url.hostname.replace(/^\[|\]$/g, '')
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
-}
 
 /** Reads typed values from the environment and records one problem line per bad value. */
 export class EnvReader {
