@@ -43,6 +43,18 @@ export class OpenIdConnectProvider implements IdentityProvider {
   }
 
   async exchangeCode(credential: CodeCredential): Promise<ProviderProfile> {
+    const tokens = await this.exchangeCodeForTokens(credential)
+    const claims = tokens.claims()
+    if (!claims) throw new ProviderError(`${this.name} returned no ID token`)
+    return this.profileFromClaims(claims)
+  }
+
+  /**
+   * The code grant itself: the token endpoint response with its ID token validated (nonce,
+   * signature, iss, aud). Subclasses that need the provider access token (Kakao's profile
+   * API) start from here.
+   */
+  protected async exchangeCodeForTokens(credential: CodeCredential): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
     const configuration = await this.discover()
     // openid-client takes the callback URL; redirect_uri is that URL without its query.
     const callback = new URL(credential.redirectUri)
@@ -55,16 +67,13 @@ export class OpenIdConnectProvider implements IdentityProvider {
     if (configuration.serverMetadata().authorization_response_iss_parameter_supported) {
       callback.searchParams.set('iss', configuration.serverMetadata().issuer)
     }
-    const tokens = await this.call(() =>
+    return this.call(() =>
       oidc.authorizationCodeGrant(configuration, callback, {
         pkceCodeVerifier: credential.codeVerifier,
         expectedNonce: credential.nonce,
         idTokenExpected: true,
       }),
     )
-    const claims = tokens.claims()
-    if (!claims) throw new ProviderError(`${this.name} returned no ID token`)
-    return this.profileFromClaims(claims)
   }
 
   /**
@@ -115,9 +124,11 @@ export class OpenIdConnectProvider implements IdentityProvider {
   protected discover(): Promise<oidc.Configuration> {
     this.configuration ??= this.call(async () => {
       const { issuer, clientId, clientSecret } = this.settings
-      const configuration = await oidc.discovery(new URL(issuer), clientId, clientSecret, oidc.ClientSecretPost(clientSecret), {
+      const fetchImplementation = this.providerFetch()
+      const configuration = await oidc.discovery(new URL(issuer), clientId, clientSecret, this.clientAuthentication(), {
         execute: this.runtime.allowInsecureLoopback && issuer.startsWith('http:') ? [oidc.allowInsecureRequests] : [],
         timeout: this.runtime.httpTimeoutSeconds,
+        ...(fetchImplementation ? { [oidc.customFetch]: fetchImplementation } : {}),
       })
       configuration.timeout = this.runtime.httpTimeoutSeconds
       // Verify ID token signatures too, not only their claims.
@@ -128,6 +139,16 @@ export class OpenIdConnectProvider implements IdentityProvider {
       throw error
     })
     return this.configuration
+  }
+
+  /** How we authenticate at the token endpoint: client_secret_post unless a provider says otherwise. */
+  protected clientAuthentication(): oidc.ClientAuth {
+    return oidc.ClientSecretPost(this.settings.clientSecret)
+  }
+
+  /** A fetch for every openid-client request (discovery, token, JWKS, resources); undefined: the global fetch. */
+  protected providerFetch(): oidc.CustomFetch | undefined {
+    return undefined
   }
 
   /** Runs one provider interaction and turns openid-client's failures into our typed errors. */

@@ -3,9 +3,11 @@
 import type { Config } from '../src/config.js'
 import { UnsupportedProvider } from '../src/errors.js'
 import { google } from './google.js'
+import { kakao } from './kakao.js'
+import { naver } from './naver.js'
 import type { IdentityProvider, ProviderDefinition } from './types.js'
 
-export const providerDefinitions: readonly ProviderDefinition<any>[] = [google]
+export const providerDefinitions: readonly ProviderDefinition<any>[] = [google, kakao, naver]
 
 export class ProviderRegistry {
   // A Map, not an object: `provider: "__proto__"` must find nothing.

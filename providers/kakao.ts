@@ -1,0 +1,450 @@
+// Kakao (PROVIDERS.md §1) in OIDC mode: discovery at kauth, the code grant with PKCE and a
+// nonce, client_secret_post only, the ID token validated with its signature, then the
+// profile from kapi's /v2/user/me with the provider access token.
+//
+// Kakao's quirks stay in here:
+// - Member ids are Longs. /v2/user/me and /v1/user/access_token_info send `id` as a raw
+//   JSON number, which JSON.parse rounds above 2^53; the id is read from the response
+//   text instead and compared, as a string, with the ID token's string `sub`.
+// - Errors carry `error_code: "KOE…"` (kauth) or `{ msg, code }` (kapi); they become our
+//   contract's errors, with an operator-only `detail` saying what to check.
+// - Native SDK access tokens are accepted only after /v1/user/access_token_info proves
+//   they belong to one of KAKAO_APP_IDS; without that list they are refused.
+// - Every response is read with a size cap: an oversized body is a provider error.
+
+import * as oidc from 'openid-client'
+import { GatewayError, InvalidGrant, InvalidRequest, ProviderError } from '../src/errors.js'
+import { classifyProviderFailure, OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
+import { readProviderUrl } from './settings.js'
+import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
+
+export interface KakaoSettings extends OpenIdConnectSettings {
+  /** kapi base URL, without a trailing slash. */
+  apiUrl: string
+  /** Numeric Kakao app ids whose access tokens a native SDK may bring; empty: none accepted. */
+  appIds: string[]
+}
+
+/** openid plus the consent items a login needs (Kakao's docs: `openid` must be in an explicit scope). */
+const DEFAULT_SCOPE = 'openid profile_nickname profile_image account_email'
+
+export const kakao: ProviderDefinition<KakaoSettings> = {
+  name: 'kakao',
+  readSettings(env, problems, production) {
+    const clientId = env.KAKAO_CLIENT_ID?.trim()
+    if (!clientId) return undefined
+    // Kakao lets an app turn its client secret off; production must have it on.
+    const clientSecret = env.KAKAO_CLIENT_SECRET?.trim() ?? ''
+    if (!clientSecret && production) {
+      problems.push('KAKAO_CLIENT_SECRET is required in production when KAKAO_CLIENT_ID is set (turn the client secret on in Kakao Developers)')
+    }
+    const issuer = readProviderUrl(env, 'KAKAO_AUTH_URL', 'https://kauth.kakao.com', problems, production)
+    const apiUrl = readProviderUrl(env, 'KAKAO_API_URL', 'https://kapi.kakao.com', problems, production)
+    const audiences = list(env.KAKAO_AUDIENCES)
+    const appIds = list(env.KAKAO_APP_IDS)
+    for (const appId of appIds) {
+      if (!/^[1-9][0-9]{0,18}$/.test(appId)) problems.push(`KAKAO_APP_IDS: "${appId}" is not a numeric Kakao app id`)
+    }
+    const scope = env.KAKAO_SCOPE?.trim() || DEFAULT_SCOPE
+    if (!scope.split(/[\s,]+/).includes('openid')) problems.push('KAKAO_SCOPE must include openid (the gateway uses Kakao in OpenID Connect mode)')
+    return { clientId, clientSecret, issuer, apiUrl, scope, audiences: [clientId, ...audiences], appIds }
+  },
+  create: (settings, runtime) => new KakaoProvider(settings, runtime),
+}
+
+function list(value: string | undefined): string[] {
+  return value?.split(',').map((item) => item.trim()).filter(Boolean) ?? []
+}
+
+/** No Kakao answer we use comes near this; anything larger is refused unread. */
+export const MAX_RESPONSE_BYTES = 64 * 1024
+
+/** A member number: a positive Long, in decimal. */
+const MEMBER_ID = /^[1-9][0-9]{0,18}$/
+
+export class KakaoProvider extends OpenIdConnectProvider {
+  constructor(protected override readonly settings: KakaoSettings, runtime: ProviderRuntime) {
+    super('kakao', settings, runtime)
+  }
+
+  /** The code grant, then the profile API with the access token; both must name the same member. */
+  override async exchangeCode(credential: CodeCredential): Promise<ProviderProfile> {
+    const tokens = await this.exchangeCodeForTokens(credential)
+    const claims = tokens.claims()
+    if (!claims) throw new ProviderError('kakao returned no ID token', { detail: 'turn OpenID Connect on for the app in Kakao Developers (Kakao Login > OpenID Connect)' })
+    const me = await this.userMe(tokens.access_token)
+    if (me.subject !== claims.sub) {
+      throw new ProviderError('kakao named two different members for one login', {
+        detail: `the ID token sub "${String(claims.sub)}" differs from /v2/user/me id "${me.subject}"`,
+      })
+    }
+    return me
+  }
+
+  /**
+   * An access token from Kakao's native SDK. access_token_info first: the token must belong
+   * to one of our app ids before /v2/user/me is trusted, and both must name the same member.
+   */
+  async verifyAccessToken(accessToken: string): Promise<ProviderProfile> {
+    if (this.settings.appIds.length === 0) {
+      throw new InvalidRequest('this gateway does not accept Kakao access tokens; send a code or an idToken', {
+        detail: 'a Kakao accessToken login was refused: set KAKAO_APP_IDS to the numeric app id(s) of your Kakao app to accept them',
+      })
+    }
+    // RFC 6750 b64token: anything else is not a Kakao token (and must not reach a header).
+    if (!/^[A-Za-z0-9._~+/-]+=*$/.test(accessToken)) throw new InvalidGrant('the Kakao access token is malformed')
+    const info = await this.kapi('/v1/user/access_token_info', accessToken)
+    const id = exactMember(rawMember(info, 'id'), '/v1/user/access_token_info')
+    const appId = rawMember(info, 'app_id')
+    if (appId === undefined || !/^[0-9]+$/.test(appId)) {
+      throw new ProviderError('kakao answered without an app id', { detail: '/v1/user/access_token_info has no numeric app_id' })
+    }
+    if (!this.settings.appIds.includes(appId)) {
+      throw new InvalidGrant('the Kakao access token was issued to another app', {
+        detail: `access token of Kakao app ${appId}; KAKAO_APP_IDS allows ${this.settings.appIds.join(', ')}`,
+      })
+    }
+    const expiresIn = info.value.expires_in
+    if (typeof expiresIn !== 'number') {
+      throw new ProviderError('kakao sent a malformed response', { detail: '/v1/user/access_token_info has no numeric expires_in' })
+    }
+    if (expiresIn <= 0) throw new InvalidGrant('the Kakao access token has expired')
+    const me = await this.userMe(accessToken)
+    if (me.subject !== id) {
+      throw new ProviderError('kakao named two different members for one access token', {
+        detail: `/v1/user/access_token_info id "${id}" differs from /v2/user/me id "${me.subject}"`,
+      })
+    }
+    return me
+  }
+
+  /** Native ID tokens (verifyIdToken, inherited): Kakao's claims are nickname and picture, and email only when valid and verified. */
+  protected override profileFromClaims(claims: oidc.IDToken): ProviderProfile {
+    return {
+      subject: String(claims.sub),
+      email: emailOf(claims.email),
+      nickname: nicknameOf(claims.nickname),
+      photo: photoOf(claims.picture),
+    }
+  }
+
+  /** Client auth in the body only (Basic fails at Kakao); none at all when the app's secret is off. */
+  protected override clientAuthentication(): oidc.ClientAuth {
+    return this.settings.clientSecret ? oidc.ClientSecretPost(this.settings.clientSecret) : oidc.None()
+  }
+
+  protected override providerFetch(): oidc.CustomFetch {
+    return boundedFetch
+  }
+
+  protected override async call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation()
+    } catch (error) {
+      throw await classifyKakaoFailure(error)
+    }
+  }
+
+  /** /v2/user/me: the member id exactly as sent, and the profile the user agreed to share. */
+  private async userMe(accessToken: string): Promise<ProviderProfile> {
+    const me = await this.kapi('/v2/user/me', accessToken)
+    const subject = exactMember(rawMember(me, 'id'), '/v2/user/me')
+    const account = objectAt(me.value, 'kakao_account')
+    const profile = objectAt(account, 'profile')
+    // An email counts only when Kakao says it is both valid and verified (and it was agreed to).
+    const email = account?.is_email_valid === true && account.is_email_verified === true ? emailOf(account.email) : undefined
+    // Kakao's placeholder picture is not the user's photo.
+    const photo = profile?.is_default_image === true ? undefined : photoOf(profile?.profile_image_url) ?? photoOf(profile?.thumbnail_image_url)
+    return { subject, email, nickname: nicknameOf(profile?.nickname), photo }
+  }
+
+  /** A GET to kapi with the user's access token; kapi's `{ msg, code }` errors become ours. */
+  private async kapi(path: string, accessToken: string): Promise<RawJson> {
+    const configuration = await this.discover()
+    let response: Response
+    try {
+      response = await oidc.fetchProtectedResource(configuration, accessToken, new URL(`${this.settings.apiUrl}${path}`), 'GET')
+    } catch (error) {
+      // kapi's 401 comes with `WWW-Authenticate: Bearer error=invalid_token`; its body is still unread.
+      if (!(error instanceof oidc.WWWAuthenticateChallengeError)) throw await classifyKakaoFailure(error)
+      response = error.response
+    }
+    const text = await response.text()
+    if (response.ok) return parseRawJson(text, path)
+    const code = kapiErrorCode(text)
+    const what = `kapi ${path} answered HTTP ${response.status}${code !== undefined ? ` code ${code}` : ''}`
+    if (response.status === 401 || code === -401) {
+      // The token is unknown, expired, or the user unlinked the app: the client must log in again.
+      throw new InvalidGrant('the Kakao access token is not valid (expired, logged out or unlinked)', { detail: what })
+    }
+    if (response.status === 403 || code === -402) {
+      throw new ProviderError('kakao withheld the profile: a consent item is missing', {
+        detail: `${what}: the app lacks permission for a consent item; check Kakao Developers > Kakao Login > Consent items`,
+      })
+    }
+    if (response.status === 400 && code === -2) throw new InvalidGrant('the Kakao access token is malformed', { detail: what })
+    if (response.status === 429 || code === -10) {
+      throw new ProviderError('kakao is rate limiting this app', { detail: `${what}: Kakao API quota exceeded; check the app's quota in Kakao Developers` })
+    }
+    throw new ProviderError(`kakao answered HTTP ${response.status}`, { detail: what })
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Failures
+
+const OPERATOR_HINTS: Record<string, { error: 'grant' | 'provider'; message: string; detail: string }> = {
+  KOE320: { error: 'grant', message: 'kakao rejected the authorization code', detail: 'Kakao KOE320: the code was already used or has expired' },
+  KOE303: { error: 'grant', message: 'kakao rejected the authorization code', detail: 'Kakao KOE303: redirect_uri differs from the one used at authorize' },
+  KOE322: { error: 'grant', message: 'kakao rejected the refresh token', detail: 'Kakao KOE322: the refresh token expired or is invalid' },
+  KOE010: {
+    error: 'provider',
+    message: 'kakao refused our client credentials',
+    detail: 'Kakao KOE010 (Bad client credentials): check KAKAO_CLIENT_SECRET; it must be the client secret in Kakao Developers > Kakao Login > Security, or unset only when the secret is turned off there',
+  },
+  KOE101: {
+    error: 'provider',
+    message: 'kakao does not know our app key',
+    detail: 'Kakao KOE101: check KAKAO_CLIENT_ID; it must be the REST API key of the app in Kakao Developers > App keys',
+  },
+  KOE237: {
+    error: 'provider',
+    message: 'kakao is rate limiting this app',
+    detail: 'Kakao KOE237: token request rate limit exceeded; check the app quota in Kakao Developers',
+  },
+}
+
+async function classifyKakaoFailure(error: unknown): Promise<Error> {
+  // Our own failures (an oversized body) arrive wrapped by openid-client.
+  const own = gatewayErrorIn(error)
+  if (own) return own
+  let body: unknown
+  let status: number | undefined
+  if (error instanceof oidc.ResponseBodyError) {
+    body = error.cause
+    status = error.status
+  } else if (error instanceof oidc.WWWAuthenticateChallengeError) {
+    // A kauth 401 with a challenge: read the KOE body, it says which credential is wrong.
+    status = error.status
+    body = await error.response.json().catch(() => undefined)
+  }
+  if (body !== undefined || status !== undefined) {
+    const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {}
+    const code = typeof fields.error_code === 'string' ? fields.error_code : undefined
+    const hint = code ? OPERATOR_HINTS[code] : undefined
+    if (hint) {
+      return hint.error === 'grant'
+        ? new InvalidGrant(hint.message, { cause: error, detail: hint.detail })
+        : new ProviderError(hint.message, { cause: error, detail: hint.detail })
+    }
+    if (fields.error === 'invalid_client' || status === 401) {
+      return new ProviderError('kakao refused our client credentials', {
+        cause: error,
+        detail: `Kakao ${String(fields.error ?? `HTTP ${status}`)}${code ? ` ${code}` : ''}: check KAKAO_CLIENT_ID (the REST API key) and KAKAO_CLIENT_SECRET`,
+      })
+    }
+  }
+  const classified = classifyProviderFailure('kakao', error)
+  if (classified instanceof ProviderError && classified.detail === undefined) {
+    return new ProviderError(classified.message, { cause: error, detail: describeFailure(error) })
+  }
+  return classified
+}
+
+function gatewayErrorIn(error: unknown): GatewayError | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (current instanceof GatewayError) return current
+  }
+  return undefined
+}
+
+function describeFailure(error: unknown): string {
+  const parts: string[] = []
+  for (let current = error, depth = 0; current instanceof Error && depth < 4; current = current.cause, depth++) {
+    const code = (current as { code?: unknown }).code
+    parts.push(`${current.message}${typeof code === 'string' ? ` (${code})` : ''}`)
+  }
+  return `kakao call failed: ${parts.join(': ') || String(error)}`
+}
+
+/** kapi's `{ msg, code }`: the code, when the body is one. */
+function kapiErrorCode(text: string): number | undefined {
+  try {
+    const body = JSON.parse(text) as unknown
+    const code = typeof body === 'object' && body !== null ? (body as Record<string, unknown>).code : undefined
+    return typeof code === 'number' ? code : undefined
+  } catch {
+    return undefined
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Responses: bounded in size, and ids read exactly
+
+/**
+ * fetch, with the whole body read here under MAX_RESPONSE_BYTES (and under the request's
+ * timeout signal). openid-client and our kapi calls then see an ordinary, small Response.
+ */
+async function boundedFetch(url: string, options: oidc.CustomFetchOptions): Promise<Response> {
+  const response = await fetch(url, options as RequestInit)
+  const tooLarge = () => {
+    const where = new URL(url)
+    return new ProviderError('kakao sent an oversized response', {
+      detail: `${where.origin}${where.pathname} answered more than ${MAX_RESPONSE_BYTES} bytes`,
+    })
+  }
+  const declared = Number(response.headers.get('content-length'))
+  if (declared > MAX_RESPONSE_BYTES) {
+    await response.body?.cancel().catch(() => undefined)
+    throw tooLarge()
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  if (response.body) {
+    const reader = response.body.getReader()
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      size += value.byteLength
+      if (size > MAX_RESPONSE_BYTES) {
+        await reader.cancel().catch(() => undefined)
+        throw tooLarge()
+      }
+      chunks.push(value)
+    }
+  }
+  const bodyless = [101, 204, 205, 304].includes(response.status)
+  const headers = new Headers(response.headers)
+  headers.delete('content-encoding')
+  headers.delete('content-length')
+  return new Response(bodyless ? null : Buffer.concat(chunks), { status: response.status, statusText: response.statusText, headers })
+}
+
+interface RawJson {
+  /** The parsed body, for fields where a double is exact enough (flags, strings, small numbers). */
+  value: Record<string, unknown>
+  /** The source text of each top-level member's value, in order of appearance. */
+  raw: Map<string, string[]>
+}
+
+function parseRawJson(text: string, path: string): RawJson {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw new ProviderError('kakao sent a malformed response', { detail: `${path} answered with a body that is not JSON` })
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ProviderError('kakao sent a malformed response', { detail: `${path} answered with JSON that is not an object` })
+  }
+  return { value: value as Record<string, unknown>, raw: topLevelSources(text) }
+}
+
+/** The source text of a top-level member, if it appears exactly once. */
+function rawMember(json: RawJson, name: string): string | undefined {
+  const sources = json.raw.get(name)
+  if (sources === undefined) return undefined
+  if (sources.length !== 1) throw new ProviderError('kakao sent a malformed response', { detail: `"${name}" appears ${sources.length} times` })
+  return sources[0]
+}
+
+/** A member number, exactly as written: a JSON integer literal (or a string of digits). */
+function exactMember(source: string | undefined, path: string): string {
+  const digits = source?.startsWith('"') ? (JSON.parse(source) as string) : source
+  if (digits === undefined || !MEMBER_ID.test(digits)) {
+    throw new ProviderError('kakao sent a malformed response', {
+      detail: `${path} has ${source === undefined ? 'no id' : `an id that is not a member number: ${source.slice(0, 40)}`}`,
+    })
+  }
+  return digits
+}
+
+/**
+ * Walks a JSON object's top level and returns each member's value as source text, so a
+ * number keeps every digit. The text was already accepted by JSON.parse, so the walk
+ * only has to find boundaries: strings (with escapes), nesting, and scalar ends.
+ */
+export function topLevelSources(text: string): Map<string, string[]> {
+  const sources = new Map<string, string[]>()
+  let i = skipSpace(text, 0)
+  if (text[i] !== '{') return sources
+  i = skipSpace(text, i + 1)
+  while (i < text.length && text[i] !== '}') {
+    const keyEnd = endOfString(text, i)
+    const key = JSON.parse(text.slice(i, keyEnd)) as string
+    i = skipSpace(text, keyEnd) + 1 // past ':'
+    i = skipSpace(text, i)
+    const valueEnd = endOfValue(text, i)
+    const list = sources.get(key)
+    if (list) list.push(text.slice(i, valueEnd))
+    else sources.set(key, [text.slice(i, valueEnd)])
+    i = skipSpace(text, valueEnd)
+    if (text[i] === ',') i = skipSpace(text, i + 1)
+  }
+  return sources
+}
+
+function skipSpace(text: string, i: number): number {
+  while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++
+  return i
+}
+
+/** `i` is at an opening quote; returns the index after the closing one. */
+function endOfString(text: string, i: number): number {
+  for (let j = i + 1; j < text.length; j++) {
+    if (text[j] === '\\') j++
+    else if (text[j] === '"') return j + 1
+  }
+  return text.length
+}
+
+function endOfValue(text: string, i: number): number {
+  const first = text[i]
+  if (first === '"') return endOfString(text, i)
+  if (first === '{' || first === '[') {
+    let depth = 0
+    for (let j = i; j < text.length; j++) {
+      const c = text[j]
+      if (c === '"') j = endOfString(text, j) - 1
+      else if (c === '{' || c === '[') depth++
+      else if (c === '}' || c === ']') {
+        depth--
+        if (depth === 0) return j + 1
+      }
+    }
+    return text.length
+  }
+  let j = i
+  while (j < text.length && !',}] \t\n\r'.includes(text[j]!)) j++
+  return j
+}
+
+// ---------------------------------------------------------------------------
+// Profile fields, held to what signup accepts
+
+function objectAt(value: unknown, key: string): Record<string, unknown> | undefined {
+  const inner = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined
+  return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined
+}
+
+function emailOf(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined
+  const email = value.trim().toLowerCase()
+  return email.length <= 254 && /^[^\s@]+@[^\s@]+$/.test(email) ? email : undefined
+}
+
+function nicknameOf(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined
+  const nickname = value.trim()
+  return nickname.length > 0 && nickname.length <= 64 && /[\p{L}\p{N}\p{P}\p{S}]/u.test(nickname) ? nickname : undefined
+}
+
+/** Photos only over https (Kakao also serves http:// image URLs). */
+function photoOf(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > 2048) return undefined
+  try {
+    return new URL(value).protocol === 'https:' && !/\s/.test(value) ? value : undefined
+  } catch {
+    return undefined
+  }
+}

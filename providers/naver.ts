@@ -1,0 +1,314 @@
+// Naver (PROVIDERS.md §2), on its legacy OAuth 2.0 flow: no discovery, no ID token and no
+// PKCE. Naver binds the authorization code to the `state` of the authorization and wants
+// that state again at the token endpoint, so the gateway's own state (kept server-side,
+// single use) is what ties a code to the login that asked for it. Who the user is comes
+// only from the profile API (`/v1/nid/me`), called server-side with the access token.
+//
+// Decisions where PROVIDERS.md is silent:
+// - No PKCE challenge is sent. The legacy endpoints document none, so it would protect
+//   nothing and only be one more parameter a production endpoint never saw; the code is
+//   bound by `state` instead, which Naver checks at the token endpoint.
+// - Email is never taken: Naver's is a contact address with no verified flag, and a
+//   ProviderProfile carries only emails the provider vouches for. A required email is
+//   asked for at signup like any other missing field.
+// - The nickname comes from `nickname` only, never from `name`: `name` is the legal name,
+//   which the user shared for another purpose and may not want shown as a display name.
+
+import * as oidc from 'openid-client'
+import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/errors.js'
+import { readProviderUrl } from './settings.js'
+import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
+
+export interface NaverSettings {
+  clientId: string
+  clientSecret: string
+  /** https://nid.naver.com: authorization and token endpoints. */
+  authUrl: string
+  /** https://openapi.naver.com: the profile API. */
+  apiUrl: string
+}
+
+export const naver: ProviderDefinition<NaverSettings> = {
+  name: 'naver',
+  readSettings(env, problems, production) {
+    const clientId = env.NAVER_CLIENT_ID?.trim()
+    if (!clientId) return undefined
+    const clientSecret = env.NAVER_CLIENT_SECRET?.trim()
+    if (!clientSecret) problems.push('NAVER_CLIENT_SECRET is required when NAVER_CLIENT_ID is set')
+    const authUrl = readProviderUrl(env, 'NAVER_AUTH_URL', 'https://nid.naver.com', problems, production)
+    const apiUrl = readProviderUrl(env, 'NAVER_API_URL', 'https://openapi.naver.com', problems, production)
+    return { clientId, clientSecret: clientSecret ?? '', authUrl, apiUrl }
+  },
+  create: (settings, runtime) => new NaverProvider(settings, runtime),
+}
+
+/** Token and profile answers are a few hundred bytes; anything this large is not Naver talking. */
+export const MAX_NAVER_RESPONSE_BYTES = 64 * 1024
+
+/** Naver ids are INT64 digits (apps before 2021-05-01) or base64-style strings of up to 64 characters. */
+const SUBJECT_PATTERN = /^[\x21-\x7e]{1,128}$/
+/** RFC 6750 §2.1 b64token (Naver's tokens are letters, digits and + / =): nothing else goes into a header. */
+const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
+/** The signup rules for a nickname: at most 64 characters, at least one visible one. */
+const VISIBLE_CHARACTER = /[\p{L}\p{N}\p{P}\p{S}]/u
+/** "wrong client id / client secret pair": Naver's answer to bad client credentials, as invalid_request. */
+const CLIENT_CREDENTIALS_REFUSED = /client[ _-]?(id|secret)/i
+const CHECK_CLIENT = 'check NAVER_CLIENT_ID and NAVER_CLIENT_SECRET against the application in the Naver developer console'
+
+type Via = 'code' | 'accessToken'
+
+export class NaverProvider implements IdentityProvider {
+  readonly name = 'naver'
+  private readonly configuration: oidc.Configuration
+  private readonly profileUrl: URL
+
+  constructor(settings: NaverSettings, runtime: ProviderRuntime) {
+    const { clientId, clientSecret, authUrl, apiUrl } = settings
+    // Naver has no discovery document on this flow: the metadata is written by hand.
+    this.configuration = new oidc.Configuration(
+      {
+        issuer: authUrl,
+        authorization_endpoint: `${authUrl}/oauth2.0/authorize`,
+        token_endpoint: `${authUrl}/oauth2.0/token`,
+      },
+      clientId,
+      clientSecret,
+      oidc.ClientSecretPost(clientSecret),
+    )
+    this.configuration.timeout = runtime.httpTimeoutSeconds
+    this.configuration[oidc.customFetch] = boundedFetch
+    if (runtime.allowInsecureLoopback && (authUrl.startsWith('http:') || apiUrl.startsWith('http:'))) {
+      oidc.allowInsecureRequests(this.configuration)
+    }
+    this.profileUrl = new URL(`${apiUrl}/v1/nid/me`)
+  }
+
+  async buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL> {
+    // Only what the legacy endpoint documents: no code_challenge (see the top), no nonce
+    // (there is no ID token to carry it back), no scope (consent items live in the console).
+    return oidc.buildAuthorizationUrl(this.configuration, { redirect_uri: request.redirectUri, state: request.state })
+  }
+
+  async exchangeCode(credential: CodeCredential): Promise<ProviderProfile> {
+    const { state } = credential
+    // A native app's own codeVerifier proves nothing to Naver, and Naver refuses a token
+    // request without the authorization's state: do not spend the user's code on it.
+    if (state === undefined) {
+      throw new InvalidRequest('a naver code needs the state of POST /auth/login/start; a native app sends the accessToken of the Naver SDK')
+    }
+    // openid-client takes the callback URL; we rebuild it from what the client posted.
+    const callback = new URL(credential.redirectUri)
+    callback.search = ''
+    callback.hash = ''
+    callback.searchParams.set('code', credential.code)
+    callback.searchParams.set('state', state)
+    let tokens: oidc.TokenEndpointResponse
+    try {
+      // The 4th argument goes into the token request body: Naver's `state`, "required at issuance".
+      tokens = await oidc.authorizationCodeGrant(this.configuration, callback, { expectedState: state }, { state })
+    } catch (error) {
+      throw tokenFailure(error)
+    }
+    return this.readProfile(tokens.access_token, 'code')
+  }
+
+  /**
+   * An access token a Naver SDK obtained on the device. Naver offers no introspection that
+   * names the client a token was issued to (`/v1/nid/verify` tells only expiry and scopes),
+   * so the profile call itself is the check: Naver ids are per application ("애플리케이션간에는
+   * 이용자 식별자가 공유되지 않습니다", developer guide §3.3.2), so a token issued to another
+   * app names a different id, never the identity of an account made through ours. An
+   * expired, revoked or unknown token is refused by Naver with 401.
+   */
+  async verifyAccessToken(accessToken: string): Promise<ProviderProfile> {
+    if (!BEARER_TOKEN.test(accessToken)) throw new InvalidGrant('this is not a naver access token')
+    return this.readProfile(accessToken, 'accessToken')
+  }
+
+  /** GET /v1/nid/me: `{ resultcode, message, response: { id, ... } }`; only `id` is always there. */
+  private async readProfile(accessToken: string, via: Via): Promise<ProviderProfile> {
+    let response: Response
+    try {
+      // fetchProtectedResource, not fetchUserInfo: the answer has no top-level `sub`.
+      response = await oidc.fetchProtectedResource(this.configuration, accessToken, this.profileUrl, 'GET')
+    } catch (error) {
+      // A 401 with WWW-Authenticate arrives as an error; its body is still unread.
+      if (!(error instanceof oidc.WWWAuthenticateChallengeError)) throw transportFailure(error, 'profile API')
+      response = error.response
+    }
+    const body = await jsonOf(response)
+    if (response.status !== 200) throw profileRefusal(response.status, body, via)
+    if (!isObject(body)) throw malformed('the profile answer is not a JSON object')
+    // An HTTP 200 whose resultcode is not "00" is a failure Naver did not signal by status:
+    // nothing says which side is at fault, so the user's credential is not blamed.
+    if (body.resultcode !== '00') {
+      throw new ProviderError('naver did not return the profile', {
+        detail: `naver profile API answered HTTP 200 with resultcode ${JSON.stringify(body.resultcode)} (${excerpt(body.message)})`,
+      })
+    }
+    return profileOf(body.response)
+  }
+}
+
+function profileOf(response: unknown): ProviderProfile {
+  if (!isObject(response)) throw malformed('the profile answer has no `response` object')
+  const { id } = response
+  // Kept exactly as sent: no trimming, no case change, never through a JSON number.
+  if (typeof id !== 'string' || !SUBJECT_PATTERN.test(id)) {
+    throw malformed(`response.id is ${typeof id === 'string' ? 'not a plausible Naver id' : `a ${typeof id}, not a string`}`)
+  }
+  return { subject: id, nickname: nicknameOf(response.nickname), photo: photoOf(response.profile_image) }
+}
+
+function nicknameOf(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined
+  const nickname = value.trim()
+  return nickname.length <= 64 && VISIBLE_CHARACTER.test(nickname) ? nickname : undefined
+}
+
+function photoOf(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > 2048 || !value.startsWith('https://')) return undefined
+  return URL.canParse(value) ? value : undefined
+}
+
+/** A non-200 answer of the profile API (PROVIDERS.md §2: 401 with 024 or 028, or 403). */
+function profileRefusal(status: number, body: unknown, via: Via): Error {
+  const resultcode = isObject(body) ? body.resultcode : undefined
+  if (status === 401 && resultcode === '028') {
+    return new ProviderError('naver did not return the profile', {
+      detail: 'naver profile API saw no Authorization header (028): something between the gateway and Naver strips it',
+    })
+  }
+  if (status === 401) {
+    // 024: the token is expired, revoked (the user withdrew consent) or was never issued.
+    return new InvalidGrant(
+      via === 'accessToken'
+        ? 'naver does not accept this access token (expired, revoked or unknown)'
+        : 'naver no longer accepts the login (the user may have withdrawn consent); start again',
+    )
+  }
+  if (status === 403) {
+    return new ProviderError('naver did not return the profile', {
+      detail: 'naver profile API answered 403: check that the application has the member profile API (API 권한관리) in the Naver developer console',
+    })
+  }
+  return new ProviderError('naver did not return the profile', { detail: `naver profile API answered HTTP ${status}` })
+}
+
+/** Failures of the token request, including Naver's errors sent with HTTP 200. */
+function tokenFailure(error: unknown): Error {
+  const body = errorBodyOf(error)
+  if (!body) return transportFailure(error, 'token endpoint')
+  const description = typeof body.error_description === 'string' ? body.error_description : ''
+  const said = `naver token endpoint answered ${body.error}${description ? ` (${excerpt(description)})` : ''}`
+  if (body.error === 'invalid_client' || body.error === 'unauthorized_client' || CLIENT_CREDENTIALS_REFUSED.test(description)) {
+    return new ProviderError('naver refused the token request', { cause: error, detail: `${said}: ${CHECK_CLIENT}` })
+  }
+  // "no valid data in session": the code is used, expired, or belongs to another state.
+  if (body.error === 'invalid_request' || body.error === 'invalid_grant') {
+    return new InvalidGrant('naver rejected the authorization code', { cause: error, detail: said })
+  }
+  return new ProviderError('naver could not issue a token', { cause: error, detail: said })
+}
+
+/**
+ * The `{ error, error_description }` Naver sent, whichever way openid-client reports it: a
+ * non-200 JSON error is a ResponseBodyError; the same body with HTTP 200 fails the token
+ * response checks (OAUTH_INVALID_RESPONSE) and sits at `cause.cause.body`.
+ */
+function errorBodyOf(error: unknown): { error: string; error_description?: unknown } | undefined {
+  if (error instanceof oidc.ResponseBodyError) return { error: error.error, error_description: error.error_description }
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    const body = isObject(cause.cause) ? cause.cause.body : undefined
+    if (isObject(body) && typeof body.error === 'string' && body.error !== '') {
+      return { error: body.error, error_description: body.error_description }
+    }
+  }
+  return undefined
+}
+
+function transportFailure(error: unknown, what: string): Error {
+  if (isTimeout(error)) return new ProviderTimeout('naver did not answer in time', { cause: error })
+  const oversized = causeOf(error, OversizedResponse)
+  if (oversized) return new ProviderError('naver sent an unusable answer', { cause: error, detail: `naver ${what}: ${oversized.message}` })
+  const status = causeOf(error, Response)?.status
+  const detail = status !== undefined ? `naver ${what} answered HTTP ${status}` : `naver ${what} could not be used: ${describe(error)}`
+  return new ProviderError('naver could not be used', { cause: error, detail })
+}
+
+function malformed(what: string): ProviderError {
+  return new ProviderError('naver sent an unusable answer', { detail: `naver profile API: ${what}` })
+}
+
+class OversizedResponse extends Error {}
+
+/**
+ * fetch for openid-client that reads the whole body inside the call (so the call's timeout
+ * covers a body that trickles in) and refuses bodies over MAX_NAVER_RESPONSE_BYTES.
+ */
+const boundedFetch: oidc.CustomFetch = async (url, options) => {
+  const response = await fetch(url, options as RequestInit)
+  if (Number(response.headers.get('content-length')) > MAX_NAVER_RESPONSE_BYTES) {
+    await response.body?.cancel()
+    throw new OversizedResponse(`the answer declares more than ${MAX_NAVER_RESPONSE_BYTES} bytes`)
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  if (response.body) {
+    const reader = response.body.getReader()
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      size += value.byteLength
+      if (size > MAX_NAVER_RESPONSE_BYTES) {
+        await reader.cancel()
+        throw new OversizedResponse(`the answer is larger than ${MAX_NAVER_RESPONSE_BYTES} bytes`)
+      }
+      chunks.push(value)
+    }
+  }
+  const nullBody = response.status === 204 || response.status === 304
+  return new Response(nullBody ? null : Buffer.concat(chunks), {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  })
+}
+
+async function jsonOf(response: Response): Promise<unknown> {
+  try {
+    return JSON.parse(await response.text())
+  } catch {
+    return undefined
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function isTimeout(error: unknown): boolean {
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if (cause.name === 'TimeoutError' || (cause as { code?: unknown }).code === 'OAUTH_TIMEOUT') return true
+  }
+  return false
+}
+
+function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let cause: unknown = error; cause !== undefined && cause !== null; cause = (cause as { cause?: unknown }).cause) {
+    if (cause instanceof type) return cause
+    if (!(cause instanceof Error)) return undefined
+  }
+  return undefined
+}
+
+function describe(error: unknown): string {
+  const messages: string[] = []
+  for (let cause: unknown = error; cause instanceof Error && messages.length < 4; cause = cause.cause) messages.push(cause.message)
+  return messages.join(': ') || String(error)
+}
+
+/** A provider-sent text, shortened for a log line. */
+function excerpt(value: unknown): string {
+  return String(value).replace(/\s+/g, ' ').slice(0, 200)
+}
