@@ -4,16 +4,17 @@
 //
 // Kakao's quirks stay in here:
 // - Member ids are Longs. /v2/user/me and /v1/user/access_token_info send `id` as a raw
-//   JSON number, which JSON.parse rounds above 2^53; the id is read from the response
-//   text instead and compared, as a string, with the ID token's string `sub`.
+//   JSON number, which JSON.parse rounds above 2^53; kapi answers are parsed with
+//   lossless-json, and the id is compared, as a string, with the ID token's string `sub`.
 // - Errors carry `error_code: "KOE…"` (kauth) or `{ msg, code }` (kapi); they become our
 //   contract's errors, with an operator-only `detail` saying what to check.
 // - Native SDK access tokens are accepted only after /v1/user/access_token_info proves
 //   they belong to one of KAKAO_APP_IDS; without that list they are refused.
 // - Every response is read with a size cap: an oversized body is a provider error.
 
+import { isLosslessNumber, parse as parseLossless } from 'lossless-json'
 import * as oidc from 'openid-client'
-import { GatewayError, InvalidGrant, InvalidRequest, ProviderError } from '../src/errors.js'
+import { InvalidGrant, InvalidRequest, ProviderError } from '../src/errors.js'
 import { classifyProviderFailure, OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
 import { readProviderUrl } from './settings.js'
 import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
@@ -57,7 +58,6 @@ function list(value: string | undefined): string[] {
 }
 
 /** No Kakao answer we use comes near this; anything larger is refused unread. */
-export const MAX_RESPONSE_BYTES = 64 * 1024
 
 /** A member number: a positive Long, in decimal. */
 const MEMBER_ID = /^[1-9][0-9]{0,18}$/
@@ -94,8 +94,8 @@ export class KakaoProvider extends OpenIdConnectProvider {
     // RFC 6750 b64token: anything else is not a Kakao token (and must not reach a header).
     if (!/^[A-Za-z0-9._~+/-]+=*$/.test(accessToken)) throw new InvalidGrant('the Kakao access token is malformed')
     const info = await this.kapi('/v1/user/access_token_info', accessToken)
-    const id = exactMember(rawMember(info, 'id'), '/v1/user/access_token_info')
-    const appId = rawMember(info, 'app_id')
+    const id = exactMember(info.id, '/v1/user/access_token_info')
+    const appId = digitsOf(info.app_id)
     if (appId === undefined || !/^[0-9]+$/.test(appId)) {
       throw new ProviderError('kakao answered without an app id', { detail: '/v1/user/access_token_info has no numeric app_id' })
     }
@@ -104,8 +104,8 @@ export class KakaoProvider extends OpenIdConnectProvider {
         detail: `access token of Kakao app ${appId}; KAKAO_APP_IDS allows ${this.settings.appIds.join(', ')}`,
       })
     }
-    const expiresIn = info.value.expires_in
-    if (typeof expiresIn !== 'number') {
+    const expiresIn = Number(digitsOf(info.expires_in))
+    if (!Number.isFinite(expiresIn)) {
       throw new ProviderError('kakao sent a malformed response', { detail: '/v1/user/access_token_info has no numeric expires_in' })
     }
     if (expiresIn <= 0) throw new InvalidGrant('the Kakao access token has expired')
@@ -133,9 +133,6 @@ export class KakaoProvider extends OpenIdConnectProvider {
     return this.settings.clientSecret ? oidc.ClientSecretPost(this.settings.clientSecret) : oidc.None()
   }
 
-  protected override providerFetch(): oidc.CustomFetch {
-    return boundedFetch
-  }
 
   protected override async call<T>(operation: () => Promise<T>): Promise<T> {
     try {
@@ -148,8 +145,8 @@ export class KakaoProvider extends OpenIdConnectProvider {
   /** /v2/user/me: the member id exactly as sent, and the profile the user agreed to share. */
   private async userMe(accessToken: string): Promise<ProviderProfile> {
     const me = await this.kapi('/v2/user/me', accessToken)
-    const subject = exactMember(rawMember(me, 'id'), '/v2/user/me')
-    const account = objectAt(me.value, 'kakao_account')
+    const subject = exactMember(me.id, '/v2/user/me')
+    const account = objectAt(me, 'kakao_account')
     const profile = objectAt(account, 'profile')
     // An email counts only when Kakao says it is both valid and verified (and it was agreed to).
     const email = account?.is_email_valid === true && account.is_email_verified === true ? emailOf(account.email) : undefined
@@ -159,7 +156,7 @@ export class KakaoProvider extends OpenIdConnectProvider {
   }
 
   /** A GET to kapi with the user's access token; kapi's `{ msg, code }` errors become ours. */
-  private async kapi(path: string, accessToken: string): Promise<RawJson> {
+  private async kapi(path: string, accessToken: string): Promise<Record<string, unknown>> {
     const configuration = await this.discover()
     let response: Response
     try {
@@ -170,7 +167,7 @@ export class KakaoProvider extends OpenIdConnectProvider {
       response = error.response
     }
     const text = await response.text()
-    if (response.ok) return parseRawJson(text, path)
+    if (response.ok) return parseKakaoJson(text, path)
     const code = kapiErrorCode(text)
     const what = `kapi ${path} answered HTTP ${response.status}${code !== undefined ? ` code ${code}` : ''}`
     if (response.status === 401 || code === -401) {
@@ -215,9 +212,6 @@ const OPERATOR_HINTS: Record<string, { error: 'grant' | 'provider'; message: str
 }
 
 async function classifyKakaoFailure(error: unknown): Promise<Error> {
-  // Our own failures (an oversized body) arrive wrapped by openid-client.
-  const own = gatewayErrorIn(error)
-  if (own) return own
   let body: unknown
   let status: number | undefined
   if (error instanceof oidc.ResponseBodyError) {
@@ -251,13 +245,6 @@ async function classifyKakaoFailure(error: unknown): Promise<Error> {
   return classified
 }
 
-function gatewayErrorIn(error: unknown): GatewayError | undefined {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
-    if (current instanceof GatewayError) return current
-  }
-  return undefined
-}
-
 function describeFailure(error: unknown): string {
   const parts: string[] = []
   for (let current = error, depth = 0; current instanceof Error && depth < 4; current = current.cause, depth++) {
@@ -282,141 +269,37 @@ function kapiErrorCode(text: string): number | undefined {
 // Responses: bounded in size, and ids read exactly
 
 /**
- * fetch, with the whole body read here under MAX_RESPONSE_BYTES (and under the request's
- * timeout signal). openid-client and our kapi calls then see an ordinary, small Response.
+ * Kakao's JSON, parsed keeping every digit of its numbers (member ids are Longs sent as raw
+ * JSON numbers; JSON.parse would round them past 2^53) and refusing duplicate keys.
  */
-async function boundedFetch(url: string, options: oidc.CustomFetchOptions): Promise<Response> {
-  const response = await fetch(url, options as RequestInit)
-  const tooLarge = () => {
-    const where = new URL(url)
-    return new ProviderError('kakao sent an oversized response', {
-      detail: `${where.origin}${where.pathname} answered more than ${MAX_RESPONSE_BYTES} bytes`,
-    })
-  }
-  const declared = Number(response.headers.get('content-length'))
-  if (declared > MAX_RESPONSE_BYTES) {
-    await response.body?.cancel().catch(() => undefined)
-    throw tooLarge()
-  }
-  const chunks: Uint8Array[] = []
-  let size = 0
-  if (response.body) {
-    const reader = response.body.getReader()
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > MAX_RESPONSE_BYTES) {
-        await reader.cancel().catch(() => undefined)
-        throw tooLarge()
-      }
-      chunks.push(value)
-    }
-  }
-  const bodyless = [101, 204, 205, 304].includes(response.status)
-  const headers = new Headers(response.headers)
-  headers.delete('content-encoding')
-  headers.delete('content-length')
-  return new Response(bodyless ? null : Buffer.concat(chunks), { status: response.status, statusText: response.statusText, headers })
-}
-
-interface RawJson {
-  /** The parsed body, for fields where a double is exact enough (flags, strings, small numbers). */
-  value: Record<string, unknown>
-  /** The source text of each top-level member's value, in order of appearance. */
-  raw: Map<string, string[]>
-}
-
-function parseRawJson(text: string, path: string): RawJson {
+function parseKakaoJson(text: string, path: string): Record<string, unknown> {
   let value: unknown
   try {
-    value = JSON.parse(text)
+    value = parseLossless(text)
   } catch {
     throw new ProviderError('kakao sent a malformed response', { detail: `${path} answered with a body that is not JSON` })
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ProviderError('kakao sent a malformed response', { detail: `${path} answered with JSON that is not an object` })
   }
-  return { value: value as Record<string, unknown>, raw: topLevelSources(text) }
+  return value as Record<string, unknown>
 }
 
-/** The source text of a top-level member, if it appears exactly once. */
-function rawMember(json: RawJson, name: string): string | undefined {
-  const sources = json.raw.get(name)
-  if (sources === undefined) return undefined
-  if (sources.length !== 1) throw new ProviderError('kakao sent a malformed response', { detail: `"${name}" appears ${sources.length} times` })
-  return sources[0]
+/** A JSON number's exact decimal text (or a string as sent). */
+function digitsOf(value: unknown): string | undefined {
+  if (isLosslessNumber(value)) return value.value
+  return typeof value === 'string' ? value : undefined
 }
 
-/** A member number, exactly as written: a JSON integer literal (or a string of digits). */
-function exactMember(source: string | undefined, path: string): string {
-  const digits = source?.startsWith('"') ? (JSON.parse(source) as string) : source
+/** A member number, exactly as written. */
+function exactMember(value: unknown, path: string): string {
+  const digits = digitsOf(value)
   if (digits === undefined || !MEMBER_ID.test(digits)) {
     throw new ProviderError('kakao sent a malformed response', {
-      detail: `${path} has ${source === undefined ? 'no id' : `an id that is not a member number: ${source.slice(0, 40)}`}`,
+      detail: `${path} has ${digits === undefined ? 'no id' : `an id that is not a member number: ${digits.slice(0, 40)}`}`,
     })
   }
   return digits
-}
-
-/**
- * Walks a JSON object's top level and returns each member's value as source text, so a
- * number keeps every digit. The text was already accepted by JSON.parse, so the walk
- * only has to find boundaries: strings (with escapes), nesting, and scalar ends.
- */
-export function topLevelSources(text: string): Map<string, string[]> {
-  const sources = new Map<string, string[]>()
-  let i = skipSpace(text, 0)
-  if (text[i] !== '{') return sources
-  i = skipSpace(text, i + 1)
-  while (i < text.length && text[i] !== '}') {
-    const keyEnd = endOfString(text, i)
-    const key = JSON.parse(text.slice(i, keyEnd)) as string
-    i = skipSpace(text, keyEnd) + 1 // past ':'
-    i = skipSpace(text, i)
-    const valueEnd = endOfValue(text, i)
-    const list = sources.get(key)
-    if (list) list.push(text.slice(i, valueEnd))
-    else sources.set(key, [text.slice(i, valueEnd)])
-    i = skipSpace(text, valueEnd)
-    if (text[i] === ',') i = skipSpace(text, i + 1)
-  }
-  return sources
-}
-
-function skipSpace(text: string, i: number): number {
-  while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++
-  return i
-}
-
-/** `i` is at an opening quote; returns the index after the closing one. */
-function endOfString(text: string, i: number): number {
-  for (let j = i + 1; j < text.length; j++) {
-    if (text[j] === '\\') j++
-    else if (text[j] === '"') return j + 1
-  }
-  return text.length
-}
-
-function endOfValue(text: string, i: number): number {
-  const first = text[i]
-  if (first === '"') return endOfString(text, i)
-  if (first === '{' || first === '[') {
-    let depth = 0
-    for (let j = i; j < text.length; j++) {
-      const c = text[j]
-      if (c === '"') j = endOfString(text, j) - 1
-      else if (c === '{' || c === '[') depth++
-      else if (c === '}' || c === ']') {
-        depth--
-        if (depth === 0) return j + 1
-      }
-    }
-    return text.length
-  }
-  let j = i
-  while (j < text.length && !',}] \t\n\r'.includes(text[j]!)) j++
-  return j
 }
 
 // ---------------------------------------------------------------------------

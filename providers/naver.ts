@@ -16,6 +16,7 @@
 
 import * as oidc from 'openid-client'
 import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/errors.js'
+import { boundedFetch, causeOf, OversizedResponse } from './provider-http.js'
 import { readProviderUrl } from './settings.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
 
@@ -42,8 +43,6 @@ export const naver: ProviderDefinition<NaverSettings> = {
   create: (settings, runtime) => new NaverProvider(settings, runtime),
 }
 
-/** Token and profile answers are a few hundred bytes; anything this large is not Naver talking. */
-export const MAX_NAVER_RESPONSE_BYTES = 64 * 1024
 
 /** Naver ids are INT64 digits (apps before 2021-05-01) or base64-style strings of up to 64 characters. */
 const SUBJECT_PATTERN = /^[\x21-\x7e]{1,128}$/
@@ -230,7 +229,7 @@ function errorBodyOf(error: unknown): { error: string; error_description?: unkno
 function transportFailure(error: unknown, what: string): Error {
   if (isTimeout(error)) return new ProviderTimeout('naver did not answer in time', { cause: error })
   const oversized = causeOf(error, OversizedResponse)
-  if (oversized) return new ProviderError('naver sent an unusable answer', { cause: error, detail: `naver ${what}: ${oversized.message}` })
+  if (oversized) return oversized
   const status = causeOf(error, Response)?.status
   const detail = status !== undefined ? `naver ${what} answered HTTP ${status}` : `naver ${what} could not be used: ${describe(error)}`
   return new ProviderError('naver could not be used', { cause: error, detail })
@@ -238,41 +237,6 @@ function transportFailure(error: unknown, what: string): Error {
 
 function malformed(what: string): ProviderError {
   return new ProviderError('naver sent an unusable answer', { detail: `naver profile API: ${what}` })
-}
-
-class OversizedResponse extends Error {}
-
-/**
- * fetch for openid-client that reads the whole body inside the call (so the call's timeout
- * covers a body that trickles in) and refuses bodies over MAX_NAVER_RESPONSE_BYTES.
- */
-const boundedFetch: oidc.CustomFetch = async (url, options) => {
-  const response = await fetch(url, options as RequestInit)
-  if (Number(response.headers.get('content-length')) > MAX_NAVER_RESPONSE_BYTES) {
-    await response.body?.cancel()
-    throw new OversizedResponse(`the answer declares more than ${MAX_NAVER_RESPONSE_BYTES} bytes`)
-  }
-  const chunks: Uint8Array[] = []
-  let size = 0
-  if (response.body) {
-    const reader = response.body.getReader()
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > MAX_NAVER_RESPONSE_BYTES) {
-        await reader.cancel()
-        throw new OversizedResponse(`the answer is larger than ${MAX_NAVER_RESPONSE_BYTES} bytes`)
-      }
-      chunks.push(value)
-    }
-  }
-  const nullBody = response.status === 204 || response.status === 304
-  return new Response(nullBody ? null : Buffer.concat(chunks), {
-    status: response.status,
-    statusText: response.statusText,
-    headers: response.headers,
-  })
 }
 
 async function jsonOf(response: Response): Promise<unknown> {
@@ -292,14 +256,6 @@ function isTimeout(error: unknown): boolean {
     if (cause.name === 'TimeoutError' || (cause as { code?: unknown }).code === 'OAUTH_TIMEOUT') return true
   }
   return false
-}
-
-function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
-  for (let cause: unknown = error; cause !== undefined && cause !== null; cause = (cause as { cause?: unknown }).cause) {
-    if (cause instanceof type) return cause
-    if (!(cause instanceof Error)) return undefined
-  }
-  return undefined
 }
 
 function describe(error: unknown): string {

@@ -5,7 +5,8 @@
 
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
-import { InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
+import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
+import { boundedFetch, causeOf } from './provider-http.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
 
 export interface OpenIdConnectSettings {
@@ -124,11 +125,10 @@ export class OpenIdConnectProvider implements IdentityProvider {
   protected discover(): Promise<oidc.Configuration> {
     this.configuration ??= this.call(async () => {
       const { issuer, clientId, clientSecret } = this.settings
-      const fetchImplementation = this.providerFetch()
       const configuration = await oidc.discovery(new URL(issuer), clientId, clientSecret, this.clientAuthentication(), {
         execute: this.runtime.allowInsecureLoopback && issuer.startsWith('http:') ? [oidc.allowInsecureRequests] : [],
         timeout: this.runtime.httpTimeoutSeconds,
-        ...(fetchImplementation ? { [oidc.customFetch]: fetchImplementation } : {}),
+        [oidc.customFetch]: boundedFetch,
       })
       configuration.timeout = this.runtime.httpTimeoutSeconds
       // Verify ID token signatures too, not only their claims.
@@ -146,11 +146,6 @@ export class OpenIdConnectProvider implements IdentityProvider {
     return oidc.ClientSecretPost(this.settings.clientSecret)
   }
 
-  /** A fetch for every openid-client request (discovery, token, JWKS, resources); undefined: the global fetch. */
-  protected providerFetch(): oidc.CustomFetch | undefined {
-    return undefined
-  }
-
   /** Runs one provider interaction and turns openid-client's failures into our typed errors. */
   protected async call<T>(operation: () => Promise<T>): Promise<T> {
     try {
@@ -165,7 +160,9 @@ const REJECTED_CREDENTIAL_ERRORS = new Set(['invalid_grant', 'invalid_request'])
 const ID_TOKEN_CHECK_FAILURES = new Set(['OAUTH_JWT_CLAIM_COMPARISON_FAILED', 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED'])
 
 export function classifyProviderFailure(provider: string, error: unknown): Error {
-  if (error instanceof InvalidGrant || error instanceof ProviderError || error instanceof ProviderTimeout) return error
+  // Our own typed failures (an oversized body from boundedFetch) arrive wrapped by openid-client.
+  const own = causeOf(error, GatewayError)
+  if (own) return own
   if (error instanceof oidc.ResponseBodyError) {
     if (REJECTED_CREDENTIAL_ERRORS.has(error.error)) {
       return new InvalidGrant(`${provider} rejected the authorization code`, { cause: error })

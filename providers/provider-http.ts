@@ -1,0 +1,57 @@
+// HTTP to providers, shared by every adapter: responses are read whole inside the call (so
+// the call's timeout also covers a body that trickles in) and refused past a size no real
+// provider answer approaches (SECURITY.md A5).
+
+import type * as oidc from 'openid-client'
+import { ProviderError } from '../src/errors.js'
+
+/** Token, profile and key-set answers are a few kilobytes; anything this large is not the provider talking. */
+export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024
+
+export class OversizedResponse extends ProviderError {
+  constructor(url: string) {
+    const where = new URL(url)
+    super('the provider sent an oversized response', {
+      detail: `${where.origin}${where.pathname} answered more than ${MAX_PROVIDER_RESPONSE_BYTES} bytes`,
+    })
+  }
+}
+
+/** A fetch for openid-client (`customFetch`) and our own provider calls. */
+export const boundedFetch: oidc.CustomFetch = async (url, options) => {
+  const response = await fetch(url, options as RequestInit)
+  if (Number(response.headers.get('content-length')) > MAX_PROVIDER_RESPONSE_BYTES) {
+    await response.body?.cancel().catch(() => undefined)
+    throw new OversizedResponse(url)
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  if (response.body) {
+    const reader = response.body.getReader()
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      size += value.byteLength
+      if (size > MAX_PROVIDER_RESPONSE_BYTES) {
+        await reader.cancel().catch(() => undefined)
+        throw new OversizedResponse(url)
+      }
+      chunks.push(value)
+    }
+  }
+  const bodyless = [101, 204, 205, 304].includes(response.status)
+  const headers = new Headers(response.headers)
+  headers.delete('content-encoding')
+  headers.delete('content-length')
+  return new Response(bodyless ? null : Buffer.concat(chunks), { status: response.status, statusText: response.statusText, headers })
+}
+
+/** The first error of `type` in a cause chain: openid-client wraps what our fetch throws. */
+export function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let cause: unknown = error, depth = 0; cause !== undefined && cause !== null && depth < 8; depth++) {
+    if (cause instanceof type) return cause
+    if (!(cause instanceof Error)) return undefined
+    cause = cause.cause
+  }
+  return undefined
+}
