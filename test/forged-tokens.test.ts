@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import t from 'tap'
-import { REDIRECT_URI, googleClientConfiguration, loginWithGoogle, nativeAppAuthorization, startTestGateway } from './support/gateway.js'
+import { googleSdkIdToken, loginWithGoogle, startTestGateway } from './support/gateway.js'
 
 type Tap = Pick<typeof t, 'equal' | 'ok' | 'match' | 'notMatch' | 'same' | 'type'>
 
@@ -260,17 +260,10 @@ t.test('JWE and other non-JWS shapes → 401', async (t) => {
 
 t.test('a Google ID token (another issuer\'s genuine JWT) is not an access token → 401', async (t) => {
   // Run our own code flow against the emulator, as any client of that Google app could.
-  const { code, codeVerifier, nonce } = await nativeAppAuthorization(gateway, account)
-  const callback = new URL(REDIRECT_URI)
-  callback.searchParams.set('code', code)
-  const tokens = await oidc.authorizationCodeGrant(await googleClientConfiguration(gateway), callback, {
-    pkceCodeVerifier: codeVerifier,
-    expectedNonce: nonce,
-    idTokenExpected: true,
-  })
-  t.ok(tokens.id_token, 'the emulator issued an ID token')
-  await refused(t, 'a Google ID token', tokens.id_token!)
-  await refused(t, 'a Google access token', tokens.access_token)
+  const tokens = await googleSdkIdToken(gateway, account)
+  t.ok(tokens.idToken, 'the emulator issued an ID token')
+  await refused(t, 'a Google ID token', tokens.idToken)
+  await refused(t, 'a Google access token', tokens.accessToken)
 })
 
 t.test('after logout, the genuine access token is refused', async (t) => {

@@ -3,30 +3,15 @@
 // iOS client ids differ), checks the nonce, and accepts each token once.
 
 import * as jose from 'jose'
-import * as oidc from 'openid-client'
 import t from 'tap'
-import { GOOGLE_CLIENT, googleClientConfiguration, nativeAppAuthorization, REDIRECT_URI, startTestGateway, type TestGateway } from './support/gateway.js'
-import type { EmulatedAccount } from '../emulators/google.js'
-
-/** What Google's SDK hands a native app: an ID token issued to the app's own client id. */
-async function sdkIdToken(gateway: TestGateway, account: EmulatedAccount) {
-  const { code, codeVerifier, nonce } = await nativeAppAuthorization(gateway, account)
-  const callback = new URL(REDIRECT_URI)
-  callback.searchParams.set('code', code)
-  const tokens = await oidc.authorizationCodeGrant(await googleClientConfiguration(gateway), callback, {
-    pkceCodeVerifier: codeVerifier,
-    expectedNonce: nonce,
-    idTokenExpected: true,
-  })
-  return { idToken: tokens.id_token!, nonce }
-}
+import { GOOGLE_CLIENT, googleSdkIdToken, REDIRECT_URI, startTestGateway } from './support/gateway.js'
 
 const gateway = await startTestGateway({ database: 'pglite' })
 t.teardown(() => gateway.close())
 const login = (payload: Record<string, unknown>) => gateway.app.inject({ method: 'POST', url: '/auth/login', payload: { provider: 'google', ...payload } })
 
 t.test('a genuine SDK ID token logs in, once', async (t) => {
-  const { idToken, nonce } = await sdkIdToken(gateway, { sub: 'sdk-1', name: 'Sid', email: 'sid@example.com' })
+  const { idToken, nonce } = await googleSdkIdToken(gateway, { sub: 'sdk-1', name: 'Sid', email: 'sid@example.com' })
   const first = await login({ idToken, nonce })
   t.equal(first.statusCode, 200, { body: first.body })
   t.match(first.json(), { status: 'authenticated', isNewUser: true, user: { nickname: 'Sid', email: 'sid@example.com' } })
@@ -37,7 +22,7 @@ t.test('a genuine SDK ID token logs in, once', async (t) => {
 
 t.test('a nonce that does not match, or is left out, is refused and creates nobody', async (t) => {
   const users = await gateway.database.prisma.user.count()
-  const { idToken } = await sdkIdToken(gateway, { sub: 'sdk-nonce', name: 'Nona' })
+  const { idToken } = await googleSdkIdToken(gateway, { sub: 'sdk-nonce', name: 'Nona' })
   t.equal((await login({ idToken, nonce: 'another-nonce' })).statusCode, 401, 'wrong nonce')
   t.equal((await login({ idToken })).statusCode, 401, 'the token carries a nonce the client did not send')
   t.equal(await gateway.database.prisma.user.count(), users)
@@ -60,7 +45,7 @@ t.test('forged ID tokens are refused', async (t) => {
 })
 
 t.test('the audience allow-list decides which client ids may bring ID tokens', async (t) => {
-  const { idToken, nonce } = await sdkIdToken(gateway, { sub: 'sdk-aud', name: 'Aud' })
+  const { idToken, nonce } = await googleSdkIdToken(gateway, { sub: 'sdk-aud', name: 'Aud' })
   const strict = await startTestGateway({ database: 'pglite', env: { GOOGLE_CLIENT_ID: 'web-client-only', GOOGLE_ISSUER: gateway.google.issuer } })
   t.teardown(() => strict.close())
   const foreign = await strict.app.inject({ method: 'POST', url: '/auth/login', payload: { provider: 'google', idToken, nonce } })

@@ -143,6 +143,19 @@ export function googleClientConfiguration(gateway: TestGateway) {
   })
 }
 
+/** What Google's SDK hands a native app: an ID token issued to the app's own client id, and its nonce. */
+export async function googleSdkIdToken(gateway: TestGateway, account: EmulatedAccount) {
+  const { code, codeVerifier, nonce } = await nativeAppAuthorization(gateway, account)
+  const callback = new URL(REDIRECT_URI)
+  callback.searchParams.set('code', code)
+  const tokens = await oidc.authorizationCodeGrant(await googleClientConfiguration(gateway), callback, {
+    pkceCodeVerifier: codeVerifier,
+    expectedNonce: nonce,
+    idTokenExpected: true,
+  })
+  return { idToken: tokens.id_token!, accessToken: tokens.access_token, nonce }
+}
+
 /** Resolves once the gateway's Redis client has reconnected. */
 export async function redisReconnected(gateway: Gateway): Promise<void> {
   if (gateway.redis.status === 'ready') return
