@@ -8,7 +8,6 @@ import { randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import * as jose from 'jose'
-import * as oidc from 'openid-client'
 import t from 'tap'
 import { googleSdkIdToken, loginWithGoogle, startTestGateway } from './support/gateway.js'
 
