@@ -1,23 +1,26 @@
-// Development start: the gateway exactly as `npm start` runs it, plus a loopback Google
-// emulator standing in for any provider that has no credentials configured, so a
-// newcomer can log in without registering an app anywhere.
+// Development start: the gateway exactly as `npm start` runs it, plus loopback emulators of
+// Kakao, Naver and Google standing in for every provider that has no credentials configured,
+// so a newcomer can log in at /demo without registering an app anywhere.
 
-import { startGoogleEmulator } from '../emulators/google.js'
+import { startEmulatedProviders } from '../emulators/providers.js'
 
 const port = Number(process.env.PORT ?? 3000)
 const publicUrl = process.env.PUBLIC_URL ?? `http://localhost:${port}`
 process.env.ALLOWED_REDIRECT_URIS ??= `${publicUrl}/dev/callback`
 process.env.DEMO_PAGE ??= 'true'
 
-if (!process.env.GOOGLE_CLIENT_ID) {
-  const google = await startGoogleEmulator({
-    clientId: 'dev-google-client',
-    clientSecret: 'dev-google-secret',
-    redirectUris: [...process.env.ALLOWED_REDIRECT_URIS.split(',').map((uri) => uri.trim()), `${publicUrl}/auth/callback/google`],
-    port: Number(process.env.GOOGLE_EMULATOR_PORT ?? 3101),
+const emulated = ['GOOGLE', 'KAKAO', 'NAVER'].filter((provider) => !process.env[`${provider}_CLIENT_ID`])
+if (emulated.length > 0) {
+  const base = Number(process.env.EMULATOR_BASE_PORT ?? 3101)
+  const emulators = await startEmulatedProviders({
+    publicUrl,
+    redirectUris: process.env.ALLOWED_REDIRECT_URIS.split(',').map((uri) => uri.trim()),
+    ports: { google: base, kakao: base + 1, kakaoApi: base + 2, naver: base + 3 },
   })
-  Object.assign(process.env, { GOOGLE_CLIENT_ID: 'dev-google-client', GOOGLE_CLIENT_SECRET: 'dev-google-secret', GOOGLE_ISSUER: google.issuer })
-  console.log(`Google is emulated at ${google.issuer} (no real credentials configured)`)
+  for (const [name, value] of Object.entries(emulators.env)) {
+    if (emulated.some((provider) => name.startsWith(`${provider}_`))) process.env[name] = value
+  }
+  console.log(`Emulated on loopback (no real credentials configured): ${emulated.join(', ').toLowerCase()}`)
 }
 if (process.env.DEMO_PAGE === 'true') console.log(`Demo: ${publicUrl}/demo`)
 

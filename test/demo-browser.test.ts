@@ -78,3 +78,25 @@ t.test('cancelling at the provider comes back with a message', async (t) => {
   t.pass('the app shows why the login stopped')
   await page.close()
 })
+
+t.test('Kakao and Naver: click through the emulated consent screens', async (t) => {
+  const providers = [
+    { label: 'Kakao', origin: new URL(gateway.emulated!.kakao.authUrl).origin, id: '1376016924429759228', nickname: '카카오 사용자', agree: 'Agree and continue' },
+    { label: 'Naver', origin: new URL(gateway.emulated!.naver.authUrl).origin, id: 'naver-Zx8_base64/id==', nickname: '네이버 사용자', agree: '동의하기 (Agree)' },
+  ]
+  for (const provider of providers) {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    await page.goto(demo)
+    await page.getByRole('link', { name: `Log in with ${provider.label}` }).click()
+    await page.waitForURL((url) => url.origin === provider.origin)
+    await page.fill('input[name=id]', provider.id)
+    await page.fill('input[name=nickname]', provider.nickname)
+    await page.getByRole('button', { name: provider.agree }).click()
+    await page.getByRole('heading', { name: `Signed in as ${provider.nickname}` }).waitFor()
+    t.equal(await page.textContent('#identities'), provider.label.toLowerCase(), `${provider.label}: signed in, identity linked`)
+    await context.close()
+  }
+  const subjects = (await gateway.database.prisma.identity.findMany({ where: { provider: { in: ['kakao', 'naver'] } } })).map((i) => i.subject).sort()
+  t.same(subjects, ['1376016924429759228', 'naver-Zx8_base64/id=='], 'subjects stored exactly as the providers sent them')
+})

@@ -7,6 +7,7 @@ import * as oidc from 'openid-client'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createGateway, type Gateway } from '../../src/gateway.js'
 import { startGoogleEmulator, type EmulatedAccount, type GoogleEmulator } from '../../emulators/google.js'
+import { startEmulatedProviders, type EmulatedProviders } from '../../emulators/providers.js'
 import { createTestDatabase } from './postgres.js'
 import { startRedis, type TestRedis } from './redis.js'
 
@@ -19,6 +20,8 @@ export interface TestGateway extends Gateway {
   config: Config
   testRedis: TestRedis
   google: GoogleEmulator
+  /** All three providers' emulators, for a gateway started with `listen`. */
+  emulated?: EmulatedProviders
   /** Plays a user at Google for an authorization URL; returns the code the app would receive. */
   codeFor(authorizationUrl: string, account: EmulatedAccount): Promise<string>
 }
@@ -35,9 +38,11 @@ export interface TestGatewayOptions {
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const port = options.listen ? await freePort() : undefined
   const publicUrl = port ? `http://localhost:${port}` : PUBLIC_URL
+  // A gateway for a real browser gets all three providers, exactly as `npm run dev` has them.
+  const emulated = options.listen ? await startEmulatedProviders({ publicUrl, redirectUris: [REDIRECT_URI] }) : undefined
   const [testRedis, google, databaseUrl, signingKeys] = await Promise.all([
     startRedis(),
-    startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI, `${publicUrl}/auth/callback/google`] }),
+    emulated?.google ?? startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI, `${publicUrl}/auth/callback/google`] }),
     options.databaseUrl ?? (options.database === 'pglite' ? undefined : createTestDatabase().then((db) => db.url)),
     testSigningKeys(),
   ])
@@ -54,6 +59,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     ALLOWED_REDIRECT_URIS: REDIRECT_URI,
     WEB_ORIGINS: APP_ORIGIN,
     LOG_LEVEL: 'silent',
+    ...emulated?.env,
     ...options.env,
   })
   const gateway = await createGateway(config, false)
@@ -69,9 +75,10 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       if (!code) throw new Error(`the emulator did not return a code: ${redirect.href}`)
       return code
     },
+    emulated,
     async close() {
       await gateway.close()
-      await Promise.all([testRedis.stop(), google.stop()])
+      await Promise.all([testRedis.stop(), emulated ? emulated.stop() : google.stop()])
     },
   }
 }
