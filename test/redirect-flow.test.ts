@@ -96,3 +96,19 @@ t.test('returnTo must be on an allowed web origin', async (t) => {
   t.equal(open.statusCode, 400, 'no open redirect')
   t.equal(open.json().error, 'invalid_request')
 })
+
+t.test('a state started for one provider is refused on another provider callback, with no provider call', async (t) => {
+  const both = await startTestGateway({ database: 'pglite', listen: true })
+  t.teardown(() => both.close())
+  const returnTo = `${both.config.publicUrl}/demo`
+  const start = await both.app.inject({ method: 'GET', url: `/auth/authorize/google?returnTo=${encodeURIComponent(returnTo)}` })
+  const callback = await both.google.authorize(String(start.headers.location), { sub: 'mix-up', name: 'Mix' })
+  const kakaoCalls = both.emulated!.kakao.requests.length
+
+  const crossed = await both.app.inject({ method: 'GET', url: `/auth/callback/kakao${callback.search}`, cookies: cookiesOf(start) })
+  t.equal(crossed.statusCode, 400)
+  t.equal(crossed.json().error, 'invalid_state')
+  t.equal(both.emulated!.kakao.requests.length, kakaoCalls, 'Kakao was never called')
+  const original = await both.app.inject({ method: 'GET', url: `${callback.pathname}${callback.search}`, cookies: cookiesOf(start) })
+  t.equal(original.statusCode, 400, 'and the state is spent: a mix-up attempt cannot be retried on the right provider')
+})
