@@ -1,7 +1,9 @@
-// Every provider the gateway knows. Adding a provider: one module in providers/ and one line here.
+// Every provider the gateway knows. Adding a provider: one module in providers/ and one line
+// here — or, for a standard OpenID Connect provider, no code at all (generic-oidc.ts).
 
 import type { Config } from '../src/config.js'
 import { UnsupportedProvider } from '../src/errors.js'
+import { genericOidcProviders } from './generic-oidc.js'
 import { google } from './google.js'
 import { kakao } from './kakao.js'
 import { naver } from './naver.js'
@@ -9,15 +11,25 @@ import type { IdentityProvider, ProviderDefinition } from './types.js'
 
 export const providerDefinitions: readonly ProviderDefinition<any>[] = [google, kakao, naver]
 
+/** A provider the configuration enabled: its definition and the settings read for it. */
+export interface ConfiguredProvider {
+  definition: ProviderDefinition<any>
+  settings: unknown
+}
+
+/** The built-in providers, then every generic OpenID Connect provider the environment names. */
+export function providerDefinitionsFor(env: Record<string, string | undefined>): ProviderDefinition<any>[] {
+  return [...providerDefinitions, ...genericOidcProviders(env)]
+}
+
 export class ProviderRegistry {
   // A Map, not an object: `provider: "__proto__"` must find nothing.
   private readonly providers = new Map<string, IdentityProvider>()
 
   constructor(config: Pick<Config, 'providers' | 'providerHttpTimeoutSeconds' | 'production'>) {
     const runtime = { httpTimeoutSeconds: config.providerHttpTimeoutSeconds, allowInsecureLoopback: true }
-    for (const definition of providerDefinitions) {
-      const settings = config.providers[definition.name]
-      if (settings !== undefined) this.providers.set(definition.name, definition.create(settings, runtime))
+    for (const [name, { definition, settings }] of Object.entries(config.providers)) {
+      this.providers.set(name, definition.create(settings, runtime))
     }
   }
 

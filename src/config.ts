@@ -2,7 +2,7 @@
 // Nothing else in the gateway reads process.env. Every problem found is reported,
 // one line each, before start-up stops.
 
-import { providerDefinitions } from '../providers/registry.js'
+import { providerDefinitionsFor, type ConfiguredProvider } from '../providers/registry.js'
 import { isLoopbackUrl } from './loopback.js'
 
 export const PROFILE_FIELDS = ['nickname', 'email', 'photo'] as const
@@ -31,8 +31,8 @@ export interface Config {
   signingKeys?: string
   signupRequiredFields: ProfileField[]
   sessionPolicy: 'multi' | 'single'
-  /** Settings of each configured provider, by provider name. */
-  providers: Record<string, unknown>
+  /** Each enabled provider, by the name clients use. */
+  providers: Record<string, ConfiguredProvider>
   providerHttpTimeoutSeconds: number
   allowedRedirectUris: string[]
   /** Origins allowed to call from a browser: WEB_ORIGINS plus the gateway's own. */
@@ -69,10 +69,12 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const signingKeys = read.text('SIGNING_KEYS')
-  const providers: Record<string, unknown> = {}
-  for (const definition of providerDefinitions) {
+  const providers: Record<string, ConfiguredProvider> = {}
+  for (const definition of providerDefinitionsFor(env)) {
     const settings = definition.readSettings(env, problems, production)
-    if (settings !== undefined) providers[definition.name] = settings
+    if (settings === undefined) continue
+    if (Object.hasOwn(providers, definition.name)) problems.push(`provider "${definition.name}" is configured twice (a generic OIDC_ provider may not reuse a built-in name)`)
+    else providers[definition.name] = { definition, settings }
   }
 
   const signupRequiredFields = read.list('SIGNUP_REQUIRED_FIELDS') ?? ['nickname']

@@ -238,7 +238,7 @@ t.test('a client secret Kakao no longer accepts is 502 provider_error, not a use
   t.notMatch(response.body, /KAKAO_CLIENT_SECRET|KOE010|re-issued/, 'the operator hint stays in the log')
 
   // What the operator reads in the log: which variable to check.
-  const adapter = kakaoDefinition.create(gateway.config.providers.kakao as KakaoSettings, { httpTimeoutSeconds: 1, allowInsecureLoopback: true })
+  const adapter = kakaoDefinition.create(gateway.config.providers.kakao!.settings as KakaoSettings, { httpTimeoutSeconds: 1, allowInsecureLoopback: true })
   await t.rejects(adapter.exchangeCode({ code: 'any', redirectUri: REDIRECT_URI }), { code: 'provider_error', detail: /KAKAO_CLIENT_SECRET/ })
 })
 
