@@ -5,6 +5,7 @@
 import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Redis } from 'ioredis'
 import type { Config } from './config.js'
 import type { UserDirectory } from './identity/users.js'
 import type { LoginService } from './login/login.js'
@@ -16,6 +17,7 @@ import type { AccessTokens } from './tokens/access-tokens.js'
 import type { SigningKeySet } from './tokens/signing-keys.js'
 import type { BrowserPolicy } from './http/browser.js'
 import { registerErrorHandling } from './http/errors.js'
+import { registerRateLimits } from './http/rate-limits.js'
 import { demoRoutes } from './routes/demo.js'
 import { discoveryRoutes } from './routes/discovery.js'
 import { healthRoutes } from './routes/health.js'
@@ -36,6 +38,8 @@ export interface GatewayServices {
   login: LoginService
   signup: SignupService
   browser: BrowserPolicy
+  /** The Redis connection the rate limiter counts in. */
+  redis: Redis
   /** Each check resolves when its dependency answers. */
   readiness: Record<string, () => Promise<unknown>>
 }
@@ -60,6 +64,11 @@ const REDACTED = [
   '*.idToken',
 ]
 
+/** A hop count trusts that many proxies in front of us (what proxy-addr does with a number). */
+function trustedProxies(setting: GatewayServices['config']['trustProxy']) {
+  return typeof setting === 'number' ? (_address: string, hop: number) => hop < setting : setting
+}
+
 export async function buildApp(services: GatewayServices, logger: FastifyServerOptions['logger'] = true): Promise<FastifyInstance> {
   const app = Fastify({
     logger:
@@ -75,6 +84,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
     // Unknown fields are rejected, not silently removed; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     return503OnClosing: true,
+    trustProxy: trustedProxies(services.config.trustProxy),
   })
   app.decorate('gateway', services)
   registerErrorHandling(app)
@@ -83,6 +93,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   app.removeContentTypeParser('text/plain')
 
   await app.register(cookie)
+  await registerRateLimits(app, services.redis)
   await app.register(cors, {
     origin: (origin, callback) => callback(null, origin !== undefined && services.browser.isAllowedOrigin(origin)),
     credentials: true,

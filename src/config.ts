@@ -40,6 +40,10 @@ export interface Config {
   logLevel: string
   /** Serve the demo web app at /demo. */
   demoPage: boolean
+  /** Requests per minute, client address and route: login routes (start, code, signup, redirect flow), and refresh/logout. */
+  rateLimits: { login: number; token: number }
+  /** Proxies whose X-Forwarded-For is believed: a hop count or addresses/CIDRs; false: none. */
+  trustProxy: boolean | number | string[]
 }
 
 export class ConfigError extends Error {
@@ -118,6 +122,11 @@ export function loadConfig(env: Env = process.env): Config {
     webOrigins: [...new Set([...webOrigins, new URL(publicUrl).origin])],
     logLevel: read.text('LOG_LEVEL') ?? (production ? 'info' : 'debug'),
     demoPage: read.flag('DEMO_PAGE'),
+    rateLimits: {
+      login: read.integer('RATE_LIMIT_LOGIN', 30, 1, 1_000_000),
+      token: read.integer('RATE_LIMIT_TOKEN', 120, 1, 1_000_000),
+    },
+    trustProxy: readTrustProxy(read),
   }
 
   if (production) {
@@ -139,6 +148,14 @@ export function loadConfig(env: Env = process.env): Config {
 /** Redis commands that take longer fail with 503; the reuse grace must outlast it. */
 export const REDIS_COMMAND_TIMEOUT_MS = 1500
 
+
+/** TRUST_PROXY: unset (trust no one: a client cannot pick its own address), a hop count, or addresses. */
+function readTrustProxy(read: EnvReader): Config['trustProxy'] {
+  const value = read.text('TRUST_PROXY')
+  if (value === undefined || value === 'false') return false
+  if (/^\d+$/.test(value)) return Number(value)
+  return value.split(',').map((entry) => entry.trim()).filter(Boolean)
+}
 
 /** Reads typed values from the environment and records one problem line per bad value. */
 export class EnvReader {

@@ -26,5 +26,6 @@ export class IdentityAlreadyLinked extends GatewayError { readonly code = 'ident
 /** The provider answered with something we cannot use (bad credentials, malformed body, 5xx). */
 export class ProviderError extends GatewayError { readonly code = 'provider_error' }
 export class ProviderTimeout extends GatewayError { readonly code = 'provider_timeout' }
+export class RateLimited extends GatewayError { readonly code = 'rate_limited' }
 /** Redis or the database cannot be reached: fail closed with 503, never 401. */
 export class StorageUnavailable extends GatewayError { readonly code = 'unavailable' }

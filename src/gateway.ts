@@ -74,6 +74,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     }),
     signup: new SignupService({ tickets, users, sessionTokens, signupRequiredFields: config.signupRequiredFields }),
     browser: new BrowserPolicy(config),
+    redis,
     readiness: { redis: () => redis.ping(), database: () => database.ping() },
   }
   app = await buildApp(services, logger)

@@ -15,6 +15,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   invalid_token: 401,
   origin_not_allowed: 403,
   identity_already_linked: 409,
+  rate_limited: 429,
   provider_error: 502,
   provider_timeout: 504,
   unavailable: 503,

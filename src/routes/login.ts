@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { InvalidRequest } from '../errors.js'
 import { clientLabel } from '../http/browser.js'
+import { rateLimitedAs } from '../http/rate-limits.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { ClientContext, LoginOutcome, LoginService } from '../login/login.js'
 import { authenticatedReply, providerName, urlString } from './shapes.js'
@@ -43,12 +44,13 @@ interface LoginBody {
 export async function loginRoutes(app: FastifyInstance): Promise<void> {
   const { login, browser } = app.gateway
 
-  app.post<{ Body: { provider: string; redirectUri: string } }>('/auth/login/start', { schema: { body: startBody } }, async (request) => {
+  const limited = rateLimitedAs('login', app.gateway.config)
+  app.post<{ Body: { provider: string; redirectUri: string } }>('/auth/login/start', { schema: { body: startBody }, config: limited }, async (request) => {
     browser.channelOf(request)
     return login.start(request.body.provider, request.body.redirectUri)
   })
 
-  app.post<{ Body: LoginBody }>('/auth/login', { schema: { body: loginBody } }, async (request, reply) => {
+  app.post<{ Body: LoginBody }>('/auth/login', { schema: { body: loginBody }, config: limited }, async (request, reply) => {
     const { provider, ...credential } = request.body
     const client = { channel: browser.channelOf(request), label: clientLabel(request) }
     const outcome = await loginWith(login, provider, credential, client)

@@ -5,6 +5,7 @@
 
 import type { FastifyInstance } from 'fastify'
 import { clientLabel } from '../http/browser.js'
+import { rateLimitedAs } from '../http/rate-limits.js'
 import type { ProviderCallback } from '../login/login.js'
 import { providerName, urlString } from './shapes.js'
 
@@ -37,7 +38,7 @@ export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
 
   app.get<{ Params: { provider: string }; Querystring: { returnTo: string } }>(
     '/auth/authorize/:provider',
-    { schema: { params: providerParams, querystring: authorizeQuery } },
+    { schema: { params: providerParams, querystring: authorizeQuery }, config: rateLimitedAs('login', config) },
     async (request, reply) => {
       const started = await login.startRedirect(request.params.provider, request.query.returnTo)
       browser.setFlowCookie(reply, 'loginBinding', started.browserBinding, started.expiresIn)
@@ -47,7 +48,7 @@ export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
 
   app.get<{ Params: { provider: string }; Querystring: ProviderCallback }>(
     '/auth/callback/:provider',
-    { schema: { params: providerParams, querystring: callbackQuery } },
+    { schema: { params: providerParams, querystring: callbackQuery }, config: rateLimitedAs('login', config) },
     async (request, reply) => {
       const client = { channel: 'cookie' as const, label: clientLabel(request) }
       const binding = browser.flowCookieOf(request, 'loginBinding')

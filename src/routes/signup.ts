@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { InvalidRequest, InvalidSignupToken, OriginNotAllowed } from '../errors.js'
 import { clientLabel } from '../http/browser.js'
+import { rateLimitedAs } from '../http/rate-limits.js'
 import type { SignupRequest } from '../signup/signup.js'
 
 type SignupBody = Omit<SignupRequest, 'signupToken'> & { signupToken?: string }
@@ -23,7 +24,7 @@ const signupBody = {
 export async function signupRoutes(app: FastifyInstance): Promise<void> {
   const { signup, browser } = app.gateway
 
-  app.post<{ Body: SignupBody }>('/auth/signup', { schema: { body: signupBody } }, async (request, reply) => {
+  app.post<{ Body: SignupBody }>('/auth/signup', { schema: { body: signupBody }, config: rateLimitedAs('login', app.gateway.config) }, async (request, reply) => {
     const client = { channel: browser.channelOf(request), label: clientLabel(request) }
     const fromCookie = request.body.signupToken === undefined
     const signupToken = request.body.signupToken ?? browser.flowCookieOf(request, 'signupTicket')

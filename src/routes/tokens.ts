@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { InvalidGrant } from '../errors.js'
 import { bearerTokenOf } from '../http/bearer.js'
+import { rateLimitedAs } from '../http/rate-limits.js'
 import { authenticatedReply } from './shapes.js'
 
 const refreshBody = {
@@ -14,7 +15,8 @@ type RefreshBody = { refreshToken?: string } | null | undefined
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   const { browser, sessionTokens, sessions, accessTokens } = app.gateway
 
-  app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody } }, async (request, reply) => {
+  const limited = rateLimitedAs('token', app.gateway.config)
+  app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody }, config: limited }, async (request, reply) => {
     const { token, channel } = browser.refreshTokenOf(request, request.body?.refreshToken)
     if (token === undefined) throw new InvalidGrant('a refresh token is required (cookie or body)')
     const tokens = await sessionTokens.refresh(token, channel)
@@ -22,7 +24,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   })
 
   // Ends one session: by refresh token (cookie or body), or by the bearer access token.
-  app.post<{ Body: RefreshBody }>('/auth/logout', { schema: { body: refreshBody } }, async (request, reply) => {
+  app.post<{ Body: RefreshBody }>('/auth/logout', { schema: { body: refreshBody }, config: limited }, async (request, reply) => {
     const { token } = browser.refreshTokenOf(request, request.body?.refreshToken)
     if (token !== undefined) {
       await sessions.endByRefreshToken(token)

@@ -59,6 +59,9 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     ALLOWED_REDIRECT_URIS: REDIRECT_URI,
     WEB_ORIGINS: APP_ORIGIN,
     LOG_LEVEL: 'silent',
+    // Tests send far more than a person would; test/rate-limits.test.ts sets real limits.
+    RATE_LIMIT_LOGIN: '1000000',
+    RATE_LIMIT_TOKEN: '1000000',
     ...emulated?.env,
     ...options.env,
   })
