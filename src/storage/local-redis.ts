@@ -3,9 +3,8 @@
 
 import { spawn } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { resolve } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { freeLoopbackPort, waitForLoopbackPort } from '../loopback.js'
 
 export interface LocalRedis {
   url: string
@@ -15,7 +14,7 @@ export interface LocalRedis {
 export async function startLocalRedis(dataDir: string): Promise<LocalRedis> {
   const dir = resolve(dataDir, 'redis')
   await mkdir(dir, { recursive: true })
-  const port = await freePort()
+  const port = await freeLoopbackPort()
   const child = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction'],
@@ -33,33 +32,7 @@ export async function startLocalRedis(dataDir: string): Promise<LocalRedis> {
   })
   const stop = () => child.kill('SIGTERM')
   process.once('exit', stop)
-  await Promise.race([failed, waitForPort(port)])
+  await Promise.race([failed, waitForLoopbackPort(port, 'the local redis-server')])
   failed.catch(() => {})
   return { url: `redis://127.0.0.1:${port}`, stop }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolvePort(port))
-    })
-  })
-}
-
-async function waitForPort(port: number): Promise<void> {
-  const { connect } = await import('node:net')
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const open = await new Promise<boolean>((done) => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => (socket.destroy(), done(true)))
-      socket.once('error', () => done(false))
-    })
-    if (open) return
-    await sleep(50)
-  }
-  throw new Error('the local redis-server did not start')
 }

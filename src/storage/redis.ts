@@ -15,6 +15,8 @@ export interface RedisLogger {
 export async function connectRedis(url: string, log: RedisLogger): Promise<Redis> {
   const options = {
     enableOfflineQueue: false,
+    // Commands issued in the same tick share one socket write (each rotation stays one script).
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 0,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     connectTimeout: 2000,

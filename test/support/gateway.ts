@@ -1,11 +1,11 @@
 // A gateway for tests, built exactly as production builds it (createGateway), over a real
 // redis-server, a real database (PostgreSQL or PGlite) and the Google emulator on loopback.
 
-import { createServer, type AddressInfo } from 'node:net'
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createGateway, type Gateway } from '../../src/gateway.js'
+import { freeLoopbackPort } from '../../src/loopback.js'
 import { startGoogleEmulator, type EmulatedAccount, type GoogleEmulator } from '../../emulators/google.js'
 import { startEmulatedProviders, type EmulatedProviders } from '../../emulators/providers.js'
 import { createTestDatabase } from './postgres.js'
@@ -36,7 +36,7 @@ export interface TestGatewayOptions {
 }
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
-  const port = options.listen ? await freePort() : undefined
+  const port = options.listen ? await freeLoopbackPort() : undefined
   const publicUrl = port ? `http://localhost:${port}` : PUBLIC_URL
   // A gateway for a real browser gets all three providers, exactly as `npm run dev` has them.
   const emulated = options.listen ? await startEmulatedProviders({ publicUrl, redirectUris: [REDIRECT_URI] }) : undefined
@@ -84,17 +84,6 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       await Promise.all([testRedis.stop(), emulated ? emulated.stop() : google.stop()])
     },
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 async function testSigningKeys(): Promise<string> {
