@@ -9,7 +9,7 @@ import { kakao } from './kakao.js'
 import { naver } from './naver.js'
 import type { IdentityProvider, ProviderDefinition } from './types.js'
 
-export const providerDefinitions: readonly ProviderDefinition<any>[] = [google, kakao, naver]
+export const providerDefinitions: readonly ProviderDefinition<any>[] = [kakao, naver, google]
 
 /** A provider the configuration enabled: its definition and the settings read for it. */
 export interface ConfiguredProvider {
