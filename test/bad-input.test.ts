@@ -35,13 +35,14 @@ t.teardown(() => {
   globalThis.fetch = realFetch
 })
 
-/** Everything a bad request could have changed. */
+/** Everything a bad request could have changed (the rate limiter counting it is intended). */
 async function footprint() {
+  const redisKeys = (await gateway.redis.keys('*')).filter((key) => !key.startsWith('gw:rate:')).sort()
   return {
     users: await prisma.user.count(),
     identities: await prisma.identity.count(),
-    redisKeyCount: await gateway.redis.dbsize(),
-    redisKeys: (await gateway.redis.keys('*')).sort(),
+    redisKeyCount: redisKeys.length,
+    redisKeys,
     providerCalls,
   }
 }
