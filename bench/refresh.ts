@@ -116,7 +116,7 @@ async function main(): Promise<number> {
     Promise.all(
       Array.from({ length: CONNECTIONS }, async () => {
         const userId = randomId()
-        const tokens = await services.sessionTokens.startSession(userId, 'body', 'bench')
+        const tokens = await services.sessionTokens.startSession(userId, { channel: 'body', label: 'bench' })
         return { userId, sessionId: tokens.sessionId, refreshToken: tokens.refreshToken }
       }),
     )
@@ -241,7 +241,7 @@ async function rotationsMatch(
 function buildBareRefresh(sessionTokens: SessionTokens): FastifyInstance {
   const app = Fastify({ logger: false })
   app.post<{ Body: { refreshToken: string } }>('/refresh', async (request) => {
-    const tokens = await sessionTokens.refresh(request.body.refreshToken, 'body')
+    const tokens = await sessionTokens.refresh(request.body.refreshToken, { channel: 'body', label: 'bench' })
     return {
       status: 'authenticated',
       accessToken: tokens.accessToken,

@@ -24,6 +24,7 @@ import { healthRoutes } from './routes/health.js'
 import { loginRoutes } from './routes/login.js'
 import { meRoutes } from './routes/me.js'
 import { redirectFlowRoutes } from './routes/redirect-flow.js'
+import { sessionRoutes } from './routes/sessions.js'
 import { signupRoutes } from './routes/signup.js'
 import { tokenRoutes } from './routes/tokens.js'
 
@@ -105,6 +106,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   await app.register(tokenRoutes)
   await app.register(meRoutes)
   await app.register(redirectFlowRoutes)
+  await app.register(sessionRoutes)
   await app.register(discoveryRoutes)
   await app.register(healthRoutes)
   if (services.config.demoPage) await app.register(demoRoutes)

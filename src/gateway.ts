@@ -4,6 +4,7 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { buildApp, type GatewayServices } from './app.js'
+import { AuditLog } from './audit/audit-log.js'
 import type { Config } from './config.js'
 import { BrowserPolicy } from './http/browser.js'
 import { UserDirectory } from './identity/users.js'
@@ -48,7 +49,8 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
 
   const providers = new ProviderRegistry(config)
   const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl })
-  const sessions = new RefreshSessions(new SessionStore(redis), config)
+  const audit = new AuditLog(database.prisma, { warn: (object, message) => app?.log.warn(object, message) })
+  const sessions = new RefreshSessions(new SessionStore(redis), config, audit)
   const sessionTokens = new SessionTokens(sessions, accessTokens)
   const users = new UserDirectory(database.prisma)
   const tickets = new SignupTickets(redis, config.signupTicketTtl)

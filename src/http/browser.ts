@@ -6,7 +6,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { OriginNotAllowed } from '../errors.js'
-import type { Channel } from '../sessions/refresh-sessions.js'
+import type { RequestOrigin } from '../audit/audit-log.js'
+import type { Channel, SessionClient } from '../sessions/refresh-sessions.js'
 
 export interface RefreshCookie {
   name: string
@@ -106,7 +107,12 @@ export class BrowserPolicy {
   }
 }
 
-/** A short client/device label for the session list: the User-Agent, trimmed. */
-export function clientLabel(request: FastifyRequest): string {
-  return (request.headers['user-agent'] ?? 'unknown client').slice(0, 200)
+/** Where a request came from, for the audit trail. */
+export function originOf(request: FastifyRequest): RequestOrigin {
+  return { ip: request.ip, userAgent: request.headers['user-agent'] }
+}
+
+/** The client a session is started or used from: its channel, a device label (the User-Agent), its address. */
+export function clientOf(request: FastifyRequest, channel: Channel): SessionClient {
+  return { channel, label: (request.headers['user-agent'] ?? 'unknown client').slice(0, 200), ip: request.ip }
 }

@@ -8,7 +8,7 @@ import { hashSecret, randomSecret } from '../secrets.js'
 import type { ProviderRegistry } from '../../providers/registry.js'
 import type { ProviderProfile } from '../../providers/types.js'
 import type { PublicUser, UserDirectory } from '../identity/users.js'
-import type { Channel } from '../sessions/refresh-sessions.js'
+import type { SessionClient } from '../sessions/refresh-sessions.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from '../signup/signup-tickets.js'
 import { IdentityAlreadyLinked } from '../errors.js'
@@ -26,10 +26,7 @@ export interface CodeLogin {
 }
 
 /** Who is logging in from where: decides where the refresh token goes. */
-export interface ClientContext {
-  channel: Channel
-  label: string
-}
+export type ClientContext = SessionClient
 
 export type LoginOutcome =
   | { status: 'authenticated'; tokens: TokenSet; user: PublicUser; isNewUser: boolean }
@@ -216,7 +213,7 @@ export class LoginService {
   }
 
   private async authenticated(user: PublicUser, isNewUser: boolean, client: ClientContext): Promise<LoginOutcome> {
-    const tokens = await this.deps.sessionTokens.startSession(user.id, client.channel, client.label)
+    const tokens = await this.deps.sessionTokens.startSession(user.id, client)
     return { status: 'authenticated', tokens, user, isNewUser }
   }
 

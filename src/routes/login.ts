@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { InvalidRequest } from '../errors.js'
-import { clientLabel } from '../http/browser.js'
+import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { ClientContext, LoginOutcome, LoginService } from '../login/login.js'
@@ -52,7 +52,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
 
   app.post<{ Body: LoginBody }>('/auth/login', { schema: { body: loginBody }, config: limited }, async (request, reply) => {
     const { provider, ...credential } = request.body
-    const client = { channel: browser.channelOf(request), label: clientLabel(request) }
+    const client = clientOf(request, browser.channelOf(request))
     const outcome = await loginWith(login, provider, credential, client)
     return sendLoginOutcome(app, reply, outcome, client.channel)
   })

@@ -4,7 +4,7 @@
 // lands in its cookie, a pending signup in an HttpOnly cookie only POST /auth/signup sees.
 
 import type { FastifyInstance } from 'fastify'
-import { clientLabel } from '../http/browser.js'
+import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { ProviderCallback } from '../login/login.js'
 import { providerName, urlString } from './shapes.js'
@@ -50,7 +50,7 @@ export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
     '/auth/callback/:provider',
     { schema: { params: providerParams, querystring: callbackQuery }, config: rateLimitedAs('login', config) },
     async (request, reply) => {
-      const client = { channel: 'cookie' as const, label: clientLabel(request) }
+      const client = clientOf(request, 'cookie')
       const binding = browser.flowCookieOf(request, 'loginBinding')
       const { state, code, error } = request.query
       const result = await login.finishRedirect(request.params.provider, { state, code, error }, binding, client)

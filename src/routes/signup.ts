@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { InvalidRequest, InvalidSignupToken, OriginNotAllowed } from '../errors.js'
-import { clientLabel } from '../http/browser.js'
+import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { SignupRequest } from '../signup/signup.js'
 
@@ -25,7 +25,7 @@ export async function signupRoutes(app: FastifyInstance): Promise<void> {
   const { signup, browser } = app.gateway
 
   app.post<{ Body: SignupBody }>('/auth/signup', { schema: { body: signupBody }, config: rateLimitedAs('login', app.gateway.config) }, async (request, reply) => {
-    const client = { channel: browser.channelOf(request), label: clientLabel(request) }
+    const client = clientOf(request, browser.channelOf(request))
     const fromCookie = request.body.signupToken === undefined
     const signupToken = request.body.signupToken ?? browser.flowCookieOf(request, 'signupTicket')
     if (signupToken === undefined) throw new InvalidRequest('body must have required property \'signupToken\'')

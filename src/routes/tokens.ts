@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { InvalidGrant } from '../errors.js'
 import { bearerTokenOf } from '../http/bearer.js'
+import { clientOf, originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import { authenticatedReply } from './shapes.js'
 
@@ -19,7 +20,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody }, config: limited }, async (request, reply) => {
     const { token, channel } = browser.refreshTokenOf(request, request.body?.refreshToken)
     if (token === undefined) throw new InvalidGrant('a refresh token is required (cookie or body)')
-    const tokens = await sessionTokens.refresh(token, channel)
+    const tokens = await sessionTokens.refresh(token, clientOf(request, channel))
     return authenticatedReply(app, reply, tokens, channel)
   })
 
@@ -27,12 +28,12 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: RefreshBody }>('/auth/logout', { schema: { body: refreshBody }, config: limited }, async (request, reply) => {
     const { token } = browser.refreshTokenOf(request, request.body?.refreshToken)
     if (token !== undefined) {
-      await sessions.endByRefreshToken(token)
+      await sessions.endByRefreshToken(token, originOf(request))
     } else {
       const bearer = bearerTokenOf(request)
       if (bearer !== undefined) {
         const principal = await accessTokens.verify(bearer)
-        await sessions.end(principal.userId, principal.sessionId)
+        await sessions.end(principal.userId, principal.sessionId, 'user', originOf(request))
       }
     }
     browser.clearRefreshCookie(reply)

@@ -2,12 +2,20 @@
 // use, tolerate concurrent refreshes within the grace window, and treat any other
 // presentation of a rotated token as theft that ends the whole session.
 
+import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { InvalidGrant } from '../errors.js'
 import { hashSecret, randomId, sealWith, unsealWith } from '../secrets.js'
 import { mintRefreshToken, parseRefreshToken } from './refresh-token.js'
 import type { Channel, SessionStore } from './session-store.js'
 
 export type { Channel }
+
+/** The client a session belongs to: where its refresh token travels, a device label, its address. */
+export interface SessionClient {
+  channel: Channel
+  label: string
+  ip?: string
+}
 
 export interface SessionPolicy {
   refreshTokenTtl: number
@@ -29,10 +37,11 @@ export class RefreshSessions {
   constructor(
     private readonly store: SessionStore,
     private readonly policy: SessionPolicy,
+    private readonly audit: AuditLog,
   ) {}
 
   /** Starts a session for a user who just logged in. Under the single policy, ends the others. */
-  async start(userId: string, channel: Channel, label: string): Promise<IssuedRefreshToken> {
+  async start(userId: string, client: SessionClient): Promise<IssuedRefreshToken> {
     const sessionId = randomId()
     const refreshToken = mintRefreshToken({ userId, sessionId })
     const now = Date.now()
@@ -44,15 +53,16 @@ export class RefreshSessions {
       now,
       ttlMs,
       endsAt: now + this.policy.sessionMaxAge * 1000,
-      channel,
-      label: label.slice(0, MAX_LABEL_LENGTH),
+      channel: client.channel,
+      label: client.label.slice(0, MAX_LABEL_LENGTH),
       endOtherSessions: this.policy.sessionPolicy === 'single',
     })
+    await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...originOfClient(client) })
     return { userId, sessionId, refreshToken, refreshExpiresIn: this.policy.refreshTokenTtl }
   }
 
   /** Exchanges a refresh token for its successor; throws InvalidGrant for anything unusable. */
-  async rotate(presented: string, channel: Channel): Promise<IssuedRefreshToken> {
+  async rotate(presented: string, client: SessionClient): Promise<IssuedRefreshToken> {
     const parts = parseRefreshToken(presented)
     if (!parts) throw new InvalidGrant('the refresh token is invalid')
     const successor = mintRefreshToken(parts)
@@ -64,7 +74,7 @@ export class RefreshSessions {
       now: Date.now(),
       graceMs: this.policy.refreshReuseGrace * 1000,
       ttlMs: this.policy.refreshTokenTtl * 1000,
-      channel,
+      channel: client.channel,
     })
     switch (result.outcome) {
       case 'rotated':
@@ -75,6 +85,7 @@ export class RefreshSessions {
         return { ...parts, refreshToken: sameSuccessor, refreshExpiresIn: Math.floor(result.ttlMs / 1000) }
       }
       case 'reuse':
+        await this.audit.record({ ...parts, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })
         throw new InvalidGrant('the refresh token was already used; the session has been ended')
       default:
         throw new InvalidGrant('the refresh token is invalid, expired or revoked')
@@ -82,16 +93,36 @@ export class RefreshSessions {
   }
 
   /** Ends the session a refresh token belongs to. Unknown tokens end nothing (logout stays idempotent). */
-  async endByRefreshToken(presented: string): Promise<void> {
+  async endByRefreshToken(presented: string, origin: RequestOrigin): Promise<void> {
     const parts = parseRefreshToken(presented)
-    if (parts) await this.store.end(parts.userId, parts.sessionId, hashSecret(presented))
+    if (parts && (await this.store.end(parts.userId, parts.sessionId, hashSecret(presented)))) {
+      await this.audit.record({ ...parts, action: 'session.ended', actor: 'user', outcome: 'success', ...origin })
+    }
   }
 
-  async end(userId: string, sessionId: string): Promise<void> {
-    await this.store.end(userId, sessionId)
+  /** Ends one session of a user; `actor` is who asked (the user, or an operator). */
+  async end(userId: string, sessionId: string, actor: string, origin: RequestOrigin): Promise<void> {
+    if (await this.store.end(userId, sessionId)) {
+      await this.audit.record({ action: 'session.ended', userId, sessionId, actor, outcome: 'success', ...origin })
+    }
+  }
+
+  /** Ends every session of a user (logout everywhere, forced logout). */
+  async endAll(userId: string, actor: string, origin: RequestOrigin): Promise<number> {
+    const ended = await this.store.endAll(userId)
+    await this.audit.record({ action: 'sessions.ended_all', userId, actor, outcome: 'success', ...origin })
+    return ended
+  }
+
+  list(userId: string) {
+    return this.store.list(userId)
   }
 
   isActive(userId: string, sessionId: string): Promise<boolean> {
     return this.store.isActive(userId, sessionId)
   }
+}
+
+function originOfClient(client: SessionClient): RequestOrigin {
+  return { ip: client.ip, userAgent: client.label }
 }

@@ -68,6 +68,26 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return redis.call('DEL', KEYS[1])
 `
 
+// Every session of one user, in one step: a rotation racing it either ran before (and its
+// session is deleted here) or runs after (and finds no session). Nothing survives.
+const END_ALL_SESSIONS = `
+-- KEYS: 1 user's session set; ARGV: 1 session key prefix
+local ended = 0
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  ended = ended + redis.call('DEL', ARGV[1] .. sid)
+end
+redis.call('DEL', KEYS[1])
+return ended
+`
+
+/** What a user may see of one of their sessions. */
+export interface SessionSummary {
+  sessionId: string
+  createdAt: number
+  lastUsedAt: number
+  label: string
+}
+
 export type RotationResult =
   | { outcome: 'rotated'; ttlMs: number }
   | { outcome: 'grace'; sealedSuccessor: string; ttlMs: number }
@@ -79,6 +99,7 @@ type ScriptedRedis = Redis & {
   startSession(...args: (string | number)[]): Promise<number>
   rotateRefreshToken(...args: (string | number)[]): Promise<string[]>
   endSession(...args: (string | number)[]): Promise<number>
+  endAllSessions(...args: (string | number)[]): Promise<number>
 }
 
 export class SessionStore {
@@ -89,6 +110,7 @@ export class SessionStore {
     redis.defineCommand('rotateRefreshToken', { numberOfKeys: 4, lua: ROTATE })
     // The key count varies: the token record is passed only when possession must be proven.
     redis.defineCommand('endSession', { lua: END_SESSION })
+    redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
     this.redis = redis as ScriptedRedis
   }
 
@@ -143,6 +165,28 @@ export class SessionStore {
     if (tokenHash !== undefined) scriptKeys.push(keys.token(userId, tokenHash))
     const ended = await inRedis(() => this.redis.endSession(scriptKeys.length, ...scriptKeys, sessionId))
     return ended > 0
+  }
+
+  /** Ends every session of a user; returns how many were live. */
+  endAll(userId: string): Promise<number> {
+    return inRedis(() => this.redis.endAllSessions(keys.sessions(userId), keys.session(userId, '')))
+  }
+
+  /** The user's live sessions, oldest first; ids of sessions that expired are dropped from the index. */
+  async list(userId: string): Promise<SessionSummary[]> {
+    const sessionIds = await inRedis(() => this.redis.smembers(keys.sessions(userId)))
+    const rows = await inRedis(() =>
+      Promise.all(sessionIds.map((sessionId) => this.redis.hmget(keys.session(userId, sessionId), 'created', 'lastUsed', 'label'))),
+    )
+    const summaries: SessionSummary[] = []
+    const expired: string[] = []
+    rows.forEach(([created, lastUsed, label], index) => {
+      const sessionId = sessionIds[index]!
+      if (created === null) expired.push(sessionId)
+      else summaries.push({ sessionId, createdAt: Number(created), lastUsedAt: Number(lastUsed), label: label ?? '' })
+    })
+    if (expired.length > 0) await inRedis(() => this.redis.srem(keys.sessions(userId), ...expired))
+    return summaries.sort((a, b) => a.createdAt - b.createdAt)
   }
 
   async isActive(userId: string, sessionId: string): Promise<boolean> {

@@ -3,7 +3,7 @@
 // for a session that was not persisted.
 
 import type { AccessTokens } from '../tokens/access-tokens.js'
-import type { Channel, RefreshSessions } from './refresh-sessions.js'
+import type { RefreshSessions, SessionClient } from './refresh-sessions.js'
 
 export interface TokenSet {
   accessToken: string
@@ -20,12 +20,12 @@ export class SessionTokens {
     private readonly accessTokens: AccessTokens,
   ) {}
 
-  async startSession(userId: string, channel: Channel, label: string): Promise<TokenSet> {
-    return this.withAccessToken(await this.sessions.start(userId, channel, label))
+  async startSession(userId: string, client: SessionClient): Promise<TokenSet> {
+    return this.withAccessToken(await this.sessions.start(userId, client))
   }
 
-  async refresh(refreshToken: string, channel: Channel): Promise<TokenSet> {
-    return this.withAccessToken(await this.sessions.rotate(refreshToken, channel))
+  async refresh(refreshToken: string, client: SessionClient): Promise<TokenSet> {
+    return this.withAccessToken(await this.sessions.rotate(refreshToken, client))
   }
 
   private async withAccessToken(issued: { userId: string; sessionId: string; refreshToken: string; refreshExpiresIn: number }): Promise<TokenSet> {

@@ -55,7 +55,7 @@ export class SignupService {
       if (error instanceof StorageUnavailable) await claimed.release().catch(() => {})
       throw error
     }
-    const tokens = await this.deps.sessionTokens.startSession(user.id, client.channel, client.label)
+    const tokens = await this.deps.sessionTokens.startSession(user.id, client)
     return { tokens, user }
   }
 }
