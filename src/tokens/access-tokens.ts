@@ -11,12 +11,30 @@ export interface AccessTokenSubject {
   /** The user's opaque public id. */
   userId: string
   sessionId: string
+  /** Space-separated scopes the user holds on the audience. */
   scope?: string
+  /** RFC 8707 resource the token is for; default TOKEN_AUDIENCE (the gateway itself). */
+  audience?: string
 }
 
-export interface VerifiedAccessToken extends AccessTokenSubject {
+export interface VerifiedAccessToken {
+  userId: string
+  sessionId: string
+  scope?: string
   tokenId: string
   expiresAt: number
+}
+
+/** A machine-to-machine token (client_credentials): no user, no session. */
+export interface ClientTokenSubject {
+  clientId: string
+  audience: string
+  scope: string
+}
+
+export interface VerifiedClientToken {
+  clientId: string
+  scopes: string[]
 }
 
 export interface IssuedAccessToken {
@@ -38,14 +56,25 @@ export class AccessTokens {
   }
 
   async issue(subject: AccessTokenSubject): Promise<IssuedAccessToken> {
-    const { current } = this.keys
     const claims: jose.JWTPayload = { sid: subject.sessionId }
     if (subject.scope) claims.scope = subject.scope
+    return this.sign(claims, subject.userId, subject.audience ?? this.options.audience)
+  }
+
+  /** RFC 9068 §2.2: `sub` and `client_id` are the client's id when no user is involved. */
+  async issueForClient(subject: ClientTokenSubject): Promise<IssuedAccessToken> {
+    const claims: jose.JWTPayload = { client_id: subject.clientId }
+    if (subject.scope) claims.scope = subject.scope
+    return this.sign(claims, subject.clientId, subject.audience)
+  }
+
+  private async sign(claims: jose.JWTPayload, subject: string, audience: string): Promise<IssuedAccessToken> {
+    const { current } = this.keys
     const accessToken = await new jose.SignJWT(claims)
       .setProtectedHeader({ alg: current.alg, kid: current.kid, typ: 'at+jwt' })
       .setIssuer(this.options.issuer)
-      .setSubject(subject.userId)
-      .setAudience(this.options.audience)
+      .setSubject(subject)
+      .setAudience(audience)
       .setIssuedAt()
       .setExpirationTime(`${this.options.ttlSeconds}s`)
       .setJti(randomUUID())
@@ -53,8 +82,30 @@ export class AccessTokens {
     return { accessToken, expiresIn: this.options.ttlSeconds }
   }
 
-  /** Checks signature, typ, iss, aud, exp; says nothing of whether the session still lives. */
+  /** A user's token for the gateway itself: signature, typ, iss, aud, exp; not whether the session lives. */
   async verify(token: string): Promise<VerifiedAccessToken> {
+    const payload = await this.verifyJwt(token, ['sub', 'sid', 'jti', 'iat', 'exp'])
+    if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') throw new InvalidToken('the access token is invalid')
+    return {
+      userId: payload.sub,
+      sessionId: payload.sid,
+      tokenId: String(payload.jti),
+      expiresAt: payload.exp! * 1000,
+      scope: typeof payload.scope === 'string' ? payload.scope : undefined,
+    }
+  }
+
+  /** A client's (M2M) token for the gateway itself; user tokens are not client tokens. */
+  async verifyClient(token: string): Promise<VerifiedClientToken> {
+    const payload = await this.verifyJwt(token, ['sub', 'client_id', 'jti', 'iat', 'exp'])
+    if (payload.sid !== undefined || typeof payload.client_id !== 'string' || payload.client_id !== payload.sub) {
+      throw new InvalidToken('a client access token is required')
+    }
+    const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : []
+    return { clientId: payload.client_id, scopes }
+  }
+
+  private async verifyJwt(token: string, requiredClaims: string[]): Promise<jose.JWTPayload> {
     if (token.length > MAX_TOKEN_LENGTH) throw new InvalidToken('the access token is malformed')
     try {
       const { payload } = await jose.jwtVerify(token, this.verificationKeys, {
@@ -62,17 +113,10 @@ export class AccessTokens {
         audience: this.options.audience,
         algorithms: [...SIGNING_ALGORITHMS],
         typ: 'at+jwt',
-        requiredClaims: ['sub', 'sid', 'jti', 'iat', 'exp'],
+        requiredClaims,
         clockTolerance: 5,
       })
-      if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') throw new Error('bad claims')
-      return {
-        userId: payload.sub,
-        sessionId: payload.sid,
-        tokenId: String(payload.jti),
-        expiresAt: payload.exp! * 1000,
-        scope: typeof payload.scope === 'string' ? payload.scope : undefined,
-      }
+      return payload
     } catch (error) {
       if (error instanceof jose.errors.JWTExpired) throw new InvalidToken('the access token has expired')
       throw new InvalidToken('the access token is invalid')
