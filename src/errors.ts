@@ -27,5 +27,22 @@ export class IdentityAlreadyLinked extends GatewayError { readonly code = 'ident
 export class ProviderError extends GatewayError { readonly code = 'provider_error' }
 export class ProviderTimeout extends GatewayError { readonly code = 'provider_timeout' }
 export class RateLimited extends GatewayError { readonly code = 'rate_limited' }
+/** RFC 8707 §2: the requested resource is not one the gateway issues tokens for. */
+export class InvalidTarget extends GatewayError { readonly code = 'invalid_target' }
+/** RFC 6749 §5.2: client authentication failed (no or malformed credentials, unknown client, wrong secret). */
+export class InvalidClient extends GatewayError { readonly code = 'invalid_client' }
+export class UnsupportedGrantType extends GatewayError { readonly code = 'unsupported_grant_type' }
+/** RFC 6749 §5.2: a malformed scope, or one the client is not granted on the resource. */
+export class InvalidScope extends GatewayError { readonly code = 'invalid_scope' }
+/** RFC 6750 §3.1: a valid token without the privilege the endpoint needs (`scope` names it). */
+export class InsufficientScope extends GatewayError {
+  readonly code = 'insufficient_scope'
+  constructor(message: string, readonly scope: string) {
+    super(message)
+  }
+}
+export class NotFound extends GatewayError { readonly code = 'not_found' }
+/** The thing to create exists already (an operator command). */
+export class Conflict extends GatewayError { readonly code = 'conflict' }
 /** Redis or the database cannot be reached: fail closed with 503, never 401. */
 export class StorageUnavailable extends GatewayError { readonly code = 'unavailable' }

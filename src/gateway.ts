@@ -4,9 +4,14 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { buildApp, type GatewayServices } from './app.js'
+import { AuditTrail } from './admin/audit-trail.js'
+import { ForcedLogout } from './admin/forced-logout.js'
 import { AuditLog } from './audit/audit-log.js'
+import { ClientCredentialsGrant } from './clients/client-credentials.js'
+import { ClientDirectory } from './clients/client-directory.js'
 import type { Config } from './config.js'
 import { BrowserPolicy } from './http/browser.js'
+import { UserScopes } from './identity/user-scopes.js'
 import { UserDirectory } from './identity/users.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
@@ -51,9 +56,11 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl })
   const audit = new AuditLog(database.prisma, { warn: (object, message) => app?.log.warn(object, message) })
   const sessions = new RefreshSessions(new SessionStore(redis), config, audit)
-  const sessionTokens = new SessionTokens(sessions, accessTokens)
+  const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.refreshTokenTtl })
+  const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma)
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
+  const clients = new ClientDirectory(database.prisma)
   const services: GatewayServices = {
     config,
     keys,
@@ -65,6 +72,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     login: new LoginService({
       providers,
       transactions: new LoginTransactions(redis, config.signupTicketTtl),
+      scopes,
       usedIdTokens: new UsedIdTokens(redis),
       users,
       tickets,
@@ -74,8 +82,13 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
       publicUrl: config.publicUrl,
       webOrigins: config.webOrigins,
     }),
-    signup: new SignupService({ tickets, users, sessionTokens, signupRequiredFields: config.signupRequiredFields }),
+    signup: new SignupService({ tickets, users, scopes, sessionTokens, signupRequiredFields: config.signupRequiredFields }),
     browser: new BrowserPolicy(config),
+    audit,
+    clients,
+    clientCredentials: new ClientCredentialsGrant(clients, accessTokens, config.tokenAudience),
+    forcedLogout: new ForcedLogout(users, sessions),
+    auditTrail: new AuditTrail(users, audit),
     redis,
     readiness: { redis: () => redis.ping(), database: () => database.ping() },
   }

@@ -2,19 +2,33 @@
 // contract's status. Anything unexpected is a 500 with a generic message; details go to
 // the log only (never stacks, Prisma errors or tokens in a response).
 
-import type { FastifyError, FastifyInstance } from 'fastify'
-import { GatewayError } from '../errors.js'
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
+import { GatewayError, InsufficientScope } from '../errors.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** An OAuth endpoint (RFC 6749 §5.2): its errors also carry the text as `error_description`. */
+    oauthErrors?: boolean
+  }
+}
 
 const STATUS_BY_CODE: Record<string, number> = {
   invalid_request: 400,
   unsupported_provider: 400,
   invalid_redirect_uri: 400,
   invalid_state: 400,
+  invalid_target: 400,
+  invalid_scope: 400,
+  unsupported_grant_type: 400,
   invalid_grant: 401,
+  invalid_client: 401,
   invalid_signup_token: 401,
   invalid_token: 401,
   origin_not_allowed: 403,
+  insufficient_scope: 403,
+  not_found: 404,
   identity_already_linked: 409,
+  conflict: 409,
   rate_limited: 429,
   provider_error: 502,
   provider_timeout: 504,
@@ -41,24 +55,32 @@ export function registerErrorHandling(app: FastifyInstance): void {
       if (error.code === 'invalid_token') {
         reply.header('www-authenticate', request.headers.authorization === undefined ? 'Bearer' : 'Bearer error="invalid_token"')
       }
-      return reply.code(status).send({ error: error.code, message: error.message })
+      if (error instanceof InsufficientScope) reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${error.scope}"`)
+      // RFC 6749 §5.2: a failed client authentication answers with the scheme the client should use.
+      if (error.code === 'invalid_client') reply.header('www-authenticate', 'Basic realm="gateway"')
+      return reply.code(status).send(errorBody(request, error.code, error.message))
     }
     if (error.validation) {
-      return reply.code(400).send({ error: 'invalid_request', message: validationMessage(error) })
+      return reply.code(400).send(errorBody(request, 'invalid_request', validationMessage(error)))
     }
     const known = error.code ? FASTIFY_ERRORS[error.code] : undefined
-    if (known) return reply.code(known.status).send({ error: known.error, message: known.message })
+    if (known) return reply.code(known.status).send(errorBody(request, known.error, known.message))
     // Malformed JSON and prototype-poisoning payloads arrive as 400 SyntaxErrors.
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-      return reply.code(error.statusCode).send({ error: 'invalid_request', message: 'the request is malformed' })
+      return reply.code(error.statusCode).send(errorBody(request, 'invalid_request', 'the request is malformed'))
     }
     request.log.error({ err: describe(error) }, 'unexpected failure')
-    return reply.code(500).send({ error: 'internal_error', message: 'something went wrong on our side' })
+    return reply.code(500).send(errorBody(request, 'internal_error', 'something went wrong on our side'))
   })
 
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0]}` }),
   )
+}
+
+/** `{ error, message }` everywhere; OAuth clients read the same text as `error_description`. */
+function errorBody(request: FastifyRequest, error: string, message: string) {
+  return request.routeOptions.config?.oauthErrors ? { error, error_description: message, message } : { error, message }
 }
 
 function validationMessage(error: FastifyError): string {

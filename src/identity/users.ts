@@ -2,9 +2,9 @@
 // provider's stable subject (provider, subject), never by email (OIDC Core §5.7).
 
 import type { PrismaClient } from '../generated/prisma/client.js'
-import { IdentityAlreadyLinked, StorageUnavailable } from '../errors.js'
+import { IdentityAlreadyLinked } from '../errors.js'
 import { randomId } from '../secrets.js'
-import { isDatabaseUnavailable } from '../storage/database.js'
+import { inDatabase } from '../storage/database.js'
 
 export interface ExternalIdentity {
   provider: string
@@ -90,14 +90,5 @@ function toPublicUser(user: { publicId: string; nickname: string; email: string 
     nickname: user.nickname,
     ...(user.email ? { email: user.email } : {}),
     ...(user.photo ? { photo: user.photo } : {}),
-  }
-}
-
-async function inDatabase<T>(operation: () => Promise<T>): Promise<T> {
-  try {
-    return await operation()
-  } catch (error) {
-    if (isDatabaseUnavailable(error)) throw new StorageUnavailable('the user database is unavailable', { cause: error })
-    throw error
   }
 }

@@ -14,6 +14,7 @@ import type { SignupTickets } from '../signup/signup-tickets.js'
 import { IdentityAlreadyLinked } from '../errors.js'
 import type { LoginTransactions } from './login-transactions.js'
 import type { UsedIdTokens } from './used-id-tokens.js'
+import type { UserScopes } from '../identity/user-scopes.js'
 
 export interface CodeLogin {
   code: string
@@ -41,6 +42,8 @@ export type LoginOutcome =
 export interface LoginDependencies {
   providers: ProviderRegistry
   transactions: LoginTransactions
+  /** Checks an RFC 8707 resource before anything else happens. */
+  scopes: Pick<UserScopes, 'checkResource'>
   usedIdTokens: UsedIdTokens
   users: UserDirectory
   tickets: SignupTickets
@@ -89,6 +92,7 @@ export class LoginService {
   async loginWithCode(providerName: string, credential: CodeLogin, client: ClientContext): Promise<LoginOutcome> {
     const provider = this.deps.providers.get(providerName)
     this.checkRedirectUri(credential.redirectUri)
+    await this.deps.scopes.checkResource(client.resource)
     let { codeVerifier, nonce } = credential
     if (credential.state !== undefined) {
       const transaction = await this.deps.transactions.consume(credential.state)
@@ -106,6 +110,7 @@ export class LoginService {
   async loginWithIdToken(providerName: string, idToken: string, nonce: string | undefined, client: ClientContext): Promise<LoginOutcome> {
     const provider = this.deps.providers.get(providerName)
     if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
+    await this.deps.scopes.checkResource(client.resource)
     const verified = await provider.verifyIdToken(idToken, nonce)
     await this.deps.usedIdTokens.markUsed(idToken, verified.expiresAt)
     return this.signInIdentity(provider.name, verified.profile, client)
@@ -115,6 +120,7 @@ export class LoginService {
   async loginWithAccessToken(providerName: string, accessToken: string, client: ClientContext): Promise<LoginOutcome> {
     const provider = this.deps.providers.get(providerName)
     if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
+    await this.deps.scopes.checkResource(client.resource)
     return this.signInIdentity(provider.name, await provider.verifyAccessToken(accessToken), client)
   }
 

@@ -20,6 +20,8 @@ const loginBody = {
     nonce: { type: 'string', minLength: 1, maxLength: 256 },
     idToken: { type: 'string', minLength: 1, maxLength: 8192 },
     accessToken: { type: 'string', minLength: 1, maxLength: 4096 },
+    // RFC 8707: the API the access tokens are for; default: the gateway itself.
+    resource: urlString,
   },
 } as const
 
@@ -39,6 +41,7 @@ interface LoginBody {
   nonce?: string
   idToken?: string
   accessToken?: string
+  resource?: string
 }
 
 export async function loginRoutes(app: FastifyInstance): Promise<void> {
@@ -51,15 +54,15 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   })
 
   app.post<{ Body: LoginBody }>('/auth/login', { schema: { body: loginBody }, config: limited }, async (request, reply) => {
-    const { provider, ...credential } = request.body
-    const client = clientOf(request, browser.channelOf(request))
+    const { provider, resource, ...credential } = request.body
+    const client = { ...clientOf(request, browser.channelOf(request)), resource }
     const outcome = await loginWith(login, provider, credential, client)
     return sendLoginOutcome(app, reply, outcome, client.channel)
   })
 }
 
 /** Exactly one credential kind per request, each with only the fields that belong to it. */
-function loginWith(login: LoginService, provider: string, credential: Omit<LoginBody, 'provider'>, client: ClientContext) {
+function loginWith(login: LoginService, provider: string, credential: Omit<LoginBody, 'provider' | 'resource'>, client: ClientContext) {
   const { code, redirectUri, state, codeVerifier, nonce, idToken, accessToken } = credential
   const kinds = [code, idToken, accessToken].filter((value) => value !== undefined).length
   if (kinds !== 1) throw new InvalidRequest('send exactly one credential: a code, an idToken or an accessToken')

@@ -4,7 +4,7 @@ import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { SignupRequest } from '../signup/signup.js'
 
-type SignupBody = Omit<SignupRequest, 'signupToken'> & { signupToken?: string }
+type SignupBody = Omit<SignupRequest, 'signupToken'> & { signupToken?: string; resource?: string }
 import { authenticatedReply } from './shapes.js'
 
 const signupBody = {
@@ -18,6 +18,7 @@ const signupBody = {
     nickname: { type: 'string', minLength: 1, maxLength: 64, pattern: '[\\p{L}\\p{N}\\p{P}\\p{S}]' },
     email: { type: 'string', minLength: 3, maxLength: 254, pattern: '^[^\\s@]+@[^\\s@]+$' },
     photo: { type: 'string', maxLength: 2048, pattern: '^https://[^\\s]+$' },
+    resource: { type: 'string', minLength: 1, maxLength: 2048 },
   },
 } as const
 
@@ -25,13 +26,14 @@ export async function signupRoutes(app: FastifyInstance): Promise<void> {
   const { signup, browser } = app.gateway
 
   app.post<{ Body: SignupBody }>('/auth/signup', { schema: { body: signupBody }, config: rateLimitedAs('login', app.gateway.config) }, async (request, reply) => {
-    const client = clientOf(request, browser.channelOf(request))
-    const fromCookie = request.body.signupToken === undefined
-    const signupToken = request.body.signupToken ?? browser.flowCookieOf(request, 'signupTicket')
+    const { resource, ...fields } = request.body
+    const client = { ...clientOf(request, browser.channelOf(request)), resource }
+    const fromCookie = fields.signupToken === undefined
+    const signupToken = fields.signupToken ?? browser.flowCookieOf(request, 'signupTicket')
     if (signupToken === undefined) throw new InvalidRequest('body must have required property \'signupToken\'')
     // A cookie travels by itself: only an allowed Origin shows the request is the app's (CSRF).
     if (fromCookie && client.channel !== 'cookie') throw new OriginNotAllowed('a cookie-carried signup needs an allowed Origin')
-    const { tokens, user } = await signup.complete({ ...request.body, signupToken }, client)
+    const { tokens, user } = await signup.complete({ ...fields, signupToken }, client)
     if (fromCookie) browser.clearFlowCookie(reply, 'signupTicket')
     reply.code(201)
     return authenticatedReply(app, reply, tokens, client.channel, { user, isNewUser: true })

@@ -15,6 +15,8 @@ export interface SessionClient {
   channel: Channel
   label: string
   ip?: string
+  /** RFC 8707: the resource this client wants access tokens for (at login; a session keeps it). */
+  resource?: string
 }
 
 export interface SessionPolicy {
@@ -27,6 +29,8 @@ export interface SessionPolicy {
 export interface IssuedRefreshToken {
   userId: string
   sessionId: string
+  /** The RFC 8707 resource the session's access tokens are for; undefined: the gateway itself. */
+  resource?: string
   refreshToken: string
   refreshExpiresIn: number
 }
@@ -42,6 +46,7 @@ export class RefreshSessions {
 
   /** Starts a session for a user who just logged in. Under the single policy, ends the others. */
   async start(userId: string, client: SessionClient): Promise<IssuedRefreshToken> {
+    const { resource } = client
     const sessionId = randomId()
     const refreshToken = mintRefreshToken({ userId, sessionId })
     const now = Date.now()
@@ -56,9 +61,10 @@ export class RefreshSessions {
       channel: client.channel,
       label: client.label.slice(0, MAX_LABEL_LENGTH),
       endOtherSessions: this.policy.sessionPolicy === 'single',
+      resource: resource ?? '',
     })
     await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...originOfClient(client) })
-    return { userId, sessionId, refreshToken, refreshExpiresIn: this.policy.refreshTokenTtl }
+    return { userId, sessionId, resource, refreshToken, refreshExpiresIn: this.policy.refreshTokenTtl }
   }
 
   /** Exchanges a refresh token for its successor; throws InvalidGrant for anything unusable. */
@@ -78,11 +84,11 @@ export class RefreshSessions {
     })
     switch (result.outcome) {
       case 'rotated':
-        return { ...parts, refreshToken: successor, refreshExpiresIn: Math.floor(result.ttlMs / 1000) }
+        return { ...parts, resource: result.resource || undefined, refreshToken: successor, refreshExpiresIn: Math.floor(result.ttlMs / 1000) }
       case 'grace': {
         const sameSuccessor = unsealWith(presented, result.sealedSuccessor)
         if (!sameSuccessor) throw new InvalidGrant('the refresh token is invalid')
-        return { ...parts, refreshToken: sameSuccessor, refreshExpiresIn: Math.floor(result.ttlMs / 1000) }
+        return { ...parts, resource: result.resource || undefined, refreshToken: sameSuccessor, refreshExpiresIn: Math.floor(result.ttlMs / 1000) }
       }
       case 'reuse':
         await this.audit.record({ ...parts, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })

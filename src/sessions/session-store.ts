@@ -13,7 +13,7 @@ import { inRedis } from '../storage/redis.js'
 
 const START_SESSION = `
 -- KEYS: 1 user's session set, 2 session, 3 token record
--- ARGV: 1 sid, 2 now, 3 token ttl ms, 4 session end ms, 5 channel, 6 label, 7 single, 8 session key prefix
+-- ARGV: 1 sid, 2 now, 3 token ttl ms, 4 session end ms, 5 channel, 6 label, 7 single, 8 session key prefix, 9 resource
 local ended = 0
 if ARGV[7] == '1' then
   for _, other in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -22,7 +22,7 @@ if ARGV[7] == '1' then
   redis.call('DEL', KEYS[1])
 end
 redis.call('HSET', KEYS[2], 'gen', 0, 'exp', ARGV[4], 'rotatedAt', 0, 'channel', ARGV[5],
-  'created', ARGV[2], 'lastUsed', ARGV[2], 'label', ARGV[6])
+  'created', ARGV[2], 'lastUsed', ARGV[2], 'label', ARGV[6], 'resource', ARGV[9])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[3], 'gen', 0)
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
@@ -36,7 +36,7 @@ const ROTATE = `
 -- ARGV: 1 now, 2 grace ms, 3 token ttl ms, 4 sealed successor, 5 channel, 6 sid
 local presented = redis.call('HGET', KEYS[2], 'gen')
 if not presented then return {'unknown'} end
-local s = redis.call('HMGET', KEYS[1], 'gen', 'exp', 'rotatedAt', 'sealed', 'channel')
+local s = redis.call('HMGET', KEYS[1], 'gen', 'exp', 'rotatedAt', 'sealed', 'channel', 'resource')
 if not s[1] then return {'unknown'} end
 if s[5] ~= ARGV[5] then return {'wrong_channel'} end
 local now, gen, live = tonumber(ARGV[1]), tonumber(presented), tonumber(s[1])
@@ -48,11 +48,11 @@ if gen == live then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('HSET', KEYS[3], 'gen', live + 1)
   redis.call('PEXPIRE', KEYS[3], ttl)
-  return {'rotated', tostring(ttl)}
+  return {'rotated', tostring(ttl), s[6] or ''}
 end
 if gen == live - 1 and now - tonumber(s[3]) <= tonumber(ARGV[2]) then
   -- A concurrent or retried refresh, not theft: answer with the same successor.
-  return {'grace', s[4], tostring(redis.call('PTTL', KEYS[1]))}
+  return {'grace', s[4], tostring(redis.call('PTTL', KEYS[1])), s[6] or ''}
 end
 -- A rotated token presented again: revoke the whole family.
 redis.call('DEL', KEYS[1])
@@ -88,9 +88,10 @@ export interface SessionSummary {
   label: string
 }
 
+/** `resource`: the RFC 8707 resource the session was started for ('' for the gateway itself). */
 export type RotationResult =
-  | { outcome: 'rotated'; ttlMs: number }
-  | { outcome: 'grace'; sealedSuccessor: string; ttlMs: number }
+  | { outcome: 'rotated'; ttlMs: number; resource: string }
+  | { outcome: 'grace'; sealedSuccessor: string; ttlMs: number; resource: string }
   | { outcome: 'unknown' | 'wrong_channel' | 'reuse' }
 
 export type Channel = 'cookie' | 'body'
@@ -124,13 +125,14 @@ export class SessionStore {
     channel: Channel
     label: string
     endOtherSessions: boolean
+    resource: string
   }): Promise<number> {
     const { userId, sessionId } = input
     return inRedis(() =>
       this.redis.startSession(
         keys.sessions(userId), keys.session(userId, sessionId), keys.token(userId, input.tokenHash),
         sessionId, input.now, input.ttlMs, input.endsAt, input.channel, input.label,
-        input.endOtherSessions ? '1' : '0', keys.session(userId, ''),
+        input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource,
       ),
     )
   }
@@ -147,15 +149,15 @@ export class SessionStore {
     channel: Channel
   }): Promise<RotationResult> {
     const { userId, sessionId } = input
-    const [outcome, first, second] = await inRedis(() =>
+    const [outcome, first, second, third] = await inRedis(() =>
       this.redis.rotateRefreshToken(
         keys.session(userId, sessionId), keys.token(userId, input.presentedHash),
         keys.token(userId, input.successorHash), keys.sessions(userId),
         input.now, input.graceMs, input.ttlMs, input.sealedSuccessor, input.channel, sessionId,
       ),
     )
-    if (outcome === 'rotated') return { outcome, ttlMs: Number(first) }
-    if (outcome === 'grace') return { outcome, sealedSuccessor: first!, ttlMs: Number(second) }
+    if (outcome === 'rotated') return { outcome, ttlMs: Number(first), resource: second ?? '' }
+    if (outcome === 'grace') return { outcome, sealedSuccessor: first!, ttlMs: Number(second), resource: third ?? '' }
     return { outcome: outcome as 'unknown' | 'wrong_channel' | 'reuse' }
   }
 

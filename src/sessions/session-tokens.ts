@@ -3,7 +3,8 @@
 // for a session that was not persisted.
 
 import type { AccessTokens } from '../tokens/access-tokens.js'
-import type { RefreshSessions, SessionClient } from './refresh-sessions.js'
+import type { UserScopes } from '../identity/user-scopes.js'
+import type { IssuedRefreshToken, RefreshSessions, SessionClient } from './refresh-sessions.js'
 
 export interface TokenSet {
   accessToken: string
@@ -18,18 +19,23 @@ export class SessionTokens {
   constructor(
     private readonly sessions: RefreshSessions,
     private readonly accessTokens: AccessTokens,
+    private readonly scopes: UserScopes,
   ) {}
 
+  /** The scopes are read before the session is stored: a failure leaves nothing behind. */
   async startSession(userId: string, client: SessionClient): Promise<TokenSet> {
-    return this.withAccessToken(await this.sessions.start(userId, client))
+    const scope = await this.scopes.scopeFor(userId, client.resource)
+    return this.withAccessToken(await this.sessions.start(userId, client), scope)
   }
 
   async refresh(refreshToken: string, client: SessionClient): Promise<TokenSet> {
-    return this.withAccessToken(await this.sessions.rotate(refreshToken, client))
+    const issued = await this.sessions.rotate(refreshToken, client)
+    return this.withAccessToken(issued, await this.scopes.scopeFor(issued.userId, issued.resource))
   }
 
-  private async withAccessToken(issued: { userId: string; sessionId: string; refreshToken: string; refreshExpiresIn: number }): Promise<TokenSet> {
-    const { accessToken, expiresIn } = await this.accessTokens.issue({ userId: issued.userId, sessionId: issued.sessionId })
+  private async withAccessToken(issued: IssuedRefreshToken, scope: string | undefined): Promise<TokenSet> {
+    const { userId, sessionId, resource } = issued
+    const { accessToken, expiresIn } = await this.accessTokens.issue({ userId, sessionId, scope, audience: resource })
     return {
       accessToken,
       tokenType: 'Bearer',

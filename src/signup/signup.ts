@@ -7,6 +7,7 @@ import type { PublicUser, UserDirectory } from '../identity/users.js'
 import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from './signup-tickets.js'
+import type { UserScopes } from '../identity/user-scopes.js'
 
 export interface SignupRequest {
   signupToken: string
@@ -20,6 +21,7 @@ export class SignupService {
     private readonly deps: {
       tickets: SignupTickets
       users: UserDirectory
+      scopes: Pick<UserScopes, 'checkResource'>
       sessionTokens: SessionTokens
       signupRequiredFields: readonly ProfileField[]
     },
@@ -35,6 +37,7 @@ export class SignupService {
   }
 
   async complete(request: SignupRequest, client: ClientContext): Promise<{ tokens: TokenSet; user: PublicUser }> {
+    await this.deps.scopes.checkResource(client.resource)
     const claimed = await this.deps.tickets.claim(request.signupToken)
     const { ticket } = claimed
     const profile = {

@@ -10,6 +10,7 @@ import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
 import { PrismaPGlite } from 'pglite-prisma-adapter'
 import { Prisma, PrismaClient } from '../generated/prisma/client.js'
+import { StorageUnavailable } from '../errors.js'
 import { applyMigrations, pgliteMigrationTarget, pgMigrationTarget } from './migrations.js'
 
 export interface Database {
@@ -212,4 +213,14 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     return visit(record.cause, depth + 1) || visit(record.meta, depth + 1) || visit(record.driverAdapterError, depth + 1)
   }
   return visit(error, 0)
+}
+
+/** Runs one database interaction; an unreachable database becomes StorageUnavailable (503). */
+export async function inDatabase<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation()
+  } catch (error) {
+    if (isDatabaseUnavailable(error)) throw new StorageUnavailable('the user database is unavailable', { cause: error })
+    throw error
+  }
 }
