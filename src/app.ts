@@ -22,6 +22,7 @@ import { demoRoutes } from './routes/demo.js'
 import { discoveryRoutes } from './routes/discovery.js'
 import { healthRoutes } from './routes/health.js'
 import { loginRoutes } from './routes/login.js'
+import { registerOpenApi } from './routes/openapi.js'
 import { meRoutes } from './routes/me.js'
 import { redirectFlowRoutes } from './routes/redirect-flow.js'
 import { sessionRoutes } from './routes/sessions.js'
@@ -95,6 +96,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
 
   await app.register(cookie)
   await registerRateLimits(app, services.redis)
+  await registerOpenApi(app)
   await app.register(cors, {
     origin: (origin, callback) => callback(null, origin !== undefined && services.browser.isAllowedOrigin(origin)),
     credentials: true,
