@@ -16,7 +16,8 @@ declare module 'fastify' {
 export function bearerTokenOf(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization
   if (header === undefined) return undefined
-  const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header)
+  // RFC 9110 §11.1: the scheme name is case-insensitive.
+  const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(header)
   if (!match) throw new InvalidToken('the Authorization header must be "Bearer <access token>"')
   return match[1]
 }

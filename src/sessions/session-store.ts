@@ -10,6 +10,9 @@
 
 import type { Redis } from 'ioredis'
 import { inRedis } from '../storage/redis.js'
+import { sessionKeys } from './session-keys.js'
+
+export { sessionKeys }
 
 const START_SESSION = `
 -- KEYS: 1 user's session set, 2 session, 3 token record
@@ -202,14 +205,4 @@ export class SessionStore {
   }
 }
 
-/**
- * The key layout. A session key exists exactly while the session lives: resource servers
- * that share this Redis check `EXISTS sessionKeys.session(sub, sid)` to refuse access
- * tokens of ended sessions at once (verifier/).
- */
-export const sessionKeys = {
-  session: (userId: string, sessionId: string) => `gw:{${userId}}:s:${sessionId}`,
-  sessions: (userId: string) => `gw:{${userId}}:sessions`,
-  token: (userId: string, tokenHash: string) => `gw:{${userId}}:rt:${tokenHash}`,
-}
 const keys = sessionKeys

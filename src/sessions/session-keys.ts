@@ -1,0 +1,13 @@
+// The Redis key layout of sessions, in a module with no imports: resource servers that
+// check revocation (verifier/) use it without loading the gateway.
+
+/**
+ * The key layout. A session key exists exactly while the session lives: resource servers
+ * that share this Redis check `EXISTS sessionKeys.session(sub, sid)` to refuse access
+ * tokens of ended sessions at once (verifier/).
+ */
+export const sessionKeys = {
+  session: (userId: string, sessionId: string) => `gw:{${userId}}:s:${sessionId}`,
+  sessions: (userId: string) => `gw:{${userId}}:sessions`,
+  token: (userId: string, tokenHash: string) => `gw:{${userId}}:rt:${tokenHash}`,
+}
