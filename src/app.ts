@@ -6,6 +6,11 @@ import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
+import type { AuditTrail } from './admin/audit-trail.js'
+import type { ForcedLogout } from './admin/forced-logout.js'
+import type { AuditLog } from './audit/audit-log.js'
+import type { ClientCredentialsGrant } from './clients/client-credentials.js'
+import type { ClientDirectory } from './clients/client-directory.js'
 import type { Config } from './config.js'
 import type { UserDirectory } from './identity/users.js'
 import type { LoginService } from './login/login.js'
@@ -18,12 +23,14 @@ import type { SigningKeySet } from './tokens/signing-keys.js'
 import type { BrowserPolicy } from './http/browser.js'
 import { registerErrorHandling } from './http/errors.js'
 import { registerRateLimits } from './http/rate-limits.js'
+import { adminRoutes } from './routes/admin.js'
 import { demoRoutes } from './routes/demo.js'
 import { discoveryRoutes } from './routes/discovery.js'
 import { healthRoutes } from './routes/health.js'
 import { loginRoutes } from './routes/login.js'
 import { registerOpenApi } from './routes/openapi.js'
 import { meRoutes } from './routes/me.js'
+import { oauthTokenRoutes } from './routes/oauth-token.js'
 import { redirectFlowRoutes } from './routes/redirect-flow.js'
 import { sessionRoutes } from './routes/sessions.js'
 import { signupRoutes } from './routes/signup.js'
@@ -40,6 +47,12 @@ export interface GatewayServices {
   login: LoginService
   signup: SignupService
   browser: BrowserPolicy
+  audit: AuditLog
+  /** Machine-to-machine clients and their grants. */
+  clients: ClientDirectory
+  clientCredentials: ClientCredentialsGrant
+  forcedLogout: ForcedLogout
+  auditTrail: AuditTrail
   /** The Redis connection the rate limiter counts in. */
   redis: Redis
   /** Each check resolves when its dependency answers. */
@@ -64,6 +77,8 @@ const REDACTED = [
   '*.codeVerifier',
   '*.state',
   '*.idToken',
+  '*.client_secret',
+  '*.access_token',
 ]
 
 /** A hop count trusts that many proxies in front of us (what proxy-addr does with a number). */
@@ -109,6 +124,8 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   await app.register(meRoutes)
   await app.register(redirectFlowRoutes)
   await app.register(sessionRoutes)
+  await app.register(oauthTokenRoutes)
+  await app.register(adminRoutes)
   await app.register(discoveryRoutes)
   await app.register(healthRoutes)
   if (services.config.demoPage) await app.register(demoRoutes)

@@ -4,7 +4,11 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { buildApp, type GatewayServices } from './app.js'
+import { AuditTrail } from './admin/audit-trail.js'
+import { ForcedLogout } from './admin/forced-logout.js'
 import { AuditLog } from './audit/audit-log.js'
+import { ClientCredentialsGrant } from './clients/client-credentials.js'
+import { ClientDirectory } from './clients/client-directory.js'
 import type { Config } from './config.js'
 import { BrowserPolicy } from './http/browser.js'
 import { UserScopes } from './identity/user-scopes.js'
@@ -56,6 +60,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma)
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
+  const clients = new ClientDirectory(database.prisma)
   const services: GatewayServices = {
     config,
     keys,
@@ -79,6 +84,11 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     }),
     signup: new SignupService({ tickets, users, scopes, sessionTokens, signupRequiredFields: config.signupRequiredFields }),
     browser: new BrowserPolicy(config),
+    audit,
+    clients,
+    clientCredentials: new ClientCredentialsGrant(clients, accessTokens, config.tokenAudience),
+    forcedLogout: new ForcedLogout(users, sessions),
+    auditTrail: new AuditTrail(users, audit),
     redis,
     readiness: { redis: () => redis.ping(), database: () => database.ping() },
   }

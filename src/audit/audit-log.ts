@@ -10,6 +10,9 @@ export type AuditAction =
   | 'session.ended'
   | 'session.reuse_detected'
   | 'sessions.ended_all'
+  | 'admin.denied'
+  | 'role.assigned'
+  | 'role.unassigned'
 
 /** Where a request came from, for the audit trail. */
 export interface RequestOrigin {

@@ -137,7 +137,8 @@ export async function nativeAppAuthorization(gateway: TestGateway, account: Emul
 
 /** An openid-client configuration for the emulated Google app, as any of its clients would have. */
 export function googleClientConfiguration(gateway: TestGateway) {
-  return oidc.discovery(new URL(gateway.google.issuer), GOOGLE_CLIENT.clientId, GOOGLE_CLIENT.clientSecret, undefined, {
+  const { clientId, clientSecret } = gateway.config.providers.google!.settings as { clientId: string; clientSecret: string }
+  return oidc.discovery(new URL(gateway.google.issuer), clientId, clientSecret, undefined, {
     execute: [oidc.allowInsecureRequests],
   })
 }
