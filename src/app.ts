@@ -11,6 +11,7 @@ import type { ForcedLogout } from './admin/forced-logout.js'
 import type { AuditLog } from './audit/audit-log.js'
 import type { ClientCredentialsGrant } from './clients/client-credentials.js'
 import type { ClientDirectory } from './clients/client-directory.js'
+import type { TokenIntrospection } from './clients/introspection.js'
 import type { Config } from './config.js'
 import type { UserDirectory } from './identity/users.js'
 import type { LoginService } from './login/login.js'
@@ -51,6 +52,7 @@ export interface GatewayServices {
   /** Machine-to-machine clients and their grants. */
   clients: ClientDirectory
   clientCredentials: ClientCredentialsGrant
+  introspection: TokenIntrospection
   forcedLogout: ForcedLogout
   auditTrail: AuditTrail
   /** The Redis connection the rate limiter counts in. */

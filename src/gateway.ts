@@ -9,6 +9,7 @@ import { ForcedLogout } from './admin/forced-logout.js'
 import { AuditLog } from './audit/audit-log.js'
 import { ClientCredentialsGrant } from './clients/client-credentials.js'
 import { ClientDirectory } from './clients/client-directory.js'
+import { TokenIntrospection } from './clients/introspection.js'
 import type { Config } from './config.js'
 import { BrowserPolicy } from './http/browser.js'
 import { UserScopes } from './identity/user-scopes.js'
@@ -87,6 +88,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     audit,
     clients,
     clientCredentials: new ClientCredentialsGrant(clients, accessTokens, config.tokenAudience),
+    introspection: new TokenIntrospection(clients, accessTokens, sessions),
     forcedLogout: new ForcedLogout(users, sessions),
     auditTrail: new AuditTrail(users, audit),
     redis,

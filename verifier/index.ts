@@ -61,7 +61,7 @@ const plugin: FastifyPluginAsync<VerifierOptions> = async (fastify, options) => 
     const raw = header.length <= MAX_HEADER_LENGTH ? BEARER.exec(header)?.[1] : undefined
     if (raw === undefined) throw new TokenRejected('the Authorization header must be "Bearer <access token>"')
     const token = await verify(raw)
-    if (revocation && !(await revocation.isActive(token))) throw new TokenRejected('the session of this access token has ended')
+    if (revocation && !(await revocation.isActive(token, raw))) throw new TokenRejected('the session of this access token has ended')
     request.accessToken = token
     return token
   }

@@ -1,14 +1,14 @@
 // Revocation: a JWT stays valid until `exp` however the session ends, so a service that
-// must honour logout at once asks whether the token's session still lives. One strategy
-// today, through the gateway's Redis; RFC 7662 introspection (with a short cache) is meant
-// to be a second `RevocationCheck` chosen in `revocationCheck` below.
+// must honour logout at once asks whether the token's session still lives: through the
+// gateway's Redis where it shares it (immediate), or through the gateway's RFC 7662
+// introspection endpoint with a short cache (a logout is seen within `cacheSeconds`).
 
 import { sessionKeys } from '../src/sessions/session-keys.js'
 import { VerifierUnavailable, type VerifiedAccessToken } from './verify.js'
 
 export interface RevocationCheck {
   /** False once the session has ended; throws VerifierUnavailable when it cannot tell. */
-  isActive(token: VerifiedAccessToken): Promise<boolean>
+  isActive(token: VerifiedAccessToken, raw: string): Promise<boolean>
 }
 
 /** Anything with ioredis' `exists`: a Redis, a Cluster. */
@@ -26,12 +26,27 @@ export interface RedisRevocationOptions {
   timeoutMs?: number
 }
 
-export type RevocationOptions = RedisRevocationOptions
+export interface IntrospectionRevocationOptions {
+  introspection: {
+    /** The gateway's `${PUBLIC_URL}/oauth/introspect`. */
+    url: string
+    /** This service's client credentials at the gateway (`npm run admin -- client:create`). */
+    clientId: string
+    clientSecret: string
+    /** How long an answer is reused; default 5 s (a logout is seen within this long). */
+    cacheSeconds?: number
+    /** Refuse with 503 when the gateway has not answered within this long; default 2000 ms. */
+    timeoutMs?: number
+  }
+}
+
+export type RevocationOptions = RedisRevocationOptions | IntrospectionRevocationOptions
 
 export function revocationCheck(options: RevocationOptions | false | undefined): RevocationCheck | undefined {
   if (!options) return undefined
+  if ('introspection' in options) return introspectionRevocation(options)
   if (typeof options.redis?.exists === 'function') return redisRevocation(options)
-  throw new TypeError('revocation must be { redis } or false')
+  throw new TypeError('revocation must be { redis }, { introspection } or false')
 }
 
 /**
@@ -56,6 +71,44 @@ function redisRevocation({ redis, timeoutMs = 1000 }: RedisRevocationOptions): R
       } finally {
         clearTimeout(timer)
       }
+    },
+  }
+}
+
+/** Answers kept at most; past it the oldest go first (a Map keeps insertion order). */
+const MAX_CACHED_ANSWERS = 10_000
+
+/**
+ * RFC 7662: POST the token to the gateway, authenticated as this service (HTTP Basic), and
+ * reuse the answer for `cacheSeconds` (keyed by `jti`). A gateway that cannot answer means
+ * 503: the token is neither let through nor called invalid.
+ */
+function introspectionRevocation({ introspection }: IntrospectionRevocationOptions): RevocationCheck {
+  const { url, clientId, clientSecret, cacheSeconds = 5, timeoutMs = 2000 } = introspection
+  const basic = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')
+  const answers = new Map<string, { active: boolean; until: number }>()
+  return {
+    async isActive({ claims }, raw) {
+      const key = String(claims.jti)
+      const cached = answers.get(key)
+      if (cached && cached.until > Date.now()) return cached.active
+      let active: boolean
+      try {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token: raw, token_type_hint: 'access_token' }),
+          signal: AbortSignal.timeout(timeoutMs),
+        })
+        if (!response.ok) throw new Error(`the introspection endpoint answered ${response.status}`)
+        active = ((await response.json()) as { active?: unknown }).active === true
+      } catch (error) {
+        throw new VerifierUnavailable('the gateway cannot say whether the token is active', { cause: error })
+      }
+      answers.delete(key)
+      answers.set(key, { active, until: Date.now() + cacheSeconds * 1000 })
+      if (answers.size > MAX_CACHED_ANSWERS) answers.delete(answers.keys().next().value!)
+      return active
     },
   }
 }

@@ -20,6 +20,8 @@ export async function discoveryRoutes(app: FastifyInstance): Promise<void> {
       token_endpoint_auth_methods_supported: ['client_secret_basic'],
       grant_types_supported: ['client_credentials'],
       access_token_signing_alg_values_supported: SIGNING_ALGORITHMS,
+      introspection_endpoint: `${base}/oauth/introspect`,
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic'],
       refresh_endpoint: `${base}/auth/token`,
       sessions_endpoint: `${base}/auth/sessions`,
       login_endpoint: `${base}/auth/login`,

@@ -1,9 +1,9 @@
-// POST /oauth/token: the OAuth token endpoint for machine-to-machine clients (RFC 6749
-// §4.4, client_credentials). It speaks OAuth: a form-encoded body (§4.4.2), HTTP Basic
+// The OAuth endpoints: POST /oauth/token for machine-to-machine clients (RFC 6749 §4.4,
+// client_credentials) and POST /oauth/introspect (RFC 7662). It speaks OAuth: a form-encoded body (§4.4.2), HTTP Basic
 // client authentication (§2.3.1), errors as §5.2 (with our `message` beside
 // `error_description`), and no caching of the answer (§5.1).
 
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InvalidClient, InvalidRequest, InvalidTarget } from '../errors.js'
 import { basicCredentialsOf } from '../http/client-authentication.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
@@ -11,10 +11,22 @@ import { rateLimitedAs } from '../http/rate-limits.js'
 /** A token request is a few short parameters. */
 const FORM_BODY_LIMIT = 4 * 1024
 
-/** The parameters this endpoint reads; RFC 6749 §3.2 says to ignore any others. */
+/** The parameters the OAuth endpoints read; RFC 6749 §3.2 says to ignore any others. */
 const TOKEN_PARAMETERS = ['grant_type', 'scope', 'resource', 'client_id', 'client_secret'] as const
+const INTROSPECTION_PARAMETERS = ['token', 'token_type_hint'] as const
 
 type TokenRequestBody = Partial<Record<(typeof TOKEN_PARAMETERS)[number], string>>
+type IntrospectionRequestBody = Partial<Record<(typeof INTROSPECTION_PARAMETERS)[number], string>>
+
+const introspectionRequest = {
+  type: 'object',
+  required: ['token'],
+  additionalProperties: false,
+  properties: {
+    token: { type: 'string', maxLength: 4096, description: 'the access token to look at' },
+    token_type_hint: { type: 'string', maxLength: 64, description: 'access_token (refresh tokens are never active here)' },
+  },
+} as const
 
 const tokenRequest = {
   type: 'object',
@@ -34,10 +46,10 @@ const tokenRequest = {
  * invalid request, unknown ones are ignored. RFC 8707 §2 would allow several `resource`s;
  * our tokens have one audience, so that is refused as invalid_target.
  */
-export function parseTokenRequest(body: string): TokenRequestBody {
+export function parseOAuthForm<Name extends string>(body: string, names: readonly Name[]): Partial<Record<Name, string>> {
   const form = new URLSearchParams(body)
-  const parsed: TokenRequestBody = {}
-  for (const name of TOKEN_PARAMETERS) {
+  const parsed: Partial<Record<Name, string>> = {}
+  for (const name of names) {
     const values = form.getAll(name).filter((value) => value !== '')
     if (values.length > 1) {
       if (name === 'resource') throw new InvalidTarget('ask for one resource per token')
@@ -49,16 +61,16 @@ export function parseTokenRequest(body: string): TokenRequestBody {
 }
 
 export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
-  const { clientCredentials, config } = app.gateway
+  const { clientCredentials, introspection, config } = app.gateway
 
   // Only in this plugin: the rest of the gateway stays JSON-only, so a cross-site form
   // still cannot reach it.
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, async (_request: unknown, body: string) =>
-    parseTokenRequest(body),
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, async (request: FastifyRequest, body: string) =>
+    parseOAuthForm(body, request.url.startsWith('/oauth/introspect') ? INTROSPECTION_PARAMETERS : TOKEN_PARAMETERS),
   )
   app.addContentTypeParser('*', async () => {
-    throw new InvalidRequest('send the token request as application/x-www-form-urlencoded (RFC 6749 §4.4.2)')
+    throw new InvalidRequest('send the request as application/x-www-form-urlencoded (RFC 6749 §4.4.2, RFC 7662 §2.1)')
   })
 
   app.post<{ Body: TokenRequestBody }>(
@@ -79,4 +91,16 @@ export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
         .send({ access_token: token.accessToken, token_type: 'Bearer', expires_in: token.expiresIn, scope: token.scope })
     },
   )
+
+  // RFC 7662: lets a resource server that does not share the gateway's Redis ask whether an
+  // access token is still active (its session not ended). Verifiers cache the answer briefly.
+  app.post<{ Body: IntrospectionRequestBody }>(
+    '/oauth/introspect',
+    { schema: { body: introspectionRequest, consumes: ['application/x-www-form-urlencoded'] }, config: { ...rateLimitedAs('token', config), oauthErrors: true } },
+    async (request, reply) => {
+      const answer = await introspection.introspect(basicCredentialsOf(request), request.body.token!)
+      return reply.header('cache-control', 'no-store').send(answer)
+    },
+  )
 }
+

@@ -1,0 +1,56 @@
+// Token introspection (RFC 7662) for resource servers that do not share the gateway's
+// Redis: is this access token active right now — genuine, unexpired, and (for a user's
+// token) its session not ended? Only authenticated clients may ask (§2.1), and an inactive
+// answer says nothing more than `active: false` (§2.2).
+
+import type { RefreshSessions } from '../sessions/refresh-sessions.js'
+import type { AccessTokens } from '../tokens/access-tokens.js'
+import { InvalidClient } from '../errors.js'
+import type { ClientCredentials, ClientDirectory } from './client-directory.js'
+
+export type IntrospectionResponse =
+  | { active: false }
+  | {
+      active: true
+      token_type: 'Bearer'
+      sub: string
+      aud: string | string[]
+      iss: string
+      exp: number
+      iat: number
+      jti: string
+      scope?: string
+      client_id?: string
+      sid?: string
+    }
+
+export class TokenIntrospection {
+  constructor(
+    private readonly clients: Pick<ClientDirectory, 'authenticate'>,
+    private readonly accessTokens: Pick<AccessTokens, 'inspect'>,
+    private readonly sessions: Pick<RefreshSessions, 'isActive'>,
+  ) {}
+
+  async introspect(credentials: ClientCredentials | undefined, token: string): Promise<IntrospectionResponse> {
+    if (!credentials) throw new InvalidClient('introspection needs client authentication (HTTP Basic)')
+    await this.clients.authenticate(credentials)
+    // Refresh tokens, forgeries, other issuers' tokens and expired ones are all just inactive.
+    const claims = await this.accessTokens.inspect(token).catch(() => undefined)
+    if (!claims) return { active: false }
+    const { sub, sid, aud, iss, exp, iat, jti, scope, client_id: clientId } = claims
+    if (typeof sid === 'string' && !(await this.sessions.isActive(String(sub), sid))) return { active: false }
+    return {
+      active: true,
+      token_type: 'Bearer',
+      sub: String(sub),
+      aud: aud!,
+      iss: iss!,
+      exp: exp!,
+      iat: iat!,
+      jti: String(jti),
+      ...(typeof scope === 'string' ? { scope } : {}),
+      ...(typeof clientId === 'string' ? { client_id: clientId } : {}),
+      ...(typeof sid === 'string' ? { sid } : {}),
+    }
+  }
+}
