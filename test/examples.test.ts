@@ -91,3 +91,27 @@ t.test('logging out takes effect at the order service at once', async (t) => {
   await gateway.app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken } })
   t.equal((await call(`${orderUrl}/orders`, accessToken)).status, 401)
 })
+
+t.test("an operator's forced logout, racing 50 refreshes, is seen by the order service at once and leaves no live refresh token", async (t) => {
+  const ops = await clients.create('ops')
+  await clients.grant(ops.clientId, gateway.config.tokenAudience, ['admin'])
+  const issued = await fetch(`${gatewayUrl}/oauth/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${ops.clientId}:${ops.clientSecret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials&scope=admin',
+  })
+  const adminToken = ((await issued.json()) as { access_token: string }).access_token
+
+  const devices = await Promise.all(Array.from({ length: 5 }, () => tokensFor('shopper', ORDERS)))
+  t.equal((await call(`${orderUrl}/orders`, devices[0]!.accessToken)).status, 200)
+  const refreshTokens = devices.map((device) => device.refreshToken)
+  const forced = call(`${gatewayUrl}/admin/users/${shopper.user.id}/logout`, adminToken, 'POST')
+  const racing = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: refreshTokens[i % 5] } })),
+  )
+  t.equal((await forced).status, 204)
+  const everIssued = [...refreshTokens, ...racing.filter((answer) => answer.statusCode === 200).map((answer) => answer.json().refreshToken as string)]
+  const afterwards = await Promise.all([...new Set(everIssued)].map((refreshToken) => gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })))
+  t.same(afterwards.filter((answer) => answer.statusCode !== 401).length, 0, 'no refresh token survives the forced logout')
+  for (const device of devices) t.equal((await call(`${orderUrl}/orders`, device.accessToken)).status, 401, 'the order service refuses every device at once')
+})
