@@ -1,5 +1,6 @@
-// The load generator of bench/refresh.ts, in a child process of its own so that building
-// requests and parsing responses does not run on the event loop of the servers measured.
+// The load generator of the benchmarks (started by `measure` in bench/harness.ts), in a
+// child process of its own so that building requests and parsing responses does not run
+// on the event loop of the servers measured.
 // It receives one LoadJob over IPC, answers with one LoadReport, and exits.
 //
 // Each autocannon connection owns one slot. For the gateway a slot is one refresh
