@@ -15,6 +15,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import * as jose from 'jose'
+import { readRequestBody } from './request-body.js'
 
 export interface KakaoAccount {
   /** The member number (회원번호), decimal; may exceed 2^53. */
@@ -196,17 +197,6 @@ function errorPage(res: ServerResponse, status: number, code: string, message: s
     `<!doctype html><meta charset="utf-8"><title>Emulated Kakao: ${escapeHtml(code)}</title><h1>Emulated Kakao: error ${escapeHtml(code)}</h1><p>${escapeHtml(message)}</p>`,
     { 'content-type': 'text/html; charset=utf-8' },
   )
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > 64 * 1024) throw new Error('body too large')
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
 }
 
 /** Kakao's docs separate scopes with commas, its SDK with spaces: accept both. */
@@ -586,7 +576,7 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
 
   async function consentEndpoint(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'POST') return errorPage(res, 405, 'METHOD', 'POST the consent form')
-    const form = new URLSearchParams(await readBody(req))
+    const form = new URLSearchParams(await readRequestBody(req))
     const id = form.get('request') ?? ''
     const entry = pending.get(id)
     pending.delete(id)
@@ -632,7 +622,7 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     if (!(req.headers['content-type'] ?? '').toLowerCase().startsWith('application/x-www-form-urlencoded')) {
       return kauthError(res, 400, 'invalid_request', 'content type must be application/x-www-form-urlencoded')
     }
-    const form = new URLSearchParams(await readBody(req))
+    const form = new URLSearchParams(await readRequestBody(req))
     record.form = Object.fromEntries(form)
     // Client authentication is in the body only: a Basic header is Bad client credentials.
     if (/^basic\s/i.test(req.headers.authorization ?? '')) {

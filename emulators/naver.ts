@@ -26,6 +26,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { readRequestBody } from './request-body.js'
 
 export interface NaverAccount {
   /** The id our client sees: INT64 digits (old apps) or a base64-style string of up to 64 characters. */
@@ -239,16 +240,10 @@ export async function startNaverEmulator(options: NaverEmulatorOptions): Promise
   }
 
   const readBody = async (req: IncomingMessage): Promise<URLSearchParams> => {
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length
-      if (size > 64 * 1024) throw new Error('request body too large')
-      chunks.push(chunk as Buffer)
-    }
+    const body = await readRequestBody(req)
     const type = req.headers['content-type'] ?? ''
-    if (chunks.length === 0 || !type.startsWith('application/x-www-form-urlencoded')) return new URLSearchParams()
-    return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+    if (body === '' || !type.startsWith('application/x-www-form-urlencoded')) return new URLSearchParams()
+    return new URLSearchParams(body)
   }
 
   /** Query and form body together, as Naver accepts either (body wins). */
