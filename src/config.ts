@@ -68,8 +68,9 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('DATABASE_URL must be a postgresql:// URL (unset it for the embedded database)')
   }
   const redisUrl = read.text('REDIS_URL')
-  if (redisUrl !== undefined && !/^(rediss?|redis\+sentinel):\/\//.test(redisUrl) && !redisUrl.startsWith('/')) {
-    problems.push('REDIS_URL must be a redis:// or rediss:// URL, or a unix socket path')
+  // Sentinel and Cluster are not wired yet: refuse them clearly rather than half-connect.
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl) && !redisUrl.startsWith('/')) {
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL, or a unix socket path (Sentinel and Cluster are not supported yet)')
   }
 
   const signingKeys = read.text('SIGNING_KEYS')

@@ -82,6 +82,11 @@ t.test('production refuses development conveniences', async (t) => {
   )
 })
 
+t.test('a Redis URL the gateway cannot use is refused at start-up', async (t) => {
+  t.match(problemsOf({ REDIS_URL: 'redis+sentinel://sentinel.internal:26379/mymaster' }).join('\n'), /Sentinel and Cluster are not supported yet/)
+  t.same(problemsOf({ REDIS_URL: 'rediss://cache.internal:6380' }), [])
+})
+
 t.test('the reuse grace must outlast the Redis command timeout', async (t) => {
   t.match(problemsOf({ REFRESH_REUSE_GRACE: '1' }).join('\n'), /REFRESH_REUSE_GRACE must be longer/)
 })
