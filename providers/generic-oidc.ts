@@ -3,6 +3,7 @@
 // called "<name>" (lower case) in `provider` and in /auth/authorize/<name>.
 
 import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
+import { splitList } from '../src/env-values.js'
 import { readProviderUrl } from './settings.js'
 import type { ProviderDefinition } from './types.js'
 
@@ -27,7 +28,7 @@ export function genericOidcProviders(env: Record<string, string | undefined>): P
         const issuer = readProviderUrl(env, variable('ISSUER'), '', problems, production)
         const scope = env[variable('SCOPE')]?.trim() || 'openid email profile'
         if (!scope.split(/\s+/).includes('openid')) problems.push(`${variable('SCOPE')} must include "openid"`)
-        const audiences = env[variable('AUDIENCES')]?.split(',').map((audience) => audience.trim()).filter(Boolean) ?? []
+        const audiences = splitList(env[variable('AUDIENCES')])
         if (!clientId) return undefined
         return { issuer, clientId, clientSecret: clientSecret ?? '', scope, audiences: [clientId, ...audiences] }
       },

@@ -2,6 +2,7 @@
 // token's `sub`; email counts only with `email_verified: true`.
 
 import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
+import { splitList } from '../src/env-values.js'
 import { readProviderUrl } from './settings.js'
 import type { ProviderDefinition } from './types.js'
 
@@ -13,7 +14,7 @@ export const google: ProviderDefinition<OpenIdConnectSettings> = {
     const clientSecret = env.GOOGLE_CLIENT_SECRET?.trim()
     if (!clientSecret) problems.push('GOOGLE_CLIENT_SECRET is required when GOOGLE_CLIENT_ID is set')
     const issuer = readProviderUrl(env, 'GOOGLE_ISSUER', 'https://accounts.google.com', problems, production)
-    const audiences = env.GOOGLE_AUDIENCES?.split(',').map((audience) => audience.trim()).filter(Boolean) ?? []
+    const audiences = splitList(env.GOOGLE_AUDIENCES)
     return { clientId, clientSecret: clientSecret ?? '', issuer, scope: 'openid email profile', audiences: [clientId, ...audiences] }
   },
   create: (settings, runtime) => new OpenIdConnectProvider('google', settings, runtime),

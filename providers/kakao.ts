@@ -16,6 +16,8 @@ import { isLosslessNumber, parse as parseLossless } from 'lossless-json'
 import * as oidc from 'openid-client'
 import { InvalidGrant, InvalidRequest, ProviderError } from '../src/errors.js'
 import { classifyProviderFailure, OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
+import { splitList } from '../src/env-values.js'
+import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { readProviderUrl } from './settings.js'
 import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
 
@@ -41,8 +43,8 @@ export const kakao: ProviderDefinition<KakaoSettings> = {
     }
     const issuer = readProviderUrl(env, 'KAKAO_AUTH_URL', 'https://kauth.kakao.com', problems, production)
     const apiUrl = readProviderUrl(env, 'KAKAO_API_URL', 'https://kapi.kakao.com', problems, production)
-    const audiences = list(env.KAKAO_AUDIENCES)
-    const appIds = list(env.KAKAO_APP_IDS)
+    const audiences = splitList(env.KAKAO_AUDIENCES)
+    const appIds = splitList(env.KAKAO_APP_IDS)
     for (const appId of appIds) {
       if (!/^[1-9][0-9]{0,18}$/.test(appId)) problems.push(`KAKAO_APP_IDS: "${appId}" is not a numeric Kakao app id`)
     }
@@ -51,10 +53,6 @@ export const kakao: ProviderDefinition<KakaoSettings> = {
     return { clientId, clientSecret, issuer, apiUrl, scope, audiences: [clientId, ...audiences], appIds }
   },
   create: (settings, runtime) => new KakaoProvider(settings, runtime),
-}
-
-function list(value: string | undefined): string[] {
-  return value?.split(',').map((item) => item.trim()).filter(Boolean) ?? []
 }
 
 /** No Kakao answer we use comes near this; anything larger is refused unread. */
@@ -302,32 +300,8 @@ function exactMember(value: unknown, path: string): string {
   return digits
 }
 
-// ---------------------------------------------------------------------------
-// Profile fields, held to what signup accepts
-
+/** A nested JSON object member, or undefined. */
 function objectAt(value: unknown, key: string): Record<string, unknown> | undefined {
   const inner = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined
   return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined
-}
-
-function emailOf(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined
-  const email = value.trim().toLowerCase()
-  return email.length <= 254 && /^[^\s@]+@[^\s@]+$/.test(email) ? email : undefined
-}
-
-function nicknameOf(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined
-  const nickname = value.trim()
-  return nickname.length > 0 && nickname.length <= 64 && /[\p{L}\p{N}\p{P}\p{S}]/u.test(nickname) ? nickname : undefined
-}
-
-/** Photos only over https (Kakao also serves http:// image URLs). */
-function photoOf(value: unknown): string | undefined {
-  if (typeof value !== 'string' || value.length > 2048) return undefined
-  try {
-    return new URL(value).protocol === 'https:' && !/\s/.test(value) ? value : undefined
-  } catch {
-    return undefined
-  }
 }

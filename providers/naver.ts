@@ -17,6 +17,7 @@
 import * as oidc from 'openid-client'
 import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/errors.js'
 import { boundedFetch, causeOf, OversizedResponse } from './provider-http.js'
+import { nicknameOf, photoOf } from './profile-fields.js'
 import { readProviderUrl } from './settings.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
 
@@ -48,8 +49,6 @@ export const naver: ProviderDefinition<NaverSettings> = {
 const SUBJECT_PATTERN = /^[\x21-\x7e]{1,128}$/
 /** RFC 6750 §2.1 b64token (Naver's tokens are letters, digits and + / =): nothing else goes into a header. */
 const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
-/** The signup rules for a nickname: at most 64 characters, at least one visible one. */
-const VISIBLE_CHARACTER = /[\p{L}\p{N}\p{P}\p{S}]/u
 /** "wrong client id / client secret pair": Naver's answer to bad client credentials, as invalid_request. */
 const CLIENT_CREDENTIALS_REFUSED = /client[ _-]?(id|secret)/i
 const CHECK_CLIENT = 'check NAVER_CLIENT_ID and NAVER_CLIENT_SECRET against the application in the Naver developer console'
@@ -157,17 +156,6 @@ function profileOf(response: unknown): ProviderProfile {
     throw malformed(`response.id is ${typeof id === 'string' ? 'not a plausible Naver id' : `a ${typeof id}, not a string`}`)
   }
   return { subject: id, nickname: nicknameOf(response.nickname), photo: photoOf(response.profile_image) }
-}
-
-function nicknameOf(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined
-  const nickname = value.trim()
-  return nickname.length <= 64 && VISIBLE_CHARACTER.test(nickname) ? nickname : undefined
-}
-
-function photoOf(value: unknown): string | undefined {
-  if (typeof value !== 'string' || value.length > 2048 || !value.startsWith('https://')) return undefined
-  return URL.canParse(value) ? value : undefined
 }
 
 /** A non-200 answer of the profile API (PROVIDERS.md §2: 401 with 024 or 028, or 403). */

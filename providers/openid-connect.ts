@@ -6,6 +6,7 @@
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
+import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { boundedFetch, causeOf } from './provider-http.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
 
@@ -115,9 +116,9 @@ export class OpenIdConnectProvider implements IdentityProvider {
   protected profileFromClaims(claims: oidc.IDToken): ProviderProfile {
     return {
       subject: String(claims.sub),
-      email: claims.email_verified === true && typeof claims.email === 'string' ? claims.email.toLowerCase() : undefined,
-      nickname: typeof claims.name === 'string' ? claims.name : undefined,
-      photo: typeof claims.picture === 'string' && claims.picture.startsWith('https://') ? claims.picture : undefined,
+      email: claims.email_verified === true ? emailOf(claims.email) : undefined,
+      nickname: nicknameOf(claims.name),
+      photo: photoOf(claims.picture),
     }
   }
 

@@ -3,6 +3,7 @@
 // one line each, before start-up stops.
 
 import { providerDefinitionsFor, type ConfiguredProvider } from '../providers/registry.js'
+import { splitList } from './env-values.js'
 import { isLoopbackUrl } from './loopback.js'
 
 export const PROFILE_FIELDS = ['nickname', 'email', 'photo'] as const
@@ -155,7 +156,7 @@ function readTrustProxy(read: EnvReader): Config['trustProxy'] {
   const value = read.text('TRUST_PROXY')
   if (value === undefined || value === 'false') return false
   if (/^\d+$/.test(value)) return Number(value)
-  return value.split(',').map((entry) => entry.trim()).filter(Boolean)
+  return splitList(value)
 }
 
 /** Reads typed values from the environment and records one problem line per bad value. */
@@ -169,7 +170,7 @@ export class EnvReader {
 
   list(name: string): string[] | undefined {
     const value = this.text(name)
-    return value?.split(',').map((item) => item.trim()).filter((item) => item !== '')
+    return value === undefined ? undefined : splitList(value)
   }
 
   flag(name: string): boolean {
