@@ -18,6 +18,7 @@ import { InvalidGrant, InvalidRequest, ProviderError } from '../src/errors.js'
 import { classifyProviderFailure, OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
 import { splitList } from '../src/env-values.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
+import { describeCauses } from './provider-http.js'
 import { readProviderUrl } from './settings.js'
 import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
 
@@ -238,18 +239,9 @@ async function classifyKakaoFailure(error: unknown): Promise<Error> {
   }
   const classified = classifyProviderFailure('kakao', error)
   if (classified instanceof ProviderError && classified.detail === undefined) {
-    return new ProviderError(classified.message, { cause: error, detail: describeFailure(error) })
+    return new ProviderError(classified.message, { cause: error, detail: `kakao call failed: ${describeCauses(error)}` })
   }
   return classified
-}
-
-function describeFailure(error: unknown): string {
-  const parts: string[] = []
-  for (let current = error, depth = 0; current instanceof Error && depth < 4; current = current.cause, depth++) {
-    const code = (current as { code?: unknown }).code
-    parts.push(`${current.message}${typeof code === 'string' ? ` (${code})` : ''}`)
-  }
-  return `kakao call failed: ${parts.join(': ') || String(error)}`
 }
 
 /** kapi's `{ msg, code }`: the code, when the body is one. */

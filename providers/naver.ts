@@ -16,7 +16,7 @@
 
 import * as oidc from 'openid-client'
 import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/errors.js'
-import { boundedFetch, causeOf, OversizedResponse } from './provider-http.js'
+import { boundedFetch, causeOf, describeCauses, isTimeout, OversizedResponse } from './provider-http.js'
 import { nicknameOf, photoOf } from './profile-fields.js'
 import { readProviderUrl } from './settings.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
@@ -219,7 +219,7 @@ function transportFailure(error: unknown, what: string): Error {
   const oversized = causeOf(error, OversizedResponse)
   if (oversized) return oversized
   const status = causeOf(error, Response)?.status
-  const detail = status !== undefined ? `naver ${what} answered HTTP ${status}` : `naver ${what} could not be used: ${describe(error)}`
+  const detail = status !== undefined ? `naver ${what} answered HTTP ${status}` : `naver ${what} could not be used: ${describeCauses(error)}`
   return new ProviderError('naver could not be used', { cause: error, detail })
 }
 
@@ -237,19 +237,6 @@ async function jsonOf(response: Response): Promise<unknown> {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function isTimeout(error: unknown): boolean {
-  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
-    if (cause.name === 'TimeoutError' || (cause as { code?: unknown }).code === 'OAUTH_TIMEOUT') return true
-  }
-  return false
-}
-
-function describe(error: unknown): string {
-  const messages: string[] = []
-  for (let cause: unknown = error; cause instanceof Error && messages.length < 4; cause = cause.cause) messages.push(cause.message)
-  return messages.join(': ') || String(error)
 }
 
 /** A provider-sent text, shortened for a log line. */

@@ -7,7 +7,7 @@ import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
-import { boundedFetch, causeOf } from './provider-http.js'
+import { boundedFetch, causeOf, isTimeout } from './provider-http.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
 
 export interface OpenIdConnectSettings {
@@ -194,10 +194,6 @@ function classifyIdTokenFailure(provider: string, error: unknown): Error {
 function asymmetricAlgorithms(advertised: string[] | undefined): string[] {
   const allowed = (advertised ?? ['RS256']).filter((alg) => /^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(alg))
   return allowed.length > 0 ? allowed : ['RS256']
-}
-
-function isTimeout(error: unknown): boolean {
-  return error instanceof Error && (error.name === 'TimeoutError' || isTimeout(error.cause))
 }
 
 function isSignatureFailure(error: unknown): boolean {

@@ -55,3 +55,21 @@ export function causeOf<T>(error: unknown, type: abstract new (...args: never[])
   }
   return undefined
 }
+
+/** True when a provider call ran out of time (ours or openid-client's timeout), anywhere in the cause chain. */
+export function isTimeout(error: unknown): boolean {
+  for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
+    if (cause.name === 'TimeoutError' || (cause as { code?: unknown }).code === 'OAUTH_TIMEOUT') return true
+  }
+  return false
+}
+
+/** The messages (and codes) of an error's cause chain, for an operator's log line. */
+export function describeCauses(error: unknown): string {
+  const parts: string[] = []
+  for (let cause: unknown = error; cause instanceof Error && parts.length < 4; cause = cause.cause) {
+    const code = (cause as { code?: unknown }).code
+    parts.push(`${cause.message}${typeof code === 'string' ? ` (${code})` : ''}`)
+  }
+  return parts.join(': ') || String(error)
+}
