@@ -67,14 +67,18 @@ export class BrowserPolicy {
   refreshTokenOf(request: FastifyRequest, bodyToken: string | undefined): { token?: string; channel: Channel } {
     const cookieToken = request.cookies[this.cookie.name]
     if (bodyToken === undefined && cookieToken !== undefined) {
-      // A cookie travels by itself; only an allowed Origin shows the request is ours.
-      const origin = request.headers.origin
-      if (origin === undefined || !this.isAllowedOrigin(origin)) {
-        throw new OriginNotAllowed('a cookie-authenticated request needs an allowed Origin')
-      }
+      this.requireOriginForCookie(request)
       return { token: cookieToken, channel: 'cookie' }
     }
-    return { token: bodyToken, channel: this.channelOf(request) === 'cookie' ? 'cookie' : 'body' }
+    return { token: bodyToken, channel: this.channelOf(request) }
+  }
+
+  /** A cookie travels by itself: only an allowed Origin shows the request is the app's (CSRF). */
+  requireOriginForCookie(request: FastifyRequest): void {
+    const origin = request.headers.origin
+    if (origin === undefined || !this.isAllowedOrigin(origin)) {
+      throw new OriginNotAllowed('a cookie-authenticated request needs an allowed Origin')
+    }
   }
 
   setRefreshCookie(reply: FastifyReply, token: string, maxAgeSeconds: number): void {

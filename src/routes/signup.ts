@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { InvalidRequest, InvalidSignupToken, OriginNotAllowed } from '../errors.js'
+import { InvalidRequest, InvalidSignupToken } from '../errors.js'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { SignupRequest } from '../signup/signup.js'
@@ -31,8 +31,7 @@ export async function signupRoutes(app: FastifyInstance): Promise<void> {
     const fromCookie = fields.signupToken === undefined
     const signupToken = fields.signupToken ?? browser.flowCookieOf(request, 'signupTicket')
     if (signupToken === undefined) throw new InvalidRequest('body must have required property \'signupToken\'')
-    // A cookie travels by itself: only an allowed Origin shows the request is the app's (CSRF).
-    if (fromCookie && client.channel !== 'cookie') throw new OriginNotAllowed('a cookie-carried signup needs an allowed Origin')
+    if (fromCookie) browser.requireOriginForCookie(request)
     const { tokens, user } = await signup.complete({ ...fields, signupToken }, client)
     if (fromCookie) browser.clearFlowCookie(reply, 'signupTicket')
     reply.code(201)
