@@ -180,7 +180,7 @@ export class LoginService {
     }
   }
 
-  callbackUri(providerName: string): string {
+  private callbackUri(providerName: string): string {
     return `${this.deps.publicUrl}/auth/callback/${providerName}`
   }
 
