@@ -24,6 +24,7 @@ import type { SigningKeySet } from './tokens/signing-keys.js'
 import type { BrowserPolicy } from './http/browser.js'
 import { registerErrorHandling } from './http/errors.js'
 import { registerRateLimits } from './http/rate-limits.js'
+import { registerStorageDeadline } from './http/storage-deadline.js'
 import { adminRoutes } from './routes/admin.js'
 import { demoRoutes } from './routes/demo.js'
 import { discoveryRoutes } from './routes/discovery.js'
@@ -107,6 +108,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   })
   app.decorate('gateway', services)
   registerErrorHandling(app)
+  registerStorageDeadline(app)
   // Every body is JSON. Without this, a text/plain body (what a cross-site form sends)
   // would reach the schema instead of being refused with 415.
   app.removeContentTypeParser('text/plain')

@@ -17,27 +17,26 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('base64url')
 }
 
-/** Encrypts `plaintext` so that only a holder of `secret` can read it (AES-256-GCM). */
-export function sealWith(secret: string, plaintext: string): string {
+/** Encrypts `plaintext` so that only a holder of `secret` can read it (AES-256-GCM): iv ‖ tag ‖ body. */
+export function sealWith(secret: Buffer, plaintext: Buffer): Buffer {
   const iv = randomBytes(12)
   const cipher = createCipheriv('aes-256-gcm', keyFrom(secret), iv)
-  const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()])
-  return Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url')
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()])
+  return Buffer.concat([iv, cipher.getAuthTag(), body])
 }
 
 /** Returns undefined when `sealed` was not sealed with `secret` or was altered. */
-export function unsealWith(secret: string, sealed: string): string | undefined {
-  const bytes = Buffer.from(sealed, 'base64url')
-  if (bytes.length < 29) return undefined
+export function unsealWith(secret: Buffer, sealed: Buffer): Buffer | undefined {
+  if (sealed.length < 29) return undefined
   try {
-    const decipher = createDecipheriv('aes-256-gcm', keyFrom(secret), bytes.subarray(0, 12))
-    decipher.setAuthTag(bytes.subarray(12, 28))
-    return Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8')
+    const decipher = createDecipheriv('aes-256-gcm', keyFrom(secret), sealed.subarray(0, 12))
+    decipher.setAuthTag(sealed.subarray(12, 28))
+    return Buffer.concat([decipher.update(sealed.subarray(28)), decipher.final()])
   } catch {
     return undefined
   }
 }
 
-function keyFrom(secret: string): Buffer {
+function keyFrom(secret: Buffer): Buffer {
   return createHash('sha256').update('seal:').update(secret).digest()
 }

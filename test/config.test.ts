@@ -87,8 +87,13 @@ t.test('a Redis URL the gateway cannot use is refused at start-up', async (t) =>
   t.same(problemsOf({ REDIS_URL: 'rediss://cache.internal:6380' }), [])
 })
 
-t.test('the reuse grace must outlast the Redis command timeout', async (t) => {
-  t.match(problemsOf({ REFRESH_REUSE_GRACE: '1' }).join('\n'), /REFRESH_REUSE_GRACE must be longer/)
+t.test('limits on what one client or user can hold have defaults and bounds', async (t) => {
+  const config = loadConfig({})
+  t.same([config.maxSessionsPerUser, config.requestTimeout, config.maxConnectionsPerIp], [50, 10, 256])
+  const problems = problemsOf({ MAX_SESSIONS_PER_USER: '0', REQUEST_TIMEOUT: 'forever', MAX_CONNECTIONS_PER_IP: '-1' }).join('\n')
+  t.match(problems, /MAX_SESSIONS_PER_USER must be a whole number/)
+  t.match(problems, /REQUEST_TIMEOUT must be a whole number/)
+  t.match(problems, /MAX_CONNECTIONS_PER_IP must be a whole number/)
 })
 
 t.test('npm start with a bad configuration prints the problems and exits 1', async (t) => {

@@ -45,7 +45,7 @@ t.test('Redis', async (t) => {
     const start = await gateway.app.inject({ method: 'POST', url: '/auth/login/start', payload: { provider: 'google', redirectUri: 'https://app.example/callback' } })
     t.equal(start.statusCode, 503)
     t.equal(start.json().error, 'unavailable')
-    const token = await refresh(gateway, 'A'.repeat(86))
+    const token = await refresh(gateway, 'A'.repeat(112))
     t.equal(token.statusCode, 503, 'a refresh is 503, not a 401 that would make clients drop their tokens')
     t.equal((await ready(gateway)).statusCode, 503)
     t.equal((await ready(gateway)).json().checks.redis, 'unavailable')

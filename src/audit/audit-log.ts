@@ -8,6 +8,8 @@ import type { PrismaClient } from '../generated/prisma/client.js'
 export type AuditAction =
   | 'session.started'
   | 'session.ended'
+  /** A login beyond MAX_SESSIONS_PER_USER ended the least recently used session. */
+  | 'session.evicted'
   | 'session.reuse_detected'
   | 'sessions.ended_all'
   | 'admin.denied'

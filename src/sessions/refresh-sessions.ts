@@ -1,12 +1,13 @@
 // The rules of refresh sessions: start one per login, rotate the refresh token on every
-// use, tolerate concurrent refreshes within the grace window, and treat any other
+// use, answer a lost or raced rotation with the same successor, and treat any other
 // presentation of a rotated token as theft that ends the whole session.
 
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { InvalidGrant } from '../errors.js'
-import { hashSecret, randomId, sealWith, unsealWith } from '../secrets.js'
-import { mintRefreshToken, parseRefreshToken } from './refresh-token.js'
-import type { Channel, SessionStore } from './session-store.js'
+import { randomId, sealWith, unsealWith } from '../secrets.js'
+import { createHash } from 'node:crypto'
+import { composeRefreshToken, familyTag, newFamilyKey, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
+import type { Channel, PresentedToken, SessionStore } from './session-store.js'
 
 export type { Channel }
 
@@ -22,8 +23,10 @@ export interface SessionClient {
 export interface SessionPolicy {
   refreshTokenTtl: number
   sessionMaxAge: number
+  /** 0: strict rotation, the predecessor of the live token is reuse too. */
   refreshReuseGrace: number
   sessionPolicy: 'multi' | 'single'
+  maxSessionsPerUser: number
 }
 
 export interface IssuedRefreshToken {
@@ -35,7 +38,18 @@ export interface IssuedRefreshToken {
   refreshExpiresIn: number
 }
 
-const MAX_LABEL_LENGTH = 200
+/**
+ * What a session shows of its device: the User-Agent without the tokens every browser
+ * sends, cut to 64 bytes so the session's Redis hash keeps its compact encoding
+ * (hash-max-listpack-value) and a session stays near 0.5 KB however it is used.
+ */
+export function deviceLabel(userAgent: string): string {
+  const label = userAgent.replace(/Mozilla\/5\.0 |AppleWebKit\/\S+ |\(KHTML, like Gecko\) /g, '').trim()
+  let cut = Buffer.from(label).subarray(0, 64).toString()
+  // A multi-byte character split by the cut decodes to U+FFFD: drop it.
+  if (cut.endsWith('\uFFFD') && !label.startsWith(cut)) cut = cut.slice(0, -1)
+  return cut
+}
 
 export class RefreshSessions {
   constructor(
@@ -44,65 +58,86 @@ export class RefreshSessions {
     private readonly audit: AuditLog,
   ) {}
 
-  /** Starts a session for a user who just logged in. Under the single policy, ends the others. */
+  /**
+   * Starts a session for a user who just logged in. Under the single policy the user's other
+   * sessions end; beyond MAX_SESSIONS_PER_USER the least recently used ones do.
+   */
   async start(userId: string, client: SessionClient): Promise<IssuedRefreshToken> {
     const { resource } = client
     const sessionId = randomId()
-    const refreshToken = mintRefreshToken({ userId, sessionId })
-    const now = Date.now()
-    const ttlMs = this.policy.refreshTokenTtl * 1000
-    await this.store.start({
+    const secret = newTokenSecret()
+    const familyKey = newFamilyKey()
+    const single = this.policy.sessionPolicy === 'single'
+    const ended = await this.store.start({
       userId,
       sessionId,
-      tokenHash: hashSecret(refreshToken),
-      now,
-      ttlMs,
-      endsAt: now + this.policy.sessionMaxAge * 1000,
+      secretHash: hashOf(secret),
+      familyKey,
+      ttlMs: this.policy.refreshTokenTtl * 1000,
+      maxAgeMs: this.policy.sessionMaxAge * 1000,
       channel: client.channel,
-      label: client.label.slice(0, MAX_LABEL_LENGTH),
-      endOtherSessions: this.policy.sessionPolicy === 'single',
+      label: deviceLabel(client.label),
+      endOtherSessions: single,
+      maxSessions: this.policy.maxSessionsPerUser,
       resource: resource ?? '',
     })
-    await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...originOfClient(client) })
-    return { userId, sessionId, resource, refreshToken, refreshExpiresIn: this.policy.refreshTokenTtl }
+    const origin = originOfClient(client)
+    for (const endedId of ended) {
+      await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
+    }
+    await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
+    const refreshToken = composeRefreshToken({ userId, sessionId, generation: 0, secret, tag: familyTag(familyKey, 0) })
+    return { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge) }
   }
 
   /** Exchanges a refresh token for its successor; throws InvalidGrant for anything unusable. */
   async rotate(presented: string, client: SessionClient): Promise<IssuedRefreshToken> {
     const parts = parseRefreshToken(presented)
     if (!parts) throw new InvalidGrant('the refresh token is invalid')
-    const successor = mintRefreshToken(parts)
+    const successorSecret = newTokenSecret()
     const result = await this.store.rotate({
-      ...parts,
-      presentedHash: hashSecret(presented),
-      successorHash: hashSecret(successor),
-      sealedSuccessor: sealWith(presented, successor),
-      now: Date.now(),
-      graceMs: this.policy.refreshReuseGrace * 1000,
+      presented: presentedToken(parts),
+      successorHash: hashOf(successorSecret),
+      sealedSuccessor: sealWith(parts.secret, successorSecret),
       ttlMs: this.policy.refreshTokenTtl * 1000,
       channel: client.channel,
+      strict: this.policy.refreshReuseGrace === 0,
     })
     switch (result.outcome) {
       case 'rotated':
-        return { ...parts, resource: result.resource || undefined, refreshToken: successor, refreshExpiresIn: Math.floor(result.ttlMs / 1000) }
+        return this.issued(parts, result, successorSecret)
       case 'grace': {
-        const sameSuccessor = unsealWith(presented, result.sealedSuccessor)
+        const sameSuccessor = unsealWith(parts.secret, result.sealedSecret)
         if (!sameSuccessor) throw new InvalidGrant('the refresh token is invalid')
-        return { ...parts, resource: result.resource || undefined, refreshToken: sameSuccessor, refreshExpiresIn: Math.floor(result.ttlMs / 1000) }
+        return this.issued(parts, result, sameSuccessor)
       }
       case 'reuse':
-        await this.audit.record({ ...parts, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })
+        await this.audit.record({ userId: parts.userId, sessionId: parts.sessionId, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })
         throw new InvalidGrant('the refresh token was already used; the session has been ended')
-      default:
+      case 'wrong_channel':
+      case 'unknown':
         throw new InvalidGrant('the refresh token is invalid, expired or revoked')
+      default:
+        return result satisfies never
+    }
+  }
+
+  private issued(parts: RefreshTokenParts, live: { generation: number; tag: string; ttlMs: number; resource: string }, secret: Buffer): IssuedRefreshToken {
+    const { userId, sessionId } = parts
+    return {
+      userId,
+      sessionId,
+      resource: live.resource || undefined,
+      refreshToken: composeRefreshToken({ userId, sessionId, generation: live.generation, secret, tag: live.tag }),
+      refreshExpiresIn: Math.floor(live.ttlMs / 1000),
     }
   }
 
   /** Ends the session a refresh token belongs to. Unknown tokens end nothing (logout stays idempotent). */
   async endByRefreshToken(presented: string, origin: RequestOrigin): Promise<void> {
     const parts = parseRefreshToken(presented)
-    if (parts && (await this.store.end(parts.userId, parts.sessionId, hashSecret(presented)))) {
-      await this.audit.record({ ...parts, action: 'session.ended', actor: 'user', outcome: 'success', ...origin })
+    if (parts && (await this.store.endByToken(presentedToken(parts)))) {
+      await this.audit.record({ userId: parts.userId, sessionId: parts.sessionId, action: 'session.ended', actor: 'user', outcome: 'success', ...origin })
     }
   }
 
@@ -131,4 +166,14 @@ export class RefreshSessions {
 
 function originOfClient(client: SessionClient): RequestOrigin {
   return { ip: client.ip, userAgent: client.label }
+}
+
+/** The stored form of a token secret. */
+function hashOf(secret: Buffer): Buffer {
+  return createHash('sha256').update(secret).digest()
+}
+
+function presentedToken(parts: RefreshTokenParts): PresentedToken {
+  const { userId, sessionId, generation, secret, tag } = parts
+  return { userId, sessionId, generation, secretHash: hashOf(secret), tag }
 }

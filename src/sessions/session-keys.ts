@@ -8,6 +8,6 @@
  */
 export const sessionKeys = {
   session: (userId: string, sessionId: string) => `gw:{${userId}}:s:${sessionId}`,
-  sessions: (userId: string) => `gw:{${userId}}:sessions`,
-  token: (userId: string, tokenHash: string) => `gw:{${userId}}:rt:${tokenHash}`,
+  /** The user's session ids, scored by last use. */
+  index: (userId: string) => `gw:{${userId}}:index`,
 }

@@ -1,12 +1,15 @@
 // Refresh sessions in Redis. A session is a token family (RFC 9700 §4.14.2):
-//   gw:{user}:s:<sid>        hash: gen (live generation), exp (absolute end), rotatedAt,
-//                            sealed (the live token, readable only with its predecessor),
-//                            channel (cookie | body), created, lastUsed, label
-//   gw:{user}:rt:<hash>      hash: gen — one per issued token, kept until the token's own
-//                            expiry so a rotated token is recognised as reuse
-//   gw:{user}:sessions       set of the user's session ids
+//   gw:{user}:s:<sid>    hash: gen (live generation), live and prev (SHA-256 of the live
+//                        token's secret and of its predecessor's), sealed (the live secret,
+//                        readable only with the predecessor), key (the family key behind
+//                        the tokens' tags), exp (absolute end), channel (cookie | body),
+//                        created, lastUsed, label, resource
+//   gw:{user}:index      sorted set of the user's session ids by last use (LRU eviction)
+// A session holds the same fields after 1 or 10,000 rotations: no per-token records.
 // Every key of a user shares the hash slot {user}. Each change is one Lua script that
-// checks all its preconditions before its first write: Redis does not roll scripts back.
+// checks all its preconditions before its first write (Redis does not roll scripts back),
+// and reads the clock from Redis (TIME): a script that waited out a stall in the socket
+// is stamped with the time it really ran, not the time the gateway sent it.
 
 import type { Redis } from 'ioredis'
 import { inRedis } from '../storage/redis.js'
@@ -14,69 +17,105 @@ import { sessionKeys } from './session-keys.js'
 
 export { sessionKeys }
 
-const START_SESSION = `
--- KEYS: 1 user's session set, 2 session, 3 token record
--- ARGV: 1 sid, 2 now, 3 token ttl ms, 4 session end ms, 5 channel, 6 label, 7 single, 8 session key prefix, 9 resource
-local ended = 0
-if ARGV[7] == '1' then
-  for _, other in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    ended = ended + redis.call('DEL', ARGV[8] .. other)
-  end
-  redis.call('DEL', KEYS[1])
+// Milliseconds since the epoch, from the Redis server's clock.
+const NOW = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+`
+
+// Must equal familyTag() in refresh-token.ts. Tags are compared by their hashes, so the
+// comparison's timing says nothing about the expected tag.
+const TAG = `
+local function tag(key, gen) return string.sub(redis.sha1hex(key .. ':' .. gen), 1, 32) end
+local function sameTag(presented, key, gen) return redis.sha1hex(presented) == redis.sha1hex(tag(key, gen)) end
+`
+
+const START_SESSION = `${NOW}
+-- KEYS: 1 user's session index, 2 session
+-- ARGV: 1 sid, 2 secret hash, 3 family key, 4 token ttl ms, 5 max age ms, 6 channel, 7 label,
+--       8 end the user's other sessions ('1'), 9 session key prefix, 10 resource, 11 max sessions
+local ended = {}
+local function finish(sid)
+  redis.call('DEL', ARGV[9] .. sid)
+  redis.call('ZREM', KEYS[1], sid)
+  table.insert(ended, sid)
 end
-redis.call('HSET', KEYS[2], 'gen', 0, 'exp', ARGV[4], 'rotatedAt', 0, 'channel', ARGV[5],
-  'created', ARGV[2], 'lastUsed', ARGV[2], 'label', ARGV[6], 'resource', ARGV[9])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'gen', 0)
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if ARGV[8] == '1' then
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do finish(sid) end
+elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[11]) then
+  -- Forget sessions that expired by themselves, then end the least recently used.
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if redis.call('EXISTS', ARGV[9] .. sid) == 0 then redis.call('ZREM', KEYS[1], sid) end
+  end
+  local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[11]) + 1
+  if excess > 0 then
+    for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do finish(sid) end
+  end
+end
+local ttl = math.min(tonumber(ARGV[4]), tonumber(ARGV[5]))
+redis.call('HSET', KEYS[2], 'gen', 0, 'live', ARGV[2], 'prev', '', 'sealed', '', 'key', ARGV[3],
+  'exp', now + tonumber(ARGV[5]), 'channel', ARGV[6], 'created', now, 'lastUsed', now,
+  'label', ARGV[7], 'resource', ARGV[10])
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return ended
 `
 
-const ROTATE = `
--- KEYS: 1 session, 2 presented token record, 3 successor token record, 4 user's session set
--- ARGV: 1 now, 2 grace ms, 3 token ttl ms, 4 sealed successor, 5 channel, 6 sid
-local presented = redis.call('HGET', KEYS[2], 'gen')
-if not presented then return {'unknown'} end
-local s = redis.call('HMGET', KEYS[1], 'gen', 'exp', 'rotatedAt', 'sealed', 'channel', 'resource')
+const ROTATE = `${NOW}${TAG}
+-- KEYS: 1 session, 2 user's session index
+-- ARGV: 1 presented generation, 2 presented secret hash, 3 presented tag, 4 successor secret hash,
+--       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1')
+local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource')
 if not s[1] then return {'unknown'} end
-if s[5] ~= ARGV[5] then return {'wrong_channel'} end
-local now, gen, live = tonumber(ARGV[1]), tonumber(presented), tonumber(s[1])
-if gen == live then
-  local remaining = tonumber(s[2]) - now
-  if remaining <= 0 then return {'unknown'} end
-  local ttl = math.min(tonumber(ARGV[3]), remaining)
-  redis.call('HSET', KEYS[1], 'gen', live + 1, 'rotatedAt', now, 'sealed', ARGV[4], 'lastUsed', now)
+local live, presented = tonumber(s[1]), tonumber(ARGV[1])
+local remaining = tonumber(s[6]) - now
+if remaining <= 0 then return {'unknown'} end
+if presented == live and ARGV[2] == s[2] then
+  if ARGV[6] ~= s[7] then return {'wrong_channel'} end
+  local ttl = math.min(tonumber(ARGV[7]), remaining)
+  redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', ARGV[4], 'prev', s[2], 'sealed', ARGV[5], 'lastUsed', now)
   redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('HSET', KEYS[3], 'gen', live + 1)
-  redis.call('PEXPIRE', KEYS[3], ttl)
-  return {'rotated', tostring(ttl), s[6] or ''}
+  redis.call('ZADD', KEYS[2], now, ARGV[8])
+  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8]}
 end
-if gen == live - 1 and now - tonumber(s[3]) <= tonumber(ARGV[2]) then
-  -- A concurrent or retried refresh, not theft: answer with the same successor.
-  return {'grace', s[4], tostring(redis.call('PTTL', KEYS[1])), s[6] or ''}
+-- The predecessor of a live token nobody has presented yet: its answer was lost, or a
+-- parallel request raced it. Same successor, however late, until the session ends.
+if presented == live - 1 and ARGV[2] == s[3] and ARGV[6] == s[7] and ARGV[9] ~= '1' then
+  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8]}
 end
--- A rotated token presented again: revoke the whole family.
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[4], ARGV[6])
-return {'reuse'}
+-- A token this session really issued and has since rotated, on either channel: reuse.
+if presented < live and sameTag(ARGV[3], s[5], presented) then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[8])
+  return {'reuse'}
+end
+return {'unknown'}
 `
 
-const END_SESSION = `
--- KEYS: 1 session, 2 user's session set, 3 token record (optional proof of possession)
--- ARGV: 1 sid
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
-redis.call('SREM', KEYS[2], ARGV[1])
+const END_SESSION = `${TAG}
+-- KEYS: 1 session, 2 user's session index
+-- ARGV: 1 sid, and optionally (proof that the caller holds a token of this session):
+--       2 generation, 3 secret hash, 4 tag
+if ARGV[2] then
+  local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'key')
+  if not s[1] then return 0 end
+  local gen = tonumber(ARGV[2])
+  local holds = (gen == tonumber(s[1]) and ARGV[3] == s[2]) or (gen == tonumber(s[1]) - 1 and ARGV[3] == s[3])
+    or (gen < tonumber(s[1]) and sameTag(ARGV[4], s[4], gen))
+  if not holds then return 0 end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('DEL', KEYS[1])
 `
 
 // Every session of one user, in one step: a rotation racing it either ran before (and its
 // session is deleted here) or runs after (and finds no session). Nothing survives.
 const END_ALL_SESSIONS = `
--- KEYS: 1 user's session set; ARGV: 1 session key prefix
+-- KEYS: 1 user's session index; ARGV: 1 session key prefix
 local ended = 0
-for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   ended = ended + redis.call('DEL', ARGV[1] .. sid)
 end
 redis.call('DEL', KEYS[1])
@@ -91,18 +130,34 @@ export interface SessionSummary {
   label: string
 }
 
-/** `resource`: the RFC 8707 resource the session was started for ('' for the gateway itself). */
+/** The token a client presented, as the store needs it: never the secret itself. */
+export interface PresentedToken {
+  userId: string
+  sessionId: string
+  generation: number
+  secretHash: Buffer
+  tag: string
+}
+
+/** The live token of a session: `tag` completes its wire form. `resource`: '' for the gateway itself. */
+export interface LiveToken {
+  generation: number
+  tag: string
+  ttlMs: number
+  resource: string
+}
+
 export type RotationResult =
-  | { outcome: 'rotated'; ttlMs: number; resource: string }
-  | { outcome: 'grace'; sealedSuccessor: string; ttlMs: number; resource: string }
+  | ({ outcome: 'rotated' } & LiveToken)
+  | ({ outcome: 'grace'; sealedSecret: Buffer } & LiveToken)
   | { outcome: 'unknown' | 'wrong_channel' | 'reuse' }
 
 export type Channel = 'cookie' | 'body'
 
 type ScriptedRedis = Redis & {
-  startSession(...args: (string | number)[]): Promise<number>
-  rotateRefreshToken(...args: (string | number)[]): Promise<string[]>
-  endSession(...args: (string | number)[]): Promise<number>
+  startSession(...args: (string | number | Buffer)[]): Promise<string[]>
+  rotateRefreshTokenBuffer(...args: (string | number | Buffer)[]): Promise<Buffer[]>
+  endSession(...args: (string | number | Buffer)[]): Promise<number>
   endAllSessions(...args: (string | number)[]): Promise<number>
 }
 
@@ -110,76 +165,102 @@ export class SessionStore {
   private readonly redis: ScriptedRedis
 
   constructor(redis: Redis) {
-    redis.defineCommand('startSession', { numberOfKeys: 3, lua: START_SESSION })
-    redis.defineCommand('rotateRefreshToken', { numberOfKeys: 4, lua: ROTATE })
-    // The key count varies: the token record is passed only when possession must be proven.
-    redis.defineCommand('endSession', { lua: END_SESSION })
+    redis.defineCommand('startSession', { numberOfKeys: 2, lua: START_SESSION })
+    redis.defineCommand('rotateRefreshToken', { numberOfKeys: 2, lua: ROTATE })
+    redis.defineCommand('endSession', { numberOfKeys: 2, lua: END_SESSION })
     redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
     this.redis = redis as ScriptedRedis
   }
 
+  /** Stores a new session; returns the ids of sessions it ended (single policy, or over the cap). */
   start(input: {
     userId: string
     sessionId: string
-    tokenHash: string
-    now: number
+    secretHash: Buffer
+    familyKey: string
     ttlMs: number
-    endsAt: number
+    maxAgeMs: number
     channel: Channel
     label: string
     endOtherSessions: boolean
+    maxSessions: number
     resource: string
-  }): Promise<number> {
+  }): Promise<string[]> {
     const { userId, sessionId } = input
     return inRedis(() =>
       this.redis.startSession(
-        keys.sessions(userId), keys.session(userId, sessionId), keys.token(userId, input.tokenHash),
-        sessionId, input.now, input.ttlMs, input.endsAt, input.channel, input.label,
-        input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource,
+        keys.index(userId), keys.session(userId, sessionId),
+        sessionId, input.secretHash, input.familyKey, input.ttlMs, input.maxAgeMs, input.channel, input.label,
+        input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions,
       ),
     )
   }
 
   async rotate(input: {
-    userId: string
-    sessionId: string
-    presentedHash: string
-    successorHash: string
-    sealedSuccessor: string
-    now: number
-    graceMs: number
+    presented: PresentedToken
+    successorHash: Buffer
+    sealedSuccessor: Buffer
     ttlMs: number
     channel: Channel
+    strict: boolean
   }): Promise<RotationResult> {
-    const { userId, sessionId } = input
-    const [outcome, first, second, third] = await inRedis(() =>
-      this.redis.rotateRefreshToken(
-        keys.session(userId, sessionId), keys.token(userId, input.presentedHash),
-        keys.token(userId, input.successorHash), keys.sessions(userId),
-        input.now, input.graceMs, input.ttlMs, input.sealedSuccessor, input.channel, sessionId,
+    const { userId, sessionId, generation, secretHash, tag } = input.presented
+    const [outcome, ...rest] = await inRedis(() =>
+      this.redis.rotateRefreshTokenBuffer(
+        keys.session(userId, sessionId), keys.index(userId),
+        generation, secretHash, tag, input.successorHash, input.sealedSuccessor, input.channel, input.ttlMs, sessionId,
+        input.strict ? '1' : '0',
       ),
     )
-    if (outcome === 'rotated') return { outcome, ttlMs: Number(first), resource: second ?? '' }
-    if (outcome === 'grace') return { outcome, sealedSuccessor: first!, ttlMs: Number(second), resource: third ?? '' }
-    return { outcome: outcome as 'unknown' | 'wrong_channel' | 'reuse' }
+    const text = (value: Buffer | undefined) => value?.toString() ?? ''
+    switch (text(outcome)) {
+      case 'rotated': {
+        const [gen, liveTag, ttl, resource] = rest
+        return { outcome: 'rotated', generation: Number(text(gen)), tag: text(liveTag), ttlMs: Number(text(ttl)), resource: text(resource) }
+      }
+      case 'grace': {
+        const [gen, liveTag, sealed, ttl, resource] = rest
+        return {
+          outcome: 'grace',
+          generation: Number(text(gen)),
+          tag: text(liveTag),
+          sealedSecret: sealed ?? Buffer.alloc(0),
+          ttlMs: Number(text(ttl)),
+          resource: text(resource),
+        }
+      }
+      case 'reuse':
+        return { outcome: 'reuse' }
+      case 'wrong_channel':
+        return { outcome: 'wrong_channel' }
+      default:
+        return { outcome: 'unknown' }
+    }
   }
 
-  /** Ends one session; with `tokenHash`, only if that token belongs to it (proof of possession). */
-  async end(userId: string, sessionId: string, tokenHash?: string): Promise<boolean> {
-    const scriptKeys = [keys.session(userId, sessionId), keys.sessions(userId)]
-    if (tokenHash !== undefined) scriptKeys.push(keys.token(userId, tokenHash))
-    const ended = await inRedis(() => this.redis.endSession(scriptKeys.length, ...scriptKeys, sessionId))
+  /** Ends a session by a token of it (proof of possession): true when it was live. */
+  async endByToken(presented: PresentedToken): Promise<boolean> {
+    const { userId, sessionId } = presented
+    const ended = await inRedis(() =>
+      this.redis.endSession(keys.session(userId, sessionId), keys.index(userId), sessionId, presented.generation, presented.secretHash, presented.tag),
+    )
+    return ended > 0
+  }
+
+  /** Ends one session of a user (the user's own choice, or an operator's). */
+  async end(userId: string, sessionId: string): Promise<boolean> {
+    const ended = await inRedis(() => this.redis.endSession(keys.session(userId, sessionId), keys.index(userId), sessionId))
     return ended > 0
   }
 
   /** Ends every session of a user; returns how many were live. */
   endAll(userId: string): Promise<number> {
-    return inRedis(() => this.redis.endAllSessions(keys.sessions(userId), keys.session(userId, '')))
+    return inRedis(() => this.redis.endAllSessions(keys.index(userId), keys.session(userId, '')))
   }
 
   /** The user's live sessions, oldest first; ids of sessions that expired are dropped from the index. */
   async list(userId: string): Promise<SessionSummary[]> {
-    const sessionIds = await inRedis(() => this.redis.smembers(keys.sessions(userId)))
+    const sessionIds = await inRedis(() => this.redis.zrange(keys.index(userId), '0', '-1'))
     const rows = await inRedis(() =>
       Promise.all(sessionIds.map((sessionId) => this.redis.hmget(keys.session(userId, sessionId), 'created', 'lastUsed', 'label'))),
     )
@@ -190,7 +271,7 @@ export class SessionStore {
       if (created === null) expired.push(sessionId)
       else summaries.push({ sessionId, createdAt: Number(created), lastUsedAt: Number(lastUsed), label: label ?? '' })
     })
-    if (expired.length > 0) await inRedis(() => this.redis.srem(keys.sessions(userId), ...expired))
+    if (expired.length > 0) await inRedis(() => this.redis.zrem(keys.index(userId), ...expired))
     return summaries.sort((a, b) => a.createdAt - b.createdAt)
   }
 

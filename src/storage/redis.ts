@@ -1,10 +1,13 @@
-// The Redis connection. Fail fast rather than queue: with the offline queue off and a
-// command timeout, an outage becomes a 503 within REDIS_COMMAND_TIMEOUT_MS, and ioredis
-// reconnects by itself when the server is back.
+// The Redis connection. Fail fast rather than queue: with the offline queue off, a
+// command timeout and a deadline per request (deadline.ts), an outage becomes a 503 within
+// the request's storage budget, and ioredis reconnects by itself when the server is back.
 
 import { Redis } from 'ioredis'
-import { REDIS_COMMAND_TIMEOUT_MS } from '../config.js'
 import { StorageUnavailable } from '../errors.js'
+import { timeLeft } from './deadline.js'
+
+/** One command that takes longer fails; a request's deadline may cut it shorter. */
+const REDIS_COMMAND_TIMEOUT_MS = 1500
 
 export type { Redis }
 
@@ -54,11 +57,24 @@ async function assertNoEviction(redis: Redis): Promise<void> {
   }
 }
 
-/** Runs one Redis interaction; any failure of the connection becomes StorageUnavailable. */
+/**
+ * Runs one Redis interaction; any failure of the connection, or the request's deadline
+ * passing first, becomes StorageUnavailable. A command abandoned at the deadline may still
+ * run later (Redis executes what reached its socket): the scripts are written for that.
+ */
 export async function inRedis<T>(operation: () => Promise<T>): Promise<T> {
+  const budget = timeLeft()
+  if (budget !== undefined && budget <= 0) throw new StorageUnavailable('the session store did not answer in time')
+  let timer: NodeJS.Timeout | undefined
   try {
-    return await operation()
+    if (budget === undefined) return await operation()
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within the request's ${budget} ms`)), budget)
+    })
+    return await Promise.race([operation(), deadline])
   } catch (error) {
     throw new StorageUnavailable('the session store is unavailable', { cause: error })
+  } finally {
+    clearTimeout(timer)
   }
 }
