@@ -9,12 +9,16 @@
 // no `authorization_response_iss_parameter_supported` in discovery and no
 // `iss` in the authorization response (oidc-provider always adds both, so they
 // are stripped on the way out; pass `issParameter: true` to keep them).
+// For tests of hostile tokens: `signIdToken()` signs any claims with the emulator's key
+// (what a native SDK would hand an app), and `tamperNextIdToken()` rewrites the claims of
+// the next ID token the token endpoint issues (the code flow), re-signed with that key.
 // Everything is kept in memory.
 
 import { generateKeyPair, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
+import * as jose from 'jose';
 
 export interface EmulatedAccount {
   sub: string;
@@ -49,6 +53,10 @@ export interface GoogleEmulator {
   authorize(authorizationUrl: string | URL, account: EmulatedAccount): Promise<URL>;
   /** Like authorize(), but the user presses "Cancel": the redirect carries `error=access_denied`. */
   deny(authorizationUrl: string | URL): Promise<URL>;
+  /** Signs arbitrary ID token claims with the emulator's key (odd `aud`, `azp`, `sub`, `iat`, `exp`). */
+  signIdToken(claims: Record<string, unknown>): Promise<string>;
+  /** The next ID token the token endpoint issues carries `edit(claims)` instead, validly signed. */
+  tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>): void;
 }
 
 // ---------------------------------------------------------------------------
@@ -295,6 +303,9 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
   const { Provider, interactionPolicy } = await loadOidcProvider();
   const { privateKey } = await promisify(generateKeyPair)('rsa', { modulusLength: 2048 });
   const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+  const signIdToken = async (claims: Record<string, unknown>): Promise<string> =>
+    new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signingKey.kid, typ: 'JWT' }).sign(privateKey);
+  const idTokenEdits: ((claims: Record<string, unknown>) => Record<string, unknown>)[] = [];
 
   // Accounts signed in through this emulator: findAccount answers from here.
   const accounts = new Map<string, EmulatedAccount>();
@@ -415,6 +426,15 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
       }
     });
   }
+
+  // The token endpoint's answer, with the next queued edit applied to its ID token.
+  provider.use(async (ctx, next) => {
+    await next();
+    const body = ctx.body as Record<string, unknown> | undefined;
+    if (ctx.path !== '/token' || ctx.status !== 200 || typeof body?.id_token !== 'string') return;
+    const edit = idTokenEdits.shift();
+    if (edit) body.id_token = await signIdToken(edit(jose.decodeJwt(body.id_token) as Record<string, unknown>));
+  });
 
   const providerCallback = provider.callback();
 
@@ -548,5 +568,9 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
     },
     authorize: (authorizationUrl, account) => play(authorizationUrl, formFromAccount(account)),
     deny: (authorizationUrl) => play(authorizationUrl, new URLSearchParams({ action: 'deny' })),
+    signIdToken,
+    tamperNextIdToken(edit) {
+      idTokenEdits.push(edit);
+    },
   };
 }

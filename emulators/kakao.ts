@@ -9,6 +9,7 @@
 // `sdkLogin()` hands out what Kakao's native SDK would give an app (access token and ID
 // token, possibly for a native app key or another app id). `fail()` injects faults into
 // the next call(s) of an endpoint; `down()`/`up()` refuse connections altogether.
+// `signIdToken()` and `tamperNextIdToken()` make hostile but validly signed ID tokens.
 // Everything is kept in memory.
 
 import { createHash, randomBytes } from 'node:crypto'
@@ -109,6 +110,8 @@ export interface KakaoEmulator {
   sdkLogin(account: KakaoAccount, options?: SdkLoginOptions): Promise<KakaoSdkTokens>
   /** Signs arbitrary ID token claims with the emulator's key (expired or otherwise odd tokens). */
   signIdToken(claims: Record<string, unknown>): Promise<string>
+  /** The next ID token issued (by the token endpoint or sdkLogin) carries `edit(claims)` instead, validly signed. */
+  tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>): void
   /** The user unlinks the app: their tokens then get kapi's -401 answer. */
   revokeConsent(memberId: string): void
   /** The operator re-issues (or turns off, with undefined) the client secret in the console. */
@@ -353,6 +356,7 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
   const faults = new Map<KakaoEndpoint, { fault: KakaoFault; remaining: number }[]>()
   const timers = new Set<NodeJS.Timeout>()
   const requests: KakaoRequestRecord[] = []
+  const idTokenEdits: ((claims: Record<string, unknown>) => Record<string, unknown>)[] = []
 
   const authServer = createServer((req, res) => dispatch('auth', req, res))
   const apiServer = createServer((req, res) => dispatch('api', req, res))
@@ -392,7 +396,9 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     const record = { ...grant, expiresAt: Date.now() + ACCESS_TOKEN_TTL * 1000 }
     accessTokens.set(accessToken, record)
     refreshTokens.set(refreshToken, { ...record, expiresAt: Date.now() + REFRESH_TOKEN_TTL * 1000 })
-    const idToken = grant.openid ? await signIdToken(idTokenClaims(grant, authTime)) : undefined
+    const edit = grant.openid ? idTokenEdits.shift() : undefined
+    const claims = grant.openid ? idTokenClaims(grant, authTime) : undefined
+    const idToken = claims ? await signIdToken(edit ? edit(claims) : claims) : undefined
     return { accessToken, refreshToken, idToken }
   }
 
@@ -781,6 +787,9 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
       return { accessToken: issued.accessToken, refreshToken: issued.refreshToken, idToken: issued.idToken! }
     },
     signIdToken,
+    tamperNextIdToken(edit) {
+      idTokenEdits.push(edit)
+    },
     revokeConsent(memberId) {
       for (const [value, issued] of accessTokens) if (issued.memberId === memberId) accessTokens.delete(value)
       for (const [value, issued] of refreshTokens) if (issued.memberId === memberId) refreshTokens.delete(value)

@@ -6,6 +6,7 @@
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
+import { hasControlCharacter } from '../src/identity/profile-text.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { boundedFetch, causeOf, isTimeout } from './provider-http.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
@@ -21,6 +22,15 @@ export interface OpenIdConnectSettings {
 
 /** OIDC Core §3.1.3.7 allows a small clock skew; SECURITY.md B4 caps it at 30 s. */
 const CLOCK_TOLERANCE_SECONDS = 30
+/**
+ * Bounds on an ID token's times beyond exp (see checkIdTokenClaims): how far its iat may
+ * lie ahead of our clock, how old it may be on the code flow, how long it may live.
+ */
+const MAX_IAT_AHEAD_SECONDS = 5 * 60
+const MAX_CODE_FLOW_AGE_SECONDS = 10 * 60
+const MAX_LIFETIME_SECONDS = 24 * 60 * 60
+/** OIDC Core §2: a subject is at most 255 ASCII characters. */
+const MAX_SUBJECT_LENGTH = 255
 
 export class OpenIdConnectProvider implements IdentityProvider {
   private configuration: Promise<oidc.Configuration> | undefined
@@ -53,10 +63,18 @@ export class OpenIdConnectProvider implements IdentityProvider {
 
   /**
    * The code grant itself: the token endpoint response with its ID token validated (nonce,
-   * signature, iss, aud). Subclasses that need the provider access token (Kakao's profile
-   * API) start from here.
+   * signature, iss, aud, then checkIdTokenClaims with the code flow's age bound). Subclasses
+   * that need the provider access token (Kakao's profile API) start from here.
    */
   protected async exchangeCodeForTokens(credential: CodeCredential): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
+    const tokens = await this.authorizationCodeGrant(credential)
+    const claims = tokens.claims()
+    // The token came from the provider just now: one issued long ago is a replay, not a login.
+    if (claims) checkIdTokenClaims(this.name, claims, { maxAgeSeconds: MAX_CODE_FLOW_AGE_SECONDS })
+    return tokens
+  }
+
+  private async authorizationCodeGrant(credential: CodeCredential): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
     const configuration = await this.discover()
     // openid-client takes the callback URL; redirect_uri is that URL without its query.
     const callback = new URL(credential.redirectUri)
@@ -107,6 +125,8 @@ export class OpenIdConnectProvider implements IdentityProvider {
     if (Array.isArray(claims.aud) && claims.aud.length > 1 && !audiences.includes(String(claims.azp))) {
       throw new InvalidGrant(`the ${this.name} ID token was issued to another party (azp)`)
     }
+    // A native app may hold its token for a while: only exp bounds its age.
+    checkIdTokenClaims(this.name, claims, {})
     // A nonce the client used must come back; a nonce the client did not send must not appear.
     if (claims.nonce !== nonce) throw new InvalidGrant(`the ${this.name} ID token nonce does not match`)
     return { profile: this.profileFromClaims(claims as oidc.IDToken), expiresAt: claims.exp! * 1000 }
@@ -155,6 +175,25 @@ export class OpenIdConnectProvider implements IdentityProvider {
       throw classifyProviderFailure(this.name, error)
     }
   }
+}
+
+/**
+ * What the libraries leave open, for ID tokens of both flows: a subject that is empty (every
+ * such login would be one account) or unstorable, an iat in the future or (on the code
+ * flow) too far in the past, and a lifetime beyond a day. jose and openid-client have
+ * already checked signature, iss, aud, exp and the claims' types.
+ */
+function checkIdTokenClaims(provider: string, claims: jose.JWTPayload, limits: { maxAgeSeconds?: number }): void {
+  const { sub, iat, exp } = claims
+  if (typeof sub !== 'string' || sub === '') throw new InvalidGrant(`the ${provider} ID token names no subject`)
+  if (sub.length > MAX_SUBJECT_LENGTH || hasControlCharacter(sub)) throw new InvalidGrant(`the ${provider} ID token subject is malformed`)
+  if (typeof iat !== 'number' || typeof exp !== 'number') throw new InvalidGrant(`the ${provider} ID token lacks iat or exp`)
+  const now = Math.floor(Date.now() / 1000)
+  if (iat > now + MAX_IAT_AHEAD_SECONDS) throw new InvalidGrant(`the ${provider} ID token was issued in the future (iat)`)
+  if (limits.maxAgeSeconds !== undefined && iat < now - limits.maxAgeSeconds) {
+    throw new InvalidGrant(`the ${provider} ID token was issued too long ago (iat)`)
+  }
+  if (exp - iat > MAX_LIFETIME_SECONDS) throw new InvalidGrant(`the ${provider} ID token lives longer than a day (exp)`)
 }
 
 const REJECTED_CREDENTIAL_ERRORS = new Set(['invalid_grant', 'invalid_request'])

@@ -1,26 +1,23 @@
-// Profile fields as providers send them, held to what signup accepts (src/routes/signup.ts):
-// a value that would not pass signup is treated as missing, so the user is asked for it.
+// Profile fields as providers send them, held to exactly the rules signup applies to what a
+// user types (src/identity/profile-text.ts): a value that would not pass signup (a name
+// with U+0000 or a bidirectional override, an http photo) counts as missing, so the user is
+// asked for it, and nothing the database cannot store ever reaches it.
 
-/** A plausible address, lower-cased, at most 254 characters. Callers decide whether it is verified. */
+import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../src/identity/profile-text.js'
+
+const valueOf = (checked: CheckedText) => (checked.ok ? checked.value : undefined)
+
+/** A plausible address, lower-cased. Callers decide whether it is verified. */
 export function emailOf(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined
-  const email = value.trim().toLowerCase()
-  return email.length <= 254 && /^[^\s@]+@[^\s@]+$/.test(email) ? email : undefined
+  return typeof value === 'string' ? valueOf(checkEmail(value)) : undefined
 }
 
-/** At most 64 characters with at least one visible one (no blank or zero-width names). */
+/** A display name with at least one visible character and nothing invisible or unstorable. */
 export function nicknameOf(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined
-  const nickname = value.trim()
-  return nickname.length <= 64 && /[\p{L}\p{N}\p{P}\p{S}]/u.test(nickname) ? nickname : undefined
+  return typeof value === 'string' ? valueOf(checkNickname(value)) : undefined
 }
 
-/** Photos only over https (Kakao, for one, also serves http:// image URLs). */
+/** Photos only over https. */
 export function photoOf(value: unknown): string | undefined {
-  if (typeof value !== 'string' || value.length > 2048 || /\s/.test(value)) return undefined
-  try {
-    return new URL(value).protocol === 'https:' ? value : undefined
-  } catch {
-    return undefined
-  }
+  return typeof value === 'string' ? valueOf(checkPhoto(value)) : undefined
 }

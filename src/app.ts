@@ -22,9 +22,11 @@ import type { SignupService } from './signup/signup.js'
 import type { AccessTokens } from './tokens/access-tokens.js'
 import type { SigningKeySet } from './tokens/signing-keys.js'
 import type { BrowserPolicy } from './http/browser.js'
-import { registerErrorHandling } from './http/errors.js'
+import { applyConnectionLimits } from './http/connection-limits.js'
+import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './http/errors.js'
+import { registerStrictJsonBodies } from './http/json-body.js'
 import { registerRateLimits } from './http/rate-limits.js'
-import { registerStorageDeadline } from './http/storage-deadline.js'
+import { registerStorageBudget } from './http/storage-budget.js'
 import { adminRoutes } from './routes/admin.js'
 import { demoRoutes } from './routes/demo.js'
 import { discoveryRoutes } from './routes/discovery.js'
@@ -104,14 +106,29 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
     // Unknown fields are rejected, not silently removed; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     return503OnClosing: true,
+    // What the router and Node's HTTP parser refuse gets the contract's { error, message } too.
+    frameworkErrors,
+    clientErrorHandler,
     trustProxy: trustedProxies(services.config.trustProxy),
+    // A request's headers and body must arrive within REQUEST_TIMEOUT, however slowly they
+    // trickle. Node enforces this only every connectionsCheckingInterval (30 s by default), so
+    // check every second. connectionTimeout (no byte either way) bounds a stuck handler or a
+    // client that never reads the answer. Idle keep-alive lasts past the 60 s a load balancer
+    // keeps an idle upstream connection, so the gateway never closes one the balancer reuses.
+    requestTimeout: services.config.requestTimeout * 1000,
+    http: { requestTimeout: services.config.requestTimeout * 1000, headersTimeout: services.config.requestTimeout * 1000, connectionsCheckingInterval: 1000 },
+    connectionTimeout: 60_000,
+    keepAliveTimeout: 72_000,
   })
+  applyConnectionLimits(app.server, { perAddress: services.config.maxConnectionsPerIp })
   app.decorate('gateway', services)
   registerErrorHandling(app)
-  registerStorageDeadline(app)
+  registerStorageBudget(app)
   // Every body is JSON. Without this, a text/plain body (what a cross-site form sends)
   // would reach the schema instead of being refused with 415.
   app.removeContentTypeParser('text/plain')
+  // Repeated keys and U+0000 in a JSON body are refused (see json-body.ts).
+  registerStrictJsonBodies(app)
 
   await app.register(cookie)
   await registerRateLimits(app, services.redis)

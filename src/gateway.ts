@@ -92,7 +92,12 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     forcedLogout: new ForcedLogout(users, sessions),
     auditTrail: new AuditTrail(users, audit),
     redis,
-    readiness: { redis: () => redis.ping(), database: () => database.ping() },
+    readiness: {
+      // A write, not a PING: a Redis at maxmemory under noeviction still answers PING while
+      // refusing every write that logins and refreshes need. The probe key expires by itself.
+      redis: () => redis.set('gw:readiness-probe', '1', 'PX', 10_000),
+      database: () => database.ping(),
+    },
   }
   app = await buildApp(services, logger)
   return {

@@ -1,9 +1,10 @@
 // Operators: a client made with the CLI and granted the admin scope throws a user out, and
 // every session of that user ends at once. Nobody else gets in (not a user, not a client
-// without the scope, not a client token for another resource), and every refused attempt
-// is in the audit trail.
+// without the scope, not a client token for another resource). Every refused attempt by a
+// known party is in the audit trail; anonymous ones are only counted and logged.
 
 import { execFile } from 'node:child_process'
+import * as jose from 'jose'
 import t from 'tap'
 import { ClientDirectory, type NewClient } from '../src/clients/client-directory.js'
 import { loginWithGoogle, startTestGateway, type TestGateway } from './support/gateway.js'
@@ -37,6 +38,21 @@ async function clientToken(target: TestGateway, client: Pick<NewClient, 'clientI
 
 async function deniedEvents(userId: string) {
   return gateway.database.prisma.auditEvent.findMany({ where: { userId, action: 'admin.denied' }, orderBy: { id: 'asc' } })
+}
+
+/** A genuine admin token of the client, signed with the gateway's key, that expired an hour ago: it cannot be verified any more. */
+function expiredClientToken(clientId: string): Promise<string> {
+  const { current } = gateway.app.gateway.keys
+  const now = Math.floor(Date.now() / 1000)
+  return new jose.SignJWT({ client_id: clientId, scope: 'admin' })
+    .setProtectedHeader({ alg: current.alg, kid: current.kid, typ: 'at+jwt' })
+    .setIssuer(gateway.config.publicUrl)
+    .setSubject(clientId)
+    .setAudience(GATEWAY)
+    .setIssuedAt(now - 4200)
+    .setExpirationTime(now - 3600)
+    .setJti('expired')
+    .sign(current.privateKey)
 }
 
 const ops = await clients.create('ops')
@@ -81,10 +97,11 @@ t.test('an unknown user → 404 not_found', async (t) => {
   t.equal((await forceLogout(gateway, 'not%20an%20id', bearer(adminToken))).statusCode, 400, 'a malformed id is a bad request')
 })
 
-t.test('callers without the admin credential are refused, and every attempt is audited', async (t) => {
+t.test('callers without the admin credential are refused, and every attempt of a known party is audited', async (t) => {
   const victim = (await loginWithGoogle(gateway, { sub: 'victim', name: 'Vic' })).json()
   const userId = victim.user.id as string
 
+  const rowsBefore = await gateway.database.prisma.auditEvent.count()
   await t.test('no token → 401 with a bare Bearer challenge', async (t) => {
     const response = await forceLogout(gateway, userId)
     t.equal(response.statusCode, 401)
@@ -126,17 +143,60 @@ t.test('callers without the admin credential are refused, and every attempt is a
   t.same(
     denied.map((event) => [event.actor, event.outcome]),
     [
-      ['anonymous', 'denied'],
       [`user:${userId}`, 'denied'],
       [`client:${reader.clientId}`, 'denied'],
-      ['anonymous', 'denied'],
-      ['anonymous', 'denied'],
-      ['anonymous', 'denied'],
+      [`client:${elsewhere.clientId}`, 'denied'],
     ],
+    'a row for each known party (the wrong-audience token names its client); none for the anonymous ones',
   )
+  t.equal(await gateway.database.prisma.auditEvent.count(), rowsBefore + 3, 'and no other row anywhere')
   t.ok(denied.every((event) => event.ip === '127.0.0.1' && event.userAgent === 'ops-console/1'), 'from where')
   const stored = JSON.stringify(denied, (_key, value) => (typeof value === 'bigint' ? String(value) : value))
   t.notOk(stored.includes(victim.accessToken) || stored.includes(adminToken.split('.')[1]!), 'no token value in the trail')
+})
+
+t.test('anonymous refusals are counted and logged, never a row each', async (t) => {
+  const victim = (await loginWithGoogle(gateway, { sub: 'flooded', name: 'Flo' })).json()
+  const userId = victim.user.id as string
+  const warnings = t.capture(gateway.app.log, 'warn')
+  // From an address of its own, so no earlier refusal has opened its window already.
+  const remoteAddress = '192.0.2.7'
+  const [header, payload] = adminToken.split('.')
+  const expired = await expiredClientToken(ops.clientId)
+  const anonymous: Record<string, string>[] = [
+    {},
+    { authorization: 'Basic abc' },
+    bearer('garbage'),
+    bearer(`${header}.${payload}.AAAA`),
+    bearer(expired),
+  ]
+  const rowsBefore = await gateway.database.prisma.auditEvent.count()
+  const answers = await Promise.all(
+    Array.from({ length: 200 }, (_, i) =>
+      app.inject({
+        method: i % 2 === 0 ? 'POST' : 'GET',
+        url: `/admin/users/${userId}/${i % 2 === 0 ? 'logout' : 'audit'}`,
+        headers: anonymous[i % anonymous.length],
+        remoteAddress,
+      }),
+    ),
+  )
+  t.equal(await gateway.database.prisma.auditEvent.count(), rowsBefore, '200 refusals without a valid credential: not one row')
+  t.ok(answers.every((answer) => answer.statusCode === 401), 'all 401')
+  t.ok(
+    answers.every((answer) => answer.json().error === 'invalid_token' && typeof answer.json().message === 'string'),
+    'all in the contract shape {error, message}',
+  )
+  const counted = warnings().filter(({ args: [object] }) => (object as { audit?: { ip?: string } }).audit?.ip === remoteAddress)
+  t.equal(counted.length, 1, 'one warning for the address (the rest are summed when its minute ends), not 200')
+  t.match(counted[0]?.args[0], { audit: { action: 'admin.denied', outcome: 'denied', actor: 'anonymous', ip: remoteAddress, count: 1 } })
+
+  const reader = await clients.create('flood reader')
+  await clients.grant(reader.clientId, GATEWAY, ['audit:read'])
+  t.equal((await forceLogout(gateway, userId, bearer(await clientToken(gateway, reader)))).statusCode, 403)
+  t.equal(await gateway.database.prisma.auditEvent.count(), rowsBefore + 1, 'a genuine token without the admin scope still gets its row')
+  t.match(await deniedEvents(userId), [{ actor: `client:${reader.clientId}`, outcome: 'denied', ip: '127.0.0.1' }])
+  t.equal((await me(gateway, victim.accessToken)).statusCode, 200)
 })
 
 t.test('revoking the admin grant or deleting the client takes effect at once, not at token expiry', async (t) => {

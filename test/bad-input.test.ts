@@ -159,6 +159,90 @@ t.test('malformed JSON on every JSON endpoint → 400 invalid_request', async (t
   )
 })
 
+t.test('a key twice in one JSON object → 400 invalid_request, never "the last one wins"', async (t) => {
+  const uri = JSON.stringify(REDIRECT_URI)
+  const twice: [string, string, string][] = [
+    ['/auth/login/start', 'two providers', `{"provider":"kakao","redirectUri":${uri},"provider":"google"}`],
+    ['/auth/login/start', 'the same provider twice', `{"provider":"google","redirectUri":${uri},"provider":"google"}`],
+    ['/auth/login/start', 'a key spelled once with an escape', `{"provider":"google","redirectUri":${uri},"\u0070rovider":"google"}`],
+    ['/auth/token', 'two refresh tokens, the genuine one last', `{"refreshToken":"garbage","refreshToken":${JSON.stringify(native.refreshToken)}}`],
+    ['/auth/logout', 'two refresh tokens, the genuine one first', `{"refreshToken":${JSON.stringify(native.refreshToken)},"refreshToken":"garbage"}`],
+    ['/auth/signup', 'two nicknames', `{"signupToken":"${randomBytes(32).toString('base64url')}","nickname":"Eve","nickname":"Mallory"}`],
+  ]
+  for (const [url, what, payload] of twice) {
+    await refused(t, `${url} with ${what}`, { method: 'POST', url, headers: JSON_HEADERS, payload }, { status: 400, error: 'invalid_request', message: /more than once/ })
+  }
+  // The controls: the same bodies with each key once are taken.
+  const start = await app.inject({ method: 'POST', url: '/auth/login/start', headers: JSON_HEADERS, payload: `{"provider":"google","redirectUri":${uri}}` })
+  t.equal(start.statusCode, 200, 'login/start with each key once is accepted')
+  t.equal((await me(native.accessToken)).statusCode, 200, 'the session the duplicated bodies named was neither rotated nor ended')
+})
+
+t.test('U+0000 anywhere in a JSON body → 400 invalid_request (PostgreSQL cannot store it), never a 500', async (t) => {
+  const state = await freshState()
+  const cases: [string, string, Record<string, unknown>][] = [
+    // The resource is looked up in the database before anything else.
+    ['/auth/login', 'a resource', { provider: 'google', code: 'x', redirectUri: REDIRECT_URI, state, resource: 'https://api.example/\u0000' }],
+    ['/auth/login/start', 'a provider', { provider: 'goo\u0000gle', redirectUri: REDIRECT_URI }],
+    ['/auth/token', 'a refresh token', { refreshToken: '\u0000' }],
+    ['/auth/login/start', 'a key', { provider: 'google', redirectUri: REDIRECT_URI, ['x\u0000']: 1 }],
+  ]
+  for (const [url, what, payload] of cases) {
+    await refused(t, `${url} with U+0000 in ${what}`, { method: 'POST', url, payload }, { status: 400, error: 'invalid_request', message: /U\+0000/ })
+  }
+  const good = await app.inject({ method: 'POST', url: '/auth/login', payload: { provider: 'google', code: 'x', redirectUri: REDIRECT_URI, state, resource: 'https://api.example/' } })
+  t.equal(good.statusCode, 400, `the control: the same resource without U+0000 is judged as a resource (${good.body})`)
+  t.equal(good.json().error, 'invalid_target', 'an unknown resource, not a malformed body')
+})
+
+t.test('two refresh cookies in one request (cookie tossing) → 400 invalid_request, never "the first one wins"', async (t) => {
+  const live = `${COOKIE}=${browserCookie.value}`
+  const tossed = `${COOKIE}=${randomBytes(84).toString('base64url')}`
+  for (const [what, cookie] of [
+    ['the live cookie first', `${live}; ${tossed}`],
+    ['the live cookie last', `${tossed}; ${live}`],
+    ['the live cookie twice', `${live}; ${live}`],
+    ['no space after the semicolon', `${tossed};${live}`],
+    ['another cookie between', `${tossed}; theme=dark; ${live}`],
+  ]) {
+    for (const url of ['/auth/token', '/auth/logout']) {
+      await refused(t, `${url} with ${what}`, { method: 'POST', url, headers: { origin: APP_ORIGIN, cookie } }, { status: 400, error: 'invalid_request', message: new RegExp(COOKIE) })
+    }
+  }
+  // A body token does not make a tossed cookie go away either.
+  await refused(
+    t,
+    '/auth/token with a body token and two cookies',
+    { method: 'POST', url: '/auth/token', headers: { cookie: `${live}; ${tossed}` }, payload: { refreshToken: native.refreshToken } },
+    { status: 400, error: 'invalid_request' },
+  )
+  // A browser of ours still gets rid of them at logout: the cookie expired and Clear-Site-Data.
+  const logout = await app.inject({ method: 'POST', url: '/auth/logout', headers: { origin: APP_ORIGIN, cookie: `${tossed}; ${live}` } })
+  t.equal(logout.headers['clear-site-data'], '"cookies"', 'the refused browser logout tells the browser to drop the site\'s cookies')
+  t.match(String(logout.headers['set-cookie']), new RegExp(`^${COOKIE}=;`), 'and expires the refresh cookie')
+  // A cookie of another name is not ours: next to it, the live cookie still rotates.
+  const other = await loginWithGoogle(gateway, { sub: 'bad-input-tossing', name: 'Toss' }, { origin: APP_ORIGIN })
+  const otherCookie = other.cookies.find((cookie) => cookie.name === COOKIE)!
+  const otherName = await app.inject({ method: 'POST', url: '/auth/token', headers: { origin: APP_ORIGIN, cookie: `refresh_token=x; ${COOKIE}=${otherCookie.value}` } })
+  t.equal(otherName.statusCode, 200, `refresh_token next to ${COOKIE} is someone else's cookie (${otherName.statusCode} ${otherName.body.slice(0, 200)})`)
+  // The signup ticket cookie is held to the same rule.
+  await refused(
+    t,
+    '/auth/signup with two signup ticket cookies',
+    { method: 'POST', url: '/auth/signup', headers: { origin: APP_ORIGIN, cookie: '__Secure-signup_ticket=a; __Secure-signup_ticket=b' }, payload: { nickname: 'Tossed' } },
+    { status: 400, error: 'invalid_request', message: /signup_ticket/ },
+  )
+})
+
+t.test('the router\'s own refusals carry { error, message }: 414 for a long path parameter, 400 for broken %-encoding', async (t) => {
+  await refused(t, 'a 101-character provider', { method: 'GET', url: `/auth/authorize/${'p'.repeat(101)}?returnTo=${APP_ORIGIN}/` }, { status: 414, error: 'uri_too_long' })
+  await refused(t, 'a 101-character session id', { method: 'DELETE', url: `/auth/sessions/${'s'.repeat(101)}`, headers: { authorization: `Bearer ${native.accessToken}` } }, { status: 414, error: 'uri_too_long' })
+  await refused(t, 'broken %-encoding in a path parameter', { method: 'GET', url: '/auth/callback/%E0%A4%A?state=x' }, { status: 400, error: 'invalid_request' })
+  const control = await app.inject({ method: 'GET', url: `/auth/authorize/${'p'.repeat(100)}?returnTo=${APP_ORIGIN}/` })
+  t.equal(control.statusCode, 400, `the control: a 100-character provider reaches the route's schema (${control.body})`)
+  t.match(control.json(), { error: 'invalid_request', message: /params\.provider/ })
+})
+
 t.test('unknown fields → 400 invalid_request naming the field', async (t) => {
   const state = await freshState()
   await refused(
@@ -511,6 +595,33 @@ t.test('signup: bad fields and unknown tickets → 400/401, the ticket is neithe
     ['an email without @', { signupToken, nickname: 'Newcomer', email: 'newcomer.example.com' }],
     ['an email with spaces', { signupToken, nickname: 'Newcomer', email: 'a b@example.com' }],
     ['no signupToken', { nickname: 'Newcomer' }],
+    // Control characters (PostgreSQL cannot store U+0000; none belongs in a profile).
+    ['U+0000 in the nickname', { signupToken, nickname: 'New\u0000comer' }],
+    ['a nickname that is only U+0000', { signupToken, nickname: '\u0000' }],
+    ['U+0001 in the nickname', { signupToken, nickname: 'New\u0001comer' }],
+    ['DEL in the nickname', { signupToken, nickname: 'New\u007fcomer' }],
+    ['a C1 control (NEL, U+0085) in the nickname', { signupToken, nickname: 'New\u0085comer' }],
+    ['a C1 control (CSI, U+009B) in the nickname', { signupToken, nickname: 'New\u009bcomer' }],
+    ['a newline inside the nickname', { signupToken, nickname: 'New\ncomer' }],
+    ['a line separator (U+2028) inside the nickname', { signupToken, nickname: 'New\u2028comer' }],
+    ['a lone surrogate in the nickname', { signupToken, nickname: 'New\ud800comer' }],
+    // Zero-width and invisible characters: a name that looks like another, or like nothing.
+    ...['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u180e'].map((char): [string, Record<string, unknown>] =>
+      [`U+${char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} inside the nickname`, { signupToken, nickname: `New${char}comer` }]),
+    ['a byte order mark before the nickname (trim would hide it)', { signupToken, nickname: '\ufeffNewcomer' }],
+    ['a nickname of Hangul fillers', { signupToken, nickname: '\u3164\u3164' }],
+    // Bidirectional controls: text shown in another order than it reads.
+    ...['\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069', '\u200e', '\u200f', '\u061c'].map((char): [string, Record<string, unknown>] =>
+      [`U+${char.codePointAt(0)!.toString(16).toUpperCase()} in the nickname`, { signupToken, nickname: `${char}Newcomer` }]),
+    // The typed email and photo are held to the same rules.
+    ['U+0000 in the email', { signupToken, nickname: 'Newcomer', email: 'new\u0000comer@example.com' }],
+    ['a C1 control in the email', { signupToken, nickname: 'Newcomer', email: 'newcomer@example.com\u0085' }],
+    ['a zero-width space in the email', { signupToken, nickname: 'Newcomer', email: 'new\u200bcomer@example.com' }],
+    ['a right-to-left override in the email', { signupToken, nickname: 'Newcomer', email: 'newcomer@\u202emoc.elpmaxe' }],
+    ['U+0000 in the photo', { signupToken, nickname: 'Newcomer', photo: 'https://example.com/\u0000.png' }],
+    ['U+0001 in the photo', { signupToken, nickname: 'Newcomer', photo: 'https://example.com/\u0001.png' }],
+    ['a right-to-left override in the photo', { signupToken, nickname: 'Newcomer', photo: 'https://example.com/\u202egnp.exe' }],
+    ['a zero-width joiner in the photo', { signupToken, nickname: 'Newcomer', photo: 'https://exa\u200dmple.com/me.png' }],
     ['an empty signupToken', { signupToken: '', nickname: 'Newcomer' }],
     ['a 300-character signupToken', { signupToken: 's'.repeat(300), nickname: 'Newcomer' }],
   ]
@@ -538,6 +649,22 @@ t.test('signup: bad fields and unknown tickets → 400/401, the ticket is neithe
   t.equal(done.statusCode, 201, `the untouched ticket completes signup: ${done.statusCode >= 300 ? done.body : ''}`)
   t.equal(done.json().user.nickname, 'Newcomer', 'the nickname is trimmed')
   t.equal(await prisma.user.count(), users + 1, 'exactly one user was created, by the good request')
+})
+
+t.test('signup text is taken in Unicode NFC; the email lower-cased', async (t) => {
+  const first = await loginWithGoogle(gateway, { sub: 'bad-input-nfc' })
+  t.equal(first.json().status, 'signup_required')
+  // "e" + COMBINING ACUTE ACCENT, and a Hangul syllable typed as its jamo: one spelling each.
+  const done = await app.inject({
+    method: 'POST',
+    url: '/auth/signup',
+    payload: { signupToken: first.json().signupToken, nickname: ' Cafe\u0301 \u1112\u1161\u11ab ', email: 'Cafe\u0301@Example.COM' },
+  })
+  t.equal(done.statusCode, 201, done.body)
+  t.equal(done.json().user.nickname, 'Caf\u00e9 \ud55c', 'the nickname is NFC and trimmed')
+  t.equal(done.json().user.email, 'caf\u00e9@example.com', 'the email is NFC and lower-cased')
+  const stored = await prisma.user.findFirst({ where: { publicId: done.json().user.id } })
+  t.equal(stored?.nickname, 'Caf\u00e9 \ud55c', 'stored as NFC')
 })
 
 t.test('a foreign Origin on login → 403 origin_not_allowed before any provider call', async (t) => {

@@ -1,7 +1,10 @@
 // Web clients: the refresh token lives only in an HttpOnly, Secure, SameSite=Strict
 // cookie, and a cookie is honoured only with an allowed Origin (CSRF).
 
+import type { FastifyRequest } from 'fastify'
 import t from 'tap'
+import { InvalidRequest } from '../src/errors.js'
+import { BrowserPolicy } from '../src/http/browser.js'
 import { APP_ORIGIN, loginWithGoogle, startTestGateway } from './support/gateway.js'
 
 const gateway = await startTestGateway({ database: 'pglite' })
@@ -71,4 +74,39 @@ t.test('logout is idempotent and ends the session of a bearer access token too',
   t.equal((await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization } })).statusCode, 401, 'the access token is refused at once')
   t.equal((await app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: login.refreshToken } })).statusCode, 401)
   t.equal((await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: login.refreshToken } })).statusCode, 204, 'twice: still 204')
+})
+
+t.test('a browser logout sends Clear-Site-Data: "cookies"; an app logout does not', async (t) => {
+  const login = await loginWithGoogle(gateway, { sub: 'web-clear', name: 'Clea' }, browser)
+  const cookie = refreshCookieOf(login)!
+  const logout = await app.inject({ method: 'POST', url: '/auth/logout', cookies: { [cookie.name]: cookie.value }, headers: browser })
+  t.equal(logout.statusCode, 204)
+  t.equal(logout.headers['clear-site-data'], '"cookies"', 'the browser is told to drop the site\'s cookies')
+  t.equal(logout.headers['cache-control'], 'no-store')
+  t.match(String(logout.headers['set-cookie']), /__Secure-refresh_token=;/, 'and the refresh cookie is expired as before')
+
+  const withBearer = await loginWithGoogle(gateway, { sub: 'web-clear-bearer', name: 'Bee' }, browser)
+  const bearer = await app.inject({ method: 'POST', url: '/auth/logout', headers: { ...browser, authorization: `Bearer ${withBearer.json().accessToken}` } })
+  t.equal(bearer.statusCode, 204)
+  t.equal(bearer.headers['clear-site-data'], '"cookies"', 'a browser logging out by its access token gets it too')
+
+  const appLogin = (await loginWithGoogle(gateway, { sub: 'app-clear', name: 'Appy' })).json()
+  const fromApp = await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: appLogin.refreshToken } })
+  t.equal(fromApp.statusCode, 204)
+  t.notOk(fromApp.headers['clear-site-data'], 'an app (no Origin) gets no Clear-Site-Data')
+  t.equal(fromApp.headers['cache-control'], 'no-store')
+
+  const foreign = await app.inject({ method: 'POST', url: '/auth/logout', headers: { origin: 'https://evil.example' } })
+  t.equal(foreign.statusCode, 403)
+  t.notOk(foreign.headers['clear-site-data'], 'another site cannot make the browser wipe its cookies')
+})
+
+t.test('the development cookie name (refresh_token, http://localhost) refuses two cookies just the same', async (t) => {
+  const policy = new BrowserPolicy({ webOrigins: [APP_ORIGIN], publicUrl: 'http://localhost:3000', production: false })
+  t.equal(policy.cookie.name, 'refresh_token')
+  const request = (cookie: string, cookies: Record<string, string>) => ({ headers: { origin: APP_ORIGIN, cookie }, cookies }) as unknown as FastifyRequest
+  t.throws(() => policy.refreshTokenOf(request('refresh_token=a; refresh_token=b', { refresh_token: 'a' }), undefined), InvalidRequest, 'two refresh_token cookies')
+  t.throws(() => policy.refreshTokenOf(request(' refresh_token=a;refresh_token =b', { refresh_token: 'a' }), undefined), InvalidRequest, 'spacing does not hide the second')
+  t.same(policy.refreshTokenOf(request('refresh_token=a; __Secure-refresh_token=b', { refresh_token: 'a', '__Secure-refresh_token': 'b' }), undefined), { token: 'a', channel: 'cookie' }, 'another name is not a second one')
+  t.same(policy.refreshTokenOf(request('refresh_token=a', { refresh_token: 'a' }), undefined), { token: 'a', channel: 'cookie' }, 'the control: one cookie is read')
 })

@@ -22,10 +22,25 @@ t.test('a genuine SDK ID token logs in, once', async (t) => {
 
 t.test('a nonce that does not match, or is left out, is refused and creates nobody', async (t) => {
   const users = await gateway.database.prisma.user.count()
-  const { idToken } = await googleSdkIdToken(gateway, { sub: 'sdk-nonce', name: 'Nona' })
-  t.equal((await login({ idToken, nonce: 'another-nonce' })).statusCode, 401, 'wrong nonce')
-  t.equal((await login({ idToken })).statusCode, 401, 'the token carries a nonce the client did not send')
-  t.equal(await gateway.database.prisma.user.count(), users)
+  // Each case brings its own never-used token: a spent one is refused as a replay whatever
+  // its nonce, and would hide a missing nonce check.
+  const cases = [
+    ['wrong nonce', (nonce: string) => ({ nonce: `${nonce}-not` })],
+    ['the token carries a nonce the client did not send', () => ({})],
+  ] as const
+  for (const [what, nonceSent] of cases) {
+    const sdk = await googleSdkIdToken(gateway, { sub: 'sdk-nonce', name: 'Nona' })
+    const refused = await login({ idToken: sdk.idToken, ...nonceSent(sdk.nonce) })
+    t.equal(refused.statusCode, 401, what)
+    t.equal(refused.json().error, 'invalid_grant', what)
+    t.match(refused.json().message, /nonce does not match/, `${what}: refused for its nonce`)
+  }
+  t.equal(await gateway.database.prisma.user.count(), users, 'nobody was created')
+
+  // A refusal spends nothing: a fresh token's own nonce logs it in, the same token without it did not.
+  const sdk = await googleSdkIdToken(gateway, { sub: 'sdk-nonce', name: 'Nona' })
+  t.equal((await login({ idToken: sdk.idToken })).statusCode, 401, 'without its nonce: refused')
+  t.equal((await login({ idToken: sdk.idToken, nonce: sdk.nonce })).statusCode, 200, 'with it: the same token logs in')
 })
 
 t.test('forged ID tokens are refused', async (t) => {

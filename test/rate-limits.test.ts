@@ -44,11 +44,18 @@ t.test('behind a trusted proxy each client address has its own budget', async (t
   t.equal((await from('198.51.100.2')).statusCode, 401, 'another client behind the same proxy is not')
 })
 
-t.test('with Redis down the limiter steps aside and the route answers 503', async (t) => {
+t.test('with Redis down the limiter cannot count, so it refuses: 503 with Retry-After', async (t) => {
   const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_LOGIN: '3' } })
   t.teardown(() => gateway.close())
   await gateway.testRedis.stop()
-  const start = await gateway.app.inject({ method: 'POST', url: '/auth/login/start', payload: { provider: 'google', redirectUri: REDIRECT_URI } })
-  t.equal(start.statusCode, 503)
-  t.equal(start.json().error, 'unavailable')
+  // The code route needs no Redis of its own before calling the provider: only the limiter stands in the way.
+  for (let i = 0; i < 5; i++) {
+    const attempt = await gateway.app.inject({ method: 'POST', url: '/auth/login', payload: login })
+    t.equal(attempt.statusCode, 503, `login ${i + 1}`)
+    t.equal(attempt.json().error, 'unavailable')
+    t.equal(attempt.headers['retry-after'], '1')
+  }
+  const refresh = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: 'x' } })
+  t.equal(refresh.statusCode, 503, 'refresh too: never a 401 that would make a client drop its token')
+  // test/fail-closed.test.ts covers every login route and counts what the provider saw.
 })

@@ -36,10 +36,14 @@ export interface AuditWarnings {
 }
 
 export class AuditLog {
+  private readonly anonymous: AnonymousRefusals
+
   constructor(
     private readonly prisma: PrismaClient,
     private readonly log: AuditWarnings,
-  ) {}
+  ) {
+    this.anonymous = new AnonymousRefusals(log)
+  }
 
   async record(entry: AuditEntry): Promise<void> {
     try {
@@ -49,8 +53,104 @@ export class AuditLog {
     }
   }
 
+  /**
+   * A refusal of a caller who showed no credential we could verify (none, malformed, forged,
+   * expired): counted per address and logged at most once a minute, never a row. Only
+   * attempts by a known party are worth a row each (ASVS 16.3.2); one per anonymous request
+   * would let anyone grow the table as fast as they can send.
+   */
+  countAnonymous(entry: Pick<AuditEntry, 'action' | 'ip'>): void {
+    this.anonymous.count(entry.action, entry.ip)
+  }
+
   /** The newest events about a user, for operators. */
   forUser(userId: string, limit = 100) {
     return this.prisma.auditEvent.findMany({ where: { userId }, orderBy: { id: 'desc' }, take: limit })
+  }
+}
+
+export interface AnonymousRefusalOptions {
+  /** How long one address's refusals are summed into one log line; default a minute. */
+  windowMs?: number
+  /** Addresses tracked at once; beyond it they share one tally, so memory stays bounded. Default 1000. */
+  maxAddresses?: number
+  now?: () => number
+}
+
+/** Where the addresses beyond `maxAddresses` are counted together. */
+export const OTHER_ADDRESSES = 'other addresses'
+
+/**
+ * Anonymous refusals, tallied by action and address. The first refusal of a window is
+ * logged at once (a single probe is seen); the rest of the window is summed into one line
+ * when it closes. So each tally logs at most once per window and there are at most
+ * `maxAddresses + 1` tallies: both the memory and the log volume are bounded, however many
+ * requests or addresses an attacker has.
+ */
+export class AnonymousRefusals {
+  /** In the order their windows opened, so the expired ones are always at the front. */
+  private readonly tallies = new Map<string, { action: AuditAction; ip: string; openedAt: number; unlogged: number }>()
+  private readonly windowMs: number
+  private readonly maxAddresses: number
+  private readonly now: () => number
+  /** Closes the oldest window when it ends even if no refusal follows, so the last count is not lost. */
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly log: AuditWarnings,
+    options: AnonymousRefusalOptions = {},
+  ) {
+    this.windowMs = options.windowMs ?? 60_000
+    this.maxAddresses = options.maxAddresses ?? 1000
+    this.now = options.now ?? Date.now
+  }
+
+  count(action: AuditAction, ip = 'unknown'): void {
+    const now = this.now()
+    this.closeWindows(now)
+    const own = `${action} ${ip}`
+    const key = this.tallies.has(own) || this.tallies.size < this.maxAddresses ? own : `${action} ${OTHER_ADDRESSES}`
+    const tally = this.tallies.get(key)
+    if (tally) {
+      tally.unlogged += 1
+      return
+    }
+    const address = key === own ? ip : OTHER_ADDRESSES
+    this.tallies.set(key, { action, ip: address, openedAt: now, unlogged: 0 })
+    this.warn(action, address, 1)
+    this.schedule()
+  }
+
+  /** Tracked at the moment (for tests and metrics). */
+  get size(): number {
+    return this.tallies.size
+  }
+
+  /** Logs what expired windows counted since their first line; a tally that counted more opens a new window. */
+  private closeWindows(now: number): void {
+    for (const [key, tally] of this.tallies) {
+      if (now - tally.openedAt < this.windowMs) return
+      this.tallies.delete(key)
+      if (tally.unlogged === 0) continue
+      this.warn(tally.action, tally.ip, tally.unlogged)
+      // Re-inserted at the back with a fresh window: the loop ends when it reaches it.
+      this.tallies.set(key, { ...tally, openedAt: now, unlogged: 0 })
+    }
+  }
+
+  private schedule(): void {
+    const oldest = this.tallies.values().next().value
+    if (this.timer !== undefined || oldest === undefined) return
+    const closing = () => {
+      this.timer = undefined
+      this.closeWindows(this.now())
+      this.schedule()
+    }
+    // unref: a pending summary never keeps the process alive.
+    this.timer = setTimeout(closing, Math.max(0, oldest.openedAt + this.windowMs - this.now())).unref()
+  }
+
+  private warn(action: AuditAction, ip: string, count: number): void {
+    this.log.warn({ audit: { action, outcome: 'denied', actor: 'anonymous', ip, count } }, 'refused without a valid credential: counted since the last line, not stored')
   }
 }

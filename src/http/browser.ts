@@ -2,10 +2,12 @@
 // allowed, and it gets the refresh token only as an HttpOnly cookie. A request without
 // one (native app, server) gets it in the body. A cookie is never accepted without an
 // allowed Origin: that is our CSRF defence for /auth/token and /auth/logout.
+// A cookie of ours that arrives twice is refused: a sibling host or a plain-http page can
+// plant a second one (cookie tossing), and "the first one wins" would let it choose.
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
-import { OriginNotAllowed } from '../errors.js'
+import { InvalidRequest, OriginNotAllowed } from '../errors.js'
 import type { RequestOrigin } from '../audit/audit-log.js'
 import type { Channel, SessionClient } from '../sessions/refresh-sessions.js'
 
@@ -65,7 +67,7 @@ export class BrowserPolicy {
 
   /** The refresh token of a request: the cookie for browsers, the body otherwise. */
   refreshTokenOf(request: FastifyRequest, bodyToken: string | undefined): { token?: string; channel: Channel } {
-    const cookieToken = request.cookies[this.cookie.name]
+    const cookieToken = singleCookie(request, this.cookie.name)
     if (bodyToken === undefined && cookieToken !== undefined) {
       this.requireOriginForCookie(request)
       return { token: cookieToken, channel: 'cookie' }
@@ -89,8 +91,25 @@ export class BrowserPolicy {
     reply.clearCookie(this.cookie.name, this.refreshCookieAttributes())
   }
 
+  /**
+   * A browser's logout: expires the refresh cookie and has the browser drop every cookie of
+   * the site (Clear-Site-Data), which also removes copies planted with a Domain attribute
+   * that our own expiry cannot name. Only for an allowed origin (see isAllowedBrowser):
+   * another site must not be able to wipe a user's cookies.
+   */
+  forgetBrowserSession(reply: FastifyReply): void {
+    this.clearRefreshCookie(reply)
+    reply.header('clear-site-data', '"cookies"')
+  }
+
   flowCookieOf(request: FastifyRequest, cookie: FlowCookie): string | undefined {
-    return request.cookies[cookieName(FLOW_COOKIES[cookie].base, this.cookie.secure)]
+    return singleCookie(request, cookieName(FLOW_COOKIES[cookie].base, this.cookie.secure))
+  }
+
+  /** A request from a browser on an allowed origin. */
+  isAllowedBrowser(request: FastifyRequest): boolean {
+    const origin = request.headers.origin
+    return origin !== undefined && this.isAllowedOrigin(origin)
   }
 
   setFlowCookie(reply: FastifyReply, cookie: FlowCookie, value: string, maxAgeSeconds: number): void {
@@ -109,6 +128,28 @@ export class BrowserPolicy {
     const { path, sameSite } = FLOW_COOKIES[cookie]
     return { path, sameSite, httpOnly: true, secure: this.cookie.secure }
   }
+}
+
+/**
+ * The value of the cookie `name`, read from the raw Cookie header as well: @fastify/cookie
+ * keeps only the first of several cookies of one name, which would hide the second.
+ */
+function singleCookie(request: FastifyRequest, name: string): string | undefined {
+  const header = request.headers.cookie
+  if (header !== undefined && cookieCount(header, name) > 1) {
+    throw new InvalidRequest(`the ${name} cookie arrived more than once; clear this site's cookies and log in again`)
+  }
+  return request.cookies[name]
+}
+
+/** How many `name=value` pairs of this name a Cookie header has, split as the cookie package splits it. */
+function cookieCount(header: string, name: string): number {
+  let count = 0
+  for (const pair of header.split(';')) {
+    const equals = pair.indexOf('=')
+    if (equals !== -1 && pair.slice(0, equals).replace(/^[ \t]+|[ \t]+$/g, '') === name) count += 1
+  }
+  return count
 }
 
 /** Where a request came from, for the audit trail. */

@@ -1,8 +1,12 @@
 // The one place where failures become HTTP answers: `{ error, message }` with the
 // contract's status. Anything unexpected is a 500 with a generic message; details go to
-// the log only (never stacks, Prisma errors or tokens in a response).
+// the log only (never stacks, Prisma errors or tokens in a response). That includes what
+// fastify and Node answer on their own, before any route runs: a URL the router refuses
+// (frameworkErrors) and a request Node's HTTP parser refuses (clientErrorHandler).
 
-import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError, InsufficientScope } from '../errors.js'
 
 declare module 'fastify' {
@@ -42,6 +46,10 @@ const FASTIFY_ERRORS: Record<string, { status: number; error: string; message: s
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, error: 'invalid_request', message: 'the content length is invalid' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, error: 'invalid_request', message: 'the JSON body is empty' },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, error: 'invalid_request', message: 'the body is not valid JSON' },
+  // The router's own refusals (frameworkErrors below): a path parameter longer than
+  // maxParamLength (100), which is the only 414 fastify gives, and broken %-encoding.
+  FST_ERR_MAX_PARAM_LENGTH: { status: 414, error: 'uri_too_long', message: 'the URL is too long' },
+  FST_ERR_BAD_URL: { status: 400, error: 'invalid_request', message: 'the URL is not valid (broken %-encoding)' },
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {
@@ -76,6 +84,49 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0]}` }),
   )
+}
+
+/**
+ * Fastify's `frameworkErrors` option: the router's refusals, which never reach the error
+ * handler. The request has no route here, so no route config (no OAuth shape) either.
+ */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const known = error.code ? FASTIFY_ERRORS[error.code] : undefined
+  if (known) {
+    void reply.code(known.status).send({ error: known.error, message: known.message })
+    return
+  }
+  request.log.error({ err: describe(error) }, 'unexpected router failure')
+  void reply.code(500).send({ error: 'internal_error', message: 'something went wrong on our side' })
+}
+
+/** What Node's HTTP parser refuses before fastify sees a request, by its error codes. */
+const CLIENT_ERRORS: Record<string, { status: number; error: string; message: string }> = {
+  // The request line and the headers together exceed Node's 16 KB (--max-http-header-size):
+  // a long URL lands here too, as Node does not tell the two apart.
+  HPE_HEADER_OVERFLOW: { status: 431, error: 'request_header_fields_too_large', message: 'the URL and headers exceed 16 KB' },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, error: 'request_timeout', message: 'the request did not arrive in time' },
+}
+const MALFORMED_HTTP = { status: 400, error: 'invalid_request', message: 'the request is not valid HTTP' }
+
+/**
+ * Fastify's `clientErrorHandler` option (Node's 'clientError' event): the answer is written
+ * to the socket by hand, as fastify's default does, then the connection is closed. Bound to
+ * the fastify instance.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Socket): void {
+  // A reset connection has no one to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const { status, error: code, message } = (error.code ? CLIENT_ERRORS[error.code] : undefined) ?? MALFORMED_HTTP
+  this.log.debug({ err: describe(error) }, 'client error')
+  if (socket.writable) {
+    const body = JSON.stringify({ error: code, message })
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(error)
 }
 
 /** `{ error, message }` everywhere; OAuth clients read the same text as `error_description`. */

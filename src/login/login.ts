@@ -112,8 +112,18 @@ export class LoginService {
     if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
     await this.deps.scopes.checkResource(client.resource)
     const verified = await provider.verifyIdToken(idToken, nonce)
-    await this.deps.usedIdTokens.markUsed(idToken, verified.expiresAt)
-    return this.signInIdentity(provider.name, verified.profile, client)
+    // Reserved only now: a token the client got wrong never costs a write. From here on the
+    // provider has vouched, so any failure is ours and gives the token back for a retry.
+    const reservation = await this.deps.usedIdTokens.reserve(idToken, verified.expiresAt)
+    try {
+      const outcome = await this.signInIdentity(provider.name, verified.profile, client)
+      await reservation.spend()
+      return outcome
+    } catch (error) {
+      // If even the release fails (Redis lost), the reservation runs out by itself.
+      await reservation.release().catch(() => {})
+      throw error
+    }
   }
 
   /** A provider access token from a native SDK: the adapter checks it was issued to our app. */

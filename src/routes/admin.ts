@@ -27,7 +27,8 @@ const ADMIN_SECURITY = [{ bearer: [] }]
 export async function adminRoutes(app: FastifyInstance): Promise<void> {
   const { accessTokens, clients, audit, forcedLogout, auditTrail, config } = app.gateway
   const onlyAdmins = requireAdminClient({ accessTokens, clients, audit, ownResource: config.tokenAudience })
-  // preValidation: an unauthenticated caller is refused (and audited) before its input is looked at.
+  // preValidation: an unauthenticated caller is refused (audited, or only counted when it shows
+  // no genuine token) before its input is looked at.
   const options = { preValidation: onlyAdmins, config: rateLimitedAs('token', config) }
 
   app.post<{ Params: UserParams }>('/admin/users/:userId/logout', { ...options, schema: { params: userParams, security: ADMIN_SECURITY } }, async (request, reply) => {

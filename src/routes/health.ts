@@ -7,7 +7,8 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/health/live', async () => ({ status: 'ok' }))
 
-  // Ready only when both stores answer: a load balancer stops sending logins meanwhile.
+  // Ready only when both stores can do their work (for Redis: take a write, see the checks
+  // in gateway.ts): a load balancer stops sending logins meanwhile.
   app.get('/health/ready', async (_request, reply) => {
     const entries = await Promise.all(
       Object.entries(readiness).map(async ([name, check]) => [name, await passes(check)] as const),

@@ -93,7 +93,8 @@ export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
   )
 
   // RFC 7662: lets a resource server that does not share the gateway's Redis ask whether an
-  // access token is still active (its session not ended). Verifiers cache the answer briefly.
+  // access token meant for it is still active (its session not ended); tokens for resources
+  // the client is not granted read as inactive. Verifiers cache the answer briefly.
   app.post<{ Body: IntrospectionRequestBody }>(
     '/oauth/introspect',
     { schema: { body: introspectionRequest, consumes: ['application/x-www-form-urlencoded'] }, config: { ...rateLimitedAs('token', config), oauthErrors: true } },

@@ -2,10 +2,11 @@ import type { FastifyInstance } from 'fastify'
 import { InvalidRequest, InvalidSignupToken } from '../errors.js'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
+import { EMAIL_MAX_LENGTH, NICKNAME_MAX_LENGTH, PHOTO_MAX_LENGTH } from '../identity/profile-text.js'
 import type { SignupRequest } from '../signup/signup.js'
+import { authenticatedReply } from './shapes.js'
 
 type SignupBody = Omit<SignupRequest, 'signupToken'> & { signupToken?: string; resource?: string }
-import { authenticatedReply } from './shapes.js'
 
 const signupBody = {
   type: 'object',
@@ -14,10 +15,12 @@ const signupBody = {
   additionalProperties: false,
   properties: {
     signupToken: { type: 'string', minLength: 1, maxLength: 256 },
-    // At least one visible character: blanks and zero-width spaces are not a name.
-    nickname: { type: 'string', minLength: 1, maxLength: 64, pattern: '[\\p{L}\\p{N}\\p{P}\\p{S}]' },
-    email: { type: 'string', minLength: 3, maxLength: 254, pattern: '^[^\\s@]+@[^\\s@]+$' },
-    photo: { type: 'string', maxLength: 2048, pattern: '^https://[^\\s]+$' },
+    // Types and sizes only: what the text may contain (NFC, no control, invisible or
+    // bidirectional characters, a visible nickname, an https photo) is the signup rule,
+    // src/identity/profile-text.ts, which provider profiles are held to as well.
+    nickname: { type: 'string', minLength: 1, maxLength: NICKNAME_MAX_LENGTH },
+    email: { type: 'string', minLength: 3, maxLength: EMAIL_MAX_LENGTH },
+    photo: { type: 'string', minLength: 1, maxLength: PHOTO_MAX_LENGTH },
     resource: { type: 'string', minLength: 1, maxLength: 2048 },
   },
 } as const

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { InvalidGrant } from '../errors.js'
+import { InvalidGrant, InvalidRequest } from '../errors.js'
 import { bearerTokenOf } from '../http/bearer.js'
 import { clientOf, originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
@@ -26,7 +26,15 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
 
   // Ends one session: by refresh token (cookie or body), or by the bearer access token.
   app.post<{ Body: RefreshBody }>('/auth/logout', { schema: { body: refreshBody }, config: limited }, async (request, reply) => {
-    const { token } = browser.refreshTokenOf(request, request.body?.refreshToken)
+    let presented: ReturnType<typeof browser.refreshTokenOf>
+    try {
+      presented = browser.refreshTokenOf(request, request.body?.refreshToken)
+    } catch (error) {
+      // Two refresh cookies (tossed) end no session, but the browser must still be able to shed them.
+      if (error instanceof InvalidRequest && browser.isAllowedBrowser(request)) browser.forgetBrowserSession(reply)
+      throw error
+    }
+    const { token, channel } = presented
     if (token !== undefined) {
       await sessions.endByRefreshToken(token, originOf(request))
     } else {
@@ -36,7 +44,8 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
         await sessions.end(principal.userId, principal.sessionId, 'user', originOf(request))
       }
     }
-    browser.clearRefreshCookie(reply)
+    if (channel === 'cookie') browser.forgetBrowserSession(reply)
+    else browser.clearRefreshCookie(reply)
     return reply.code(204).header('cache-control', 'no-store').send()
   })
 }

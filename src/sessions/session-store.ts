@@ -71,7 +71,9 @@ if not s[1] then return {'unknown'} end
 local live, presented = tonumber(s[1]), tonumber(ARGV[1])
 local remaining = tonumber(s[6]) - now
 if remaining <= 0 then return {'unknown'} end
-if presented == live and ARGV[2] == s[2] then
+-- The whole token must be ours: secret and tag (a flipped tag is not the live token).
+local genuine = sameTag(ARGV[3], s[5], presented)
+if presented == live and ARGV[2] == s[2] and genuine then
   if ARGV[6] ~= s[7] then return {'wrong_channel'} end
   local ttl = math.min(tonumber(ARGV[7]), remaining)
   redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', ARGV[4], 'prev', s[2], 'sealed', ARGV[5], 'lastUsed', now)
@@ -82,11 +84,11 @@ if presented == live and ARGV[2] == s[2] then
 end
 -- The predecessor of a live token nobody has presented yet: its answer was lost, or a
 -- parallel request raced it. Same successor, however late, until the session ends.
-if presented == live - 1 and ARGV[2] == s[3] and ARGV[6] == s[7] and ARGV[9] ~= '1' then
+if presented == live - 1 and ARGV[2] == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
   return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8]}
 end
 -- A token this session really issued and has since rotated, on either channel: reuse.
-if presented < live and sameTag(ARGV[3], s[5], presented) then
+if presented < live and genuine then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[8])
   return {'reuse'}

@@ -8,6 +8,7 @@ import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from './signup-tickets.js'
 import type { UserScopes } from '../identity/user-scopes.js'
+import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../identity/profile-text.js'
 
 export interface SignupRequest {
   signupToken: string
@@ -37,13 +38,20 @@ export class SignupService {
   }
 
   async complete(request: SignupRequest, client: ClientContext): Promise<{ tokens: TokenSet; user: PublicUser }> {
+    // What the user typed is judged before the ticket is touched: a refused field leaves
+    // the ticket as it was, for the corrected request.
+    const typed = {
+      nickname: accepted(checkNickname(request.nickname)),
+      email: request.email === undefined ? undefined : accepted(checkEmail(request.email)),
+      photo: request.photo === undefined ? undefined : accepted(checkPhoto(request.photo)),
+    }
     await this.deps.scopes.checkResource(client.resource)
     const claimed = await this.deps.tickets.claim(request.signupToken)
     const { ticket } = claimed
     const profile = {
-      nickname: request.nickname.trim(),
-      email: request.email?.trim().toLowerCase() ?? ticket.profile.email,
-      photo: request.photo ?? ticket.profile.photo,
+      nickname: typed.nickname,
+      email: typed.email ?? ticket.profile.email,
+      photo: typed.photo ?? ticket.profile.photo,
     }
     const missing = this.deps.signupRequiredFields.filter((field) => !profile[field])
     if (missing.length > 0) {
@@ -61,4 +69,9 @@ export class SignupService {
     const tokens = await this.deps.sessionTokens.startSession(user.id, client)
     return { tokens, user }
   }
+}
+
+function accepted(checked: CheckedText): string {
+  if (!checked.ok) throw new InvalidRequest(checked.problem)
+  return checked.value
 }

@@ -1,12 +1,12 @@
-// The Redis connection. Fail fast rather than queue: with the offline queue off, a
-// command timeout and a deadline per request (deadline.ts), an outage becomes a 503 within
-// the request's storage budget, and ioredis reconnects by itself when the server is back.
+// The Redis connection. Fail fast rather than queue: with the offline queue off, a command
+// timeout and one storage budget per request (storage-budget.ts), an outage becomes a 503
+// within that budget, and ioredis reconnects by itself when the server is back.
 
 import { Redis } from 'ioredis'
 import { StorageUnavailable } from '../errors.js'
-import { timeLeft } from './deadline.js'
+import { withinBudget } from './storage-budget.js'
 
-/** One command that takes longer fails; a request's deadline may cut it shorter. */
+/** One command that takes longer fails; a request's storage budget may cut it shorter. */
 const REDIS_COMMAND_TIMEOUT_MS = 1500
 
 export type { Redis }
@@ -58,23 +58,14 @@ async function assertNoEviction(redis: Redis): Promise<void> {
 }
 
 /**
- * Runs one Redis interaction; any failure of the connection, or the request's deadline
- * passing first, becomes StorageUnavailable. A command abandoned at the deadline may still
- * run later (Redis executes what reached its socket): the scripts are written for that.
+ * Runs one Redis interaction; any failure of the connection, or the request's storage
+ * budget running out first, becomes StorageUnavailable. A command abandoned this way may
+ * still run later (Redis executes what reached its socket): the scripts are written for that.
  */
 export async function inRedis<T>(operation: () => Promise<T>): Promise<T> {
-  const budget = timeLeft()
-  if (budget !== undefined && budget <= 0) throw new StorageUnavailable('the session store did not answer in time')
-  let timer: NodeJS.Timeout | undefined
   try {
-    if (budget === undefined) return await operation()
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within the request's ${budget} ms`)), budget)
-    })
-    return await Promise.race([operation(), deadline])
+    return await withinBudget(operation)
   } catch (error) {
     throw new StorageUnavailable('the session store is unavailable', { cause: error })
-  } finally {
-    clearTimeout(timer)
   }
 }

@@ -69,3 +69,23 @@ t.test('Google down, hanging or answering nonsense: 502/504, bounded, nobody cre
     await broken.close()
   }
 })
+
+t.test('a profile with characters it may not hold: the field counts as missing, the user is asked and logs in afterwards', async (t) => {
+  // PostgreSQL cannot store U+0000: before, this user got a 500 at every login, for ever.
+  const nul = { sub: 'nul-name', name: 'Ann\u0000', email: 'ann@example.com' }
+  const first = await loginWithGoogle(gateway, nul)
+  t.equal(first.statusCode, 200, first.body)
+  t.match(first.json(), { status: 'signup_required', missing: ['nickname'], profile: { email: 'ann@example.com' } })
+  t.notOk('nickname' in first.json().profile, 'the name with U+0000 is not offered')
+  const signup = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken: first.json().signupToken, nickname: 'Ann' } })
+  t.equal(signup.statusCode, 201, signup.body)
+  const again = await loginWithGoogle(gateway, nul)
+  t.match(again.json(), { status: 'authenticated', isNewUser: false, user: { id: signup.json().user.id, nickname: 'Ann' } }, 'the next login finds the account')
+
+  const hostile = await loginWithGoogle(gateway, { sub: 'hostile-profile', name: '\u202eevil', email: 'ev\u200bil@example.com', picture: 'https://example.com/\u0000.png' })
+  t.match(hostile.json(), { status: 'signup_required', missing: ['nickname', 'email'] }, hostile.body)
+  t.same(hostile.json().profile, {}, 'a bidi-override name, a zero-width email and a U+0000 photo are all left out')
+
+  const normalised = await loginWithGoogle(gateway, { sub: 'nfc-profile', name: 'Jose\u0301', email: 'JOSE\u0301@Example.com' })
+  t.match(normalised.json(), { status: 'authenticated', user: { nickname: 'Jos\u00e9', email: 'jos\u00e9@example.com' } }, 'provider text is taken in NFC too')
+})

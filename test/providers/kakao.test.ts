@@ -551,3 +551,31 @@ t.test('a gateway that requires an email, and has no KAKAO_APP_IDS', async (t) =
     t.equal(kakao.requests.length, seen, 'Kakao was not asked')
   })
 })
+
+t.test('a profile with characters it may not hold: the field counts as missing, the member is asked and logs in afterwards', async (t) => {
+  const cases: [string, KakaoAccount][] = [
+    // PostgreSQL cannot store U+0000: before, such a member could never log in (a 500 every time).
+    ['U+0000 in the nickname', member({ nickname: 'Nul\u0000', email: 'nul@example.com' })],
+    ['a C1 control in the nickname', member({ nickname: 'C1\u009bname' })],
+    ['a left-to-right isolate in the nickname', member({ nickname: '\u2066name\u2069' })],
+    ['a byte order mark in the nickname', member({ nickname: 'Bo\ufeffm' })],
+  ]
+  for (const [what, account] of cases) {
+    const first = await createsNobody(t, () => login(account))
+    t.equal(first.statusCode, 200, `${what}: ${first.body}`)
+    t.match(first.json(), { status: 'signup_required', missing: ['nickname'] }, `${what}: the nickname is asked for`)
+    t.notOk('nickname' in first.json().profile, `${what}: the provider's nickname is not offered`)
+    const signup = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken: first.json().signupToken, nickname: 'Chosen' } })
+    t.equal(signup.statusCode, 201, `${what}: signup completes: ${signup.body}`)
+    const again = await login(account)
+    t.match(again.json(), { status: 'authenticated', isNewUser: false, user: { id: signup.json().user.id } }, `${what}: the next login finds the account`)
+  }
+  await t.test('the same rule for a native ID token, and for the email', async (t) => {
+    const account = member({ nickname: 'Nul\u0000', email: 'mail\u0000@example.com' })
+    const { idToken } = await kakao.sdkLogin(account, { clientId: NATIVE_APP_KEY })
+    const response = await createsNobody(t, () => postLogin({ idToken }))
+    t.match(response.json(), { status: 'signup_required', missing: ['nickname'] }, { body: response.body })
+    t.notOk('email' in response.json().profile)
+    t.notOk('nickname' in response.json().profile)
+  })
+})

@@ -401,3 +401,29 @@ t.test('the emulator: cancel redirects back with access_denied and the state', a
   const refused = await fetch(badCallback, { redirect: 'manual' })
   t.equal(refused.status, 400, 'an unregistered callback gets an error page, not a redirect')
 })
+
+t.test('a nickname or photo with characters a profile may not hold counts as missing: the user is asked, and logs in afterwards', async (t) => {
+  const cases: [string, NaverAccount, string[]][] = [
+    // PostgreSQL cannot store U+0000: before, such a member could never log in (a 500 every time).
+    ['U+0000 in the nickname', { id: '1000000101', nickname: 'Nul\u0000', profileImage: 'https://phinf.pstatic.net/n.jpg' }, ['nickname']],
+    ['a C1 control in the nickname', { id: '1000000102', nickname: 'C1\u0085name' }, ['nickname']],
+    ['a right-to-left override in the nickname', { id: '1000000103', nickname: '\u202eemanlaer' }, ['nickname']],
+    ['a zero-width space in the nickname', { id: '1000000104', nickname: 'Zero\u200bWidth' }, ['nickname']],
+  ]
+  for (const [what, account] of cases) {
+    const before = await counts()
+    const first = await loginWithNaver(gateway, account)
+    t.equal(first.statusCode, 200, `${what}: ${first.body}`)
+    t.match(first.json(), { status: 'signup_required', missing: ['nickname'] }, `${what}: the nickname is asked for`)
+    t.notOk('nickname' in first.json().profile, `${what}: the provider's nickname is not offered`)
+    t.same(await counts(), before, `${what}: no user before signup`)
+    const signup = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken: first.json().signupToken, nickname: 'Chosen' } })
+    t.equal(signup.statusCode, 201, `${what}: signup completes: ${signup.body}`)
+    const again = await loginWithNaver(gateway, account)
+    t.match(again.json(), { status: 'authenticated', isNewUser: false, user: { id: signup.json().user.id, nickname: 'Chosen' } }, `${what}: the next login finds the account`)
+  }
+  const photo = await loginWithNaver(gateway, { id: '1000000105', nickname: 'Photo', profileImage: 'https://phinf.pstatic.net/\u0000.jpg' })
+  t.equal(photo.statusCode, 200, photo.body)
+  t.match(photo.json(), { status: 'authenticated', user: { nickname: 'Photo' } }, 'a photo URL with U+0000 is dropped, the login goes on')
+  t.notOk('photo' in photo.json().user)
+})

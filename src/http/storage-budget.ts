@@ -2,12 +2,12 @@
 // Redis answers every request with 503 within STORAGE_BUDGET_MS however many calls it makes.
 
 import type { FastifyInstance } from 'fastify'
-import { withDeadline } from '../storage/deadline.js'
+import { withStorageBudget } from '../storage/storage-budget.js'
 
 export const STORAGE_BUDGET_MS = 2000
 
-export function registerStorageDeadline(app: FastifyInstance, budgetMs = STORAGE_BUDGET_MS): void {
-  // Entered at onRequest, the deadline covers every later hook and the handler (the
+export function registerStorageBudget(app: FastifyInstance, budgetMs = STORAGE_BUDGET_MS): void {
+  // Entered at onRequest, the budget covers every later hook and the handler (the
   // pattern @fastify/request-context uses for AsyncLocalStorage).
-  app.addHook('onRequest', (_request, _reply, done) => withDeadline(budgetMs, done))
+  app.addHook('onRequest', (_request, _reply, done) => withStorageBudget(budgetMs, done))
 }

@@ -1,0 +1,78 @@
+// A Redis stall must never log a user out. Redis is frozen (SIGSTOP) while mobile clients
+// refresh and retry one second after each 503, as the hostile test run did. Commands
+// written during the freeze run when Redis resumes, after their clients were told 503, so
+// rotations land that nobody saw: the clients' retries must still get their session back.
+
+import t from 'tap'
+import { loginWithGoogle, startTestGateway, type TestGateway } from './support/gateway.js'
+
+const SESSIONS = 20
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+const gateway = await startTestGateway({ database: 'pglite' })
+t.teardown(() => gateway.close())
+
+const refresh = (gateway: TestGateway, refreshToken: string) =>
+  gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
+
+interface ClientRun {
+  token: string
+  lost: boolean
+  unavailable: number
+  slowestUnavailableMs: number
+}
+
+/** One mobile client: refresh, and after a 503 wait a second and retry with the token it holds. */
+async function refreshUntilAnswered(run: ClientRun): Promise<void> {
+  for (;;) {
+    const started = Date.now()
+    const answer = await refresh(gateway, run.token)
+    if (answer.statusCode === 200) {
+      run.token = answer.json().refreshToken
+      return
+    }
+    if (answer.statusCode !== 503) {
+      run.lost = true
+      return
+    }
+    run.unavailable += 1
+    run.slowestUnavailableMs = Math.max(run.slowestUnavailableMs, Date.now() - started)
+    await sleep(1000)
+  }
+}
+
+for (const freezeSeconds of [12, 30]) {
+  t.test(`Redis frozen ${freezeSeconds} s while ${SESSIONS} sessions refresh and retry: no session is lost`, async (t) => {
+    const runs: ClientRun[] = []
+    for (let i = 0; i < SESSIONS; i++) {
+      const { refreshToken } = (await loginWithGoogle(gateway, { sub: `stall-${freezeSeconds}-${i}`, name: 'Stella' })).json()
+      runs.push({ token: refreshToken, lost: false, unavailable: 0, slowestUnavailableMs: 0 })
+    }
+
+    gateway.testRedis.pause()
+    const resumed = sleep(freezeSeconds * 1000).then(() => gateway.testRedis.resume())
+    // The clients' refreshes start spread over the first two seconds of the freeze.
+    await Promise.all(runs.map(async (run, i) => {
+      await sleep((i * 2000) / SESSIONS)
+      await refreshUntilAnswered(run)
+    }))
+    await resumed
+
+    const unavailable = runs.reduce((sum, run) => sum + run.unavailable, 0)
+    const slowest = Math.max(...runs.map((run) => run.slowestUnavailableMs))
+    t.comment(`${unavailable} answers were 503, the slowest after ${slowest} ms`)
+    t.ok(unavailable >= SESSIONS, 'the freeze was felt: every client got 503s first')
+    t.ok(slowest <= 2500, `each 503 came within the 2 s storage budget, plus scheduling (${slowest} ms)`)
+    t.same(runs.filter((run) => run.lost).length, 0, 'no client was told its session was over')
+
+    // Afterwards every session goes on refreshing as normal.
+    for (const run of runs) {
+      for (let next = 0; next < 2; next++) {
+        const answer = await refresh(gateway, run.token)
+        if (answer.statusCode !== 200) run.lost = true
+        else run.token = answer.json().refreshToken
+      }
+    }
+    t.same(runs.filter((run) => run.lost).length, 0, `0 of ${SESSIONS} sessions lost`)
+  })
+}
