@@ -1,16 +1,16 @@
 // Rate limits per client address, counted in Redis so every gateway instance shares them.
-// They run at onRequest: a burst is refused before the body is read or a provider is called
-// (SECURITY.md I1). The address is the socket's unless TRUST_PROXY names the proxies whose
-// X-Forwarded-For is believed (I2).
+// They run at onRequest: a burst is refused before the body is read or a provider is
+// called (RFC 9700 §4.13; ASVS 2.4.1). The address is the socket's unless TRUST_PROXY names
+// the proxies whose X-Forwarded-For is believed (ASVS 4.1.3).
 //
 // When the count cannot be taken (Redis down, frozen, or refusing writes at maxmemory) the
 // request is refused with 503 and Retry-After, before anything else runs: a limiter that
 // stepped aside let every login of an outage through to the provider (the code route needs
 // no Redis before its provider call). The same holds for every limited route, refresh and
-// logout included, and neither logs anyone out: refresh needs Redis anyway and a 503 (never a 401) tells the client to
-// keep its refresh token and retry; a logout that gets 503 has ended nothing and is simply
-// retried, which logout's idempotence makes safe (a 204 would claim a session ended that
-// may still be live).
+// logout included, and neither logs anyone out: refresh needs Redis anyway and a 503 (never
+// a 401) tells the client to keep its refresh token and retry; a logout that gets 503 has
+// ended nothing and is simply retried, which logout's idempotence makes safe (a 204 would
+// claim a session ended that may still be live).
 
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
@@ -18,6 +18,8 @@ import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
 import { RateLimited } from '../errors.js'
 import { inRedis } from '../storage/redis.js'
+// @ts-expect-error the plugin ships no typings for its store modules (shape declared below)
+import RedisStore from '@fastify/rate-limit/store/RedisStore.js'
 
 export type RateLimitGroup = keyof Config['rateLimits']
 
@@ -37,45 +39,40 @@ export function rateLimitedAs(group: RateLimitGroup, config: Pick<Config, 'rateL
   return { rateLimit: { max: config.rateLimits[group], timeWindow: WINDOW_MS } }
 }
 
-// A fixed window per key: the first request of a window starts its expiry. One script, so
-// a counter never lives without its expiry.
-const COUNT = `
-local current = redis.call('INCR', KEYS[1])
-if current == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {current, redis.call('PTTL', KEYS[1])}
-`
-
 const NAMESPACE = 'gw:rate:'
 const WINDOW_MS = 60_000
 
-/**
- * The plugin's store interface over our Redis connection. Unlike the plugin's own Redis
- * store, every count goes through inRedis: it shares the request's storage budget, and
- * any failure arrives as StorageUnavailable, which the error handler answers with 503.
- */
-function countingIn(connection: Redis) {
-  // EVALSHA, as the session scripts: the limiter runs on every refresh.
-  connection.defineCommand('countRequest', { numberOfKeys: 1, lua: COUNT })
-  const redis = connection as Redis & { countRequest(key: string, windowMs: number): Promise<[number, number]> }
-  return class RedisCounter implements FastifyRateLimitStore {
-    constructor(
-      _options?: unknown,
-      private readonly prefix = NAMESPACE,
-    ) {}
+type CountResult = { current: number; ttl: number }
+type CountCallback = (error: Error | null, result?: CountResult) => void
+/** The plugin's own Redis store (its typings leave out the window and limit it takes). */
+interface PluginRedisStore {
+  incr(key: string, callback: CountCallback, timeWindowMs: number, max: number): void
+  child(routeOptions: unknown): PluginRedisStore
+}
 
-    // The plugin also passes the route's window as a third argument (its typings leave it out).
-    incr(key: string, callback: (error: Error | null, result?: { current: number; ttl: number }) => void, timeWindowMs = WINDOW_MS): void {
-      inRedis(() => redis.countRequest(this.prefix + key, timeWindowMs)).then(
-        ([current, ttl]) => callback(null, { current, ttl }),
+/**
+ * The plugin's own Redis store, run through inRedis: every count shares the request's
+ * storage budget, and any failure arrives as StorageUnavailable, which the error handler
+ * answers with 503.
+ */
+function countingIn(redis: Redis) {
+  return class BudgetedCounter implements FastifyRateLimitStore {
+    private readonly store: PluginRedisStore
+
+    constructor(_options?: unknown, store?: PluginRedisStore) {
+      this.store = store ?? (new RedisStore(false, false, redis, NAMESPACE) as PluginRedisStore)
+    }
+
+    // The plugin also passes the route's window and limit (its typings leave them out).
+    incr(key: string, callback: CountCallback, timeWindowMs = WINDOW_MS, max = 0): void {
+      inRedis(() => new Promise<CountResult>((resolve, reject) => this.store.incr(key, (error, result) => (error ? reject(error) : resolve(result!)), timeWindowMs, max))).then(
+        (result) => callback(null, result),
         (error: Error) => callback(error),
       )
     }
 
-    /** One counter per route, as the plugin's own stores keep them. */
-    child(routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): RedisCounter {
-      // At run time the plugin hands over the route's merged limit settings, the route itself under `routeInfo`.
-      const { routeInfo } = routeOptions as unknown as { routeInfo: { method: string; url: string } }
-      return new RedisCounter(undefined, `${this.prefix}${routeInfo.method}${routeInfo.url}-`)
+    child(routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): BudgetedCounter {
+      return new BudgetedCounter(undefined, this.store.child(routeOptions))
     }
   }
 }
