@@ -1,4 +1,4 @@
-// A Kakao-like login server on loopback, following PROVIDERS.md §1: kauth (discovery,
+// A Kakao-like login server on loopback, following Kakao's documented wire format: kauth (discovery,
 // /oauth/authorize, /oauth/token, JWKS) on one port and kapi (/v2/user/me,
 // /v1/user/access_token_info, /v1/oidc/userinfo) on another, as Kakao serves them from
 // two hosts. oidc-provider cannot reproduce Kakao's quirks (KOE error codes, a member id
@@ -654,7 +654,7 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     if (code.codeChallenge !== undefined) {
       const verifier = form.get('code_verifier') ?? ''
       const computed = createHash('sha256').update(verifier).digest('base64url')
-      // Kakao's error code for a PKCE failure is not documented (PROVIDERS.md §5): none is sent.
+      // Kakao's error code for a PKCE failure is not documented: none is sent.
       if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier) || computed !== code.codeChallenge) {
         return kauthError(res, 400, 'invalid_grant', 'PKCE verification failed')
       }

@@ -1,4 +1,4 @@
-// A Naver-like login server on loopback, following PROVIDERS.md §2 (the legacy OAuth 2.0
+// A Naver-like login server on loopback, following Naver's documented wire format (the legacy OAuth 2.0
 // flow). Tests drive it with `authorize()`; a human in a browser gets a tiny "Emulated
 // Naver login" form instead of Naver's pages.
 //

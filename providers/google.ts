@@ -1,4 +1,4 @@
-// Google: a plain OpenID Connect provider (PROVIDERS.md §3). The subject is the ID
+// Google: a plain OpenID Connect provider (developers.google.com/identity/openid-connect). The subject is the ID
 // token's `sub`; email counts only with `email_verified: true`.
 
 import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'

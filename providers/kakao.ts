@@ -1,4 +1,4 @@
-// Kakao (PROVIDERS.md §1) in OIDC mode: discovery at kauth, the code grant with PKCE and a
+// Kakao (developers.kakao.com, Kakao Login REST API) in OIDC mode: discovery at kauth, the code grant with PKCE and a
 // nonce, client_secret_post only, the ID token validated with its signature, then the
 // profile from kapi's /v2/user/me with the provider access token.
 //

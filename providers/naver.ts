@@ -1,10 +1,10 @@
-// Naver (PROVIDERS.md §2), on its legacy OAuth 2.0 flow: no discovery, no ID token and no
+// Naver (developers.naver.com, Naver Login API), on its legacy OAuth 2.0 flow: no discovery, no ID token and no
 // PKCE. Naver binds the authorization code to the `state` of the authorization and wants
 // that state again at the token endpoint, so the gateway's own state (kept server-side,
 // single use) is what ties a code to the login that asked for it. Who the user is comes
 // only from the profile API (`/v1/nid/me`), called server-side with the access token.
 //
-// Decisions where PROVIDERS.md is silent:
+// Decisions where Naver's documentation is silent:
 // - No PKCE challenge is sent. The legacy endpoints document none, so it would protect
 //   nothing and only be one more parameter a production endpoint never saw; the code is
 //   bound by `state` instead, which Naver checks at the token endpoint.
@@ -158,7 +158,7 @@ function profileOf(response: unknown): ProviderProfile {
   return { subject: id, nickname: nicknameOf(response.nickname), photo: photoOf(response.profile_image) }
 }
 
-/** A non-200 answer of the profile API (PROVIDERS.md §2: 401 with 024 or 028, or 403). */
+/** A non-200 answer of the profile API (Naver's documented 401 with 024 or 028, or 403). */
 function profileRefusal(status: number, body: unknown, via: Via): Error {
   const resultcode = isObject(body) ? body.resultcode : undefined
   if (status === 401 && resultcode === '028') {

@@ -20,7 +20,7 @@ export interface OpenIdConnectSettings {
   audiences: string[]
 }
 
-/** OIDC Core §3.1.3.7 allows a small clock skew; SECURITY.md B4 caps it at 30 s. */
+/** OIDC Core §3.1.3.7 allows a small clock skew; we cap it at 30 s. */
 const CLOCK_TOLERANCE_SECONDS = 30
 /**
  * Bounds on an ID token's times beyond exp (see checkIdTokenClaims): how far its iat may

@@ -1,6 +1,6 @@
 // HTTP to providers, shared by every adapter: responses are read whole inside the call (so
 // the call's timeout also covers a body that trickles in) and refused past a size no real
-// provider answer approaches (SECURITY.md A5).
+// provider answer approaches (oauth4webapi's response checks).
 
 import type * as oidc from 'openid-client'
 import { ProviderError } from '../src/errors.js'

@@ -1,4 +1,4 @@
-// Hostile and malformed input (SECURITY.md H1–H3, A1–A2, A8, D5, F2, G1): every such request
+// Hostile and malformed input (RFC 9700 §4; ASVS 5.0 input and session rules): every such request
 // gets a 4xx JSON answer `{ error, message }` without a stack or a Prisma word in it, and
 // leaves no trace: no user or identity row, no Redis key created or consumed, and no call
 // to the provider where none was needed. Each refusal is paired with a control showing the

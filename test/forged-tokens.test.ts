@@ -1,4 +1,4 @@
-// Forged access tokens (SECURITY.md C1–C6): /auth/me refuses every token we did not issue,
+// Forged access tokens (RFC 8725 §3; RFC 9068): /auth/me refuses every token we did not issue,
 // or issued for something else, with 401 invalid_token. Two controls make the refusals
 // mean something: the genuine token is accepted, and a token we mint ourselves with the
 // gateway's own key and the genuine claims is accepted too, so each forgery below fails

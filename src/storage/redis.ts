@@ -47,7 +47,7 @@ export async function connectRedis(url: string, log: RedisLogger): Promise<Redis
 
 /**
  * Eviction would silently drop used-token markers and revocations, so reuse detection
- * would fail open: refuse to run on a Redis that evicts (SECURITY.md §3.3).
+ * would fail open: refuse to run on a Redis that evicts (redis.io, "Key eviction").
  */
 async function assertNoEviction(redis: Redis): Promise<void> {
   const info = await redis.info('memory')

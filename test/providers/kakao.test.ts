@@ -1,5 +1,5 @@
 // Kakao login end to end: the real gateway (Redis, PGlite) against the loopback Kakao
-// emulator, which answers like PROVIDERS.md §1 says Kakao does — member ids above 2^53 as
+// emulator, which answers like Kakao's documentation says Kakao does — member ids above 2^53 as
 // raw JSON numbers, KOE error codes, kapi's -401 with a Bearer challenge, users without
 // an email. Every failure path checks that nobody was created.
 

@@ -1,4 +1,4 @@
-// Naver login through the real gateway against the Naver emulator (PROVIDERS.md §2): the
+// Naver login through the real gateway against the Naver emulator (Naver's documented wire format): the
 // legacy OAuth 2.0 flow with `state` at the token endpoint, errors that arrive with HTTP
 // 200, ids in both formats kept exactly, an unverified contact email that is not taken,
 // native SDK access tokens, and every way Naver can fail: each failure creates nobody.
