@@ -197,6 +197,13 @@ async function liveGateway(scope: Scope, env: Environment, redisUrl: string): Pr
   return { gateway, url: settings.PUBLIC_URL!, databaseUrl: settings.DATABASE_URL! }
 }
 
+/** Signals a child process unless it has already ended, and waits for its exit. */
+async function endProcess(proc: ChildProcess | undefined, exited: Promise<void>, signal: NodeJS.Signals): Promise<void> {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
+  proc.kill(signal)
+  await exited
+}
+
 interface KillableRedis {
   url: string
   /** Starts redis-server (again) on the same port and dir; resolves once it accepts connections. */
@@ -227,10 +234,7 @@ async function killableRedis(dir: string, settings: string[]): Promise<KillableR
   }
 
   async function end(signal: NodeJS.Signals): Promise<void> {
-    const proc = child
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
-    proc.kill(signal)
-    await exited
+    await endProcess(child, exited, signal)
     child = undefined
   }
 
@@ -264,10 +268,7 @@ function childGateway(settings: Record<string, string>): ChildGateway {
   process.on('exit', killOnExit)
 
   async function end(signal: NodeJS.Signals): Promise<void> {
-    const proc = child
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
-    proc.kill(signal)
-    await exited
+    await endProcess(child, exited, signal)
     child = undefined
   }
 
