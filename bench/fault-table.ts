@@ -10,6 +10,7 @@
 // scenario ends, however it ends, and on SIGINT/SIGTERM.
 //
 //   FAULT_SCENARIOS=1,4c   run only these rows (by the ids printed in the first column)
+//   FAULT_STACKS=1         also print the stack of each uncaught error
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile } from 'node:fs/promises'
@@ -978,6 +979,7 @@ let uncaught: string[] = []
 
 function recordUncaught(error: unknown): void {
   const text = error instanceof Error ? error.message : String(error)
+  if (process.env.FAULT_STACKS) console.error(error)
   const frame = error instanceof Error ? /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(error.stack ?? '')?.[1] : undefined
   uncaught.push(`${text}${frame ? ` (raised in ${frame})` : ''}`)
 }

@@ -65,15 +65,18 @@ async function openPostgres(databaseUrl: string): Promise<Database> {
     await migrator.end().catch(() => {})
   }
 
-  const adapter = new PrismaPg(
-    { connectionString: databaseUrl, application_name: 'gateway', ...POSTGRES_POOL_SETTINGS },
-    {
-      // Errors of idle pooled connections (server restarted, network cut): the pool
-      // drops the connection by itself; without a listener they would crash the process.
-      onPoolError: () => {},
-      onConnectionError: () => {},
-    },
-  )
+  const pool = new pg.Pool({ connectionString: databaseUrl, application_name: 'gateway', ...POSTGRES_POOL_SETTINGS })
+  // Errors of idle pooled connections (server restarted, network cut): the pool drops
+  // the connection by itself; without a listener they would crash the process.
+  pool.on('error', () => {})
+  // pg-pool hands a released connection to the next waiter synchronously, while the
+  // socket's data is still being parsed, and takes its own error listener off first:
+  // a FATAL (pg_terminate_backend, shutdown) in the same TCP chunk as the previous
+  // query's answer is then emitted with no listener at all and would crash the process.
+  // A connection that errs stays unusable (its queries reject, the pool discards it on
+  // release), so a listener of our own on every connection only keeps the process up.
+  pool.on('connect', (connection) => connection.on('error', () => {}))
+  const adapter = new PrismaPg(pool, { disposeExternalPool: true })
   const prisma = new PrismaClient({ adapter })
   return {
     prisma,

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
+import { setTimeout } from 'node:timers/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
@@ -366,6 +367,52 @@ t.test('PostgreSQL outage', async (t) => {
     t.ok(Array.isArray(await db.prisma.user.findMany()), 'queries succeed again once the server answers')
   })
 
+  t.test('a backend terminated right after answering, while others wait for a connection: the process stays up', async (t) => {
+    // pg-pool hands a released connection to the next waiter while the socket's data is
+    // still being parsed; a FATAL in the same TCP chunk as the answer before it used to be
+    // emitted on a connection with no error listener, which ends the process.
+    const proxy = await startHoldingProxy(cluster.port)
+    t.teardown(() => proxy.close())
+    const url = new URL(cluster.url)
+    url.port = String(proxy.port)
+    const db = await openDatabase({ databaseUrl: url.toString(), dataDir: 'unused' })
+    t.teardown(() => db.close())
+    await db.ping()
+
+    const outcome = (work: Promise<unknown>) =>
+      work.then(
+        () => 'answered',
+        (error: unknown) => (isDatabaseUnavailable(error) ? 'unavailable' : `other: ${(error as Error).message}`),
+      )
+    // Every pooled connection runs a query, and as many transactions wait for one.
+    const running = Array.from({ length: POSTGRES_POOL_SETTINGS.max }, () => outcome(db.prisma.$executeRawUnsafe('SELECT pg_sleep(0.3)')))
+    const waiting = Array.from({ length: POSTGRES_POOL_SETTINGS.max }, () =>
+      outcome(db.prisma.$transaction(async (tx) => await tx.$executeRawUnsafe('SELECT 1'))),
+    )
+    const queries = [...running, ...waiting]
+    await setTimeout(100)
+    proxy.hold() // the running queries' answers stay in the proxy ...
+    await setTimeout(600)
+    const terminated = await withPg(cluster.url, async (admin) => {
+      const { rows } = await admin.query(
+        "SELECT (count(*) FILTER (WHERE pg_terminate_backend(pid)))::int AS n FROM pg_stat_activity WHERE application_name = 'gateway'",
+      )
+      return rows[0].n as number
+    })
+    await setTimeout(200)
+    proxy.release() // ... and arrive together with the FATAL that ended each backend
+    const outcomes = await Promise.all(queries)
+
+    t.equal(terminated, POSTGRES_POOL_SETTINGS.max, 'every pooled backend was terminated after answering')
+    t.same(
+      outcomes.filter((outcome) => outcome !== 'answered' && outcome !== 'unavailable'),
+      [],
+      'each query either answered or failed as "database unavailable"',
+    )
+    t.ok(outcomes.includes('unavailable'), 'some transactions were handed a connection that had just been terminated')
+    t.equal(await db.prisma.$executeRawUnsafe('SELECT 1'), 1, 'the next query succeeds on a fresh connection')
+  })
+
   t.test('opening a database that is down fails as "unavailable"', async (t) => {
     const closedPort = await new Promise<number>((resolve) => {
       const server = net.createServer().listen(0, '127.0.0.1', () => {
@@ -473,6 +520,56 @@ async function startFreezableProxy(targetPort: number) {
         upstream.pipe(client)
         client.resume()
         upstream.resume()
+      }
+    },
+    async close() {
+      for (const { client, upstream } of pairs) {
+        client.destroy()
+        upstream.destroy()
+      }
+      await new Promise((resolve) => server.close(resolve))
+    },
+  }
+}
+
+/**
+ * A TCP proxy that can hold back the server's bytes and later pass each connection's
+ * held bytes on in a single write (so the client parses them as one chunk), closing the
+ * connections the server closed meanwhile.
+ */
+async function startHoldingProxy(targetPort: number) {
+  let holding = false
+  const pairs = new Set<{ client: net.Socket; upstream: net.Socket; held: Buffer[]; upstreamEnded: boolean }>()
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1')
+    const pair = { client, upstream, held: [] as Buffer[], upstreamEnded: false }
+    pairs.add(pair)
+    const end = () => {
+      pairs.delete(pair)
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('error', end).on('close', end)
+    upstream.on('error', () => {})
+    upstream.on('close', () => {
+      pair.upstreamEnded = true
+      if (!holding) end()
+    })
+    client.on('data', (chunk: Buffer) => upstream.write(chunk))
+    upstream.on('data', (chunk: Buffer) => (holding ? pair.held.push(chunk) : client.write(chunk)))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    hold() {
+      holding = true
+    },
+    release() {
+      holding = false
+      for (const pair of pairs) {
+        if (pair.held.length > 0) pair.client.write(Buffer.concat(pair.held))
+        pair.held = []
+        if (pair.upstreamEnded) pair.client.end()
       }
     },
     async close() {
