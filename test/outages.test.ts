@@ -13,6 +13,7 @@ import {
   type TestGateway,
 } from './support/gateway.js'
 import { startPostgresCluster } from './support/postgres.js'
+import { startTcpProxy, throughProxy } from './support/tcp-proxy.js'
 
 const refresh = (gateway: TestGateway, refreshToken: string) =>
   gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
@@ -115,4 +116,31 @@ t.test('PostgreSQL stopped: login and signup 503, refresh and JWKS keep working,
   t.equal(resumed.statusCode, 201, 'the same signup ticket works once the database is back')
   t.equal((await loginWithGoogle(gateway, { sub: 'db-outage', name: 'Dana' })).json().status, 'authenticated')
   t.equal(await gateway.database.prisma.user.count(), 2, 'no half-written user: exactly the two complete accounts')
+})
+
+t.test('PostgreSQL lost right after the signup wrote the account: 503, and the same ticket then signs in that account', async (t) => {
+  const cluster = await startPostgresCluster()
+  t.teardown(() => cluster.stop())
+  const proxy = await startTcpProxy(cluster.port)
+  t.teardown(() => proxy.close())
+  const gateway = await startTestGateway({ databaseUrl: throughProxy(cluster.url, proxy) })
+  t.teardown(() => gateway.close())
+
+  const { signupToken } = (await loginWithGoogle(gateway, { sub: 'cut-after-create' })).json()
+  // The account is written; the connection drops on the next query (the new user's scopes).
+  proxy.cutWhenClientSends('role_scopes')
+  const cut = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken, nickname: 'Cora' } })
+  t.equal(cut.statusCode, 503, 'the signup answers 503')
+  t.notOk(cut.json().accessToken, 'without tokens')
+  t.equal(await gateway.database.prisma.user.count(), 1, 'the account was written before the connection dropped')
+
+  const retried = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken, nickname: 'Cora' } })
+  t.equal(retried.statusCode, 201, 'the retry with the same ticket succeeds')
+  t.equal(retried.json().user.nickname, 'Cora')
+  t.ok(retried.json().accessToken, 'and gets tokens')
+  t.equal(await gateway.database.prisma.user.count(), 1, 'for the account already written, not a second one')
+  const login = (await loginWithGoogle(gateway, { sub: 'cut-after-create' })).json()
+  t.equal(login.user?.id, retried.json().user.id, 'and a later login reaches that same account')
+  const again = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken, nickname: 'Cora' } })
+  t.equal(again.statusCode, 401, 'the ticket is spent by the signup that succeeded')
 })

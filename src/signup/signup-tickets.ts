@@ -12,12 +12,17 @@ export interface SignupTicket {
   provider: string
   subject: string
   profile: Omit<ProviderProfile, 'subject'>
+  /**
+   * Set when an earlier use of this ticket failed in storage after the account may have
+   * been written: the retry then finishes with the account the identity is linked to.
+   */
+  interrupted?: true
 }
 
 export interface ClaimedTicket {
   ticket: SignupTicket
   /** Puts the ticket back with its remaining life, when signup failed through no fault of the client. */
-  release(): Promise<void>
+  release(marks?: Pick<SignupTicket, 'interrupted'>): Promise<void>
 }
 
 // GET, PTTL and DEL in one step: of parallel claims exactly one wins.
@@ -56,10 +61,12 @@ export class SignupTickets {
     const claimed = (await inRedis(() => this.redis.eval(CLAIM, 1, key(signupToken)))) as [string, number] | null
     if (!claimed) throw new InvalidSignupToken('the signup token is unknown, used or expired')
     const [value, ttlMs] = claimed
+    const ticket = JSON.parse(value) as SignupTicket
     return {
-      ticket: JSON.parse(value) as SignupTicket,
-      release: async () => {
-        if (ttlMs > 0) await inRedis(() => this.redis.set(key(signupToken), value, 'PX', ttlMs, 'NX'))
+      ticket,
+      release: async (marks) => {
+        const kept = marks ? JSON.stringify({ ...ticket, ...marks }) : value
+        if (ttlMs > 0) await inRedis(() => this.redis.set(key(signupToken), kept, 'PX', ttlMs, 'NX'))
       },
     }
   }

@@ -3,7 +3,7 @@
 
 import type { ProfileField } from '../config.js'
 import { InvalidRequest, InvalidSignupToken, StorageUnavailable } from '../errors.js'
-import type { PublicUser, UserDirectory } from '../identity/users.js'
+import type { ExternalIdentity, NewUserProfile, PublicUser, UserDirectory } from '../identity/users.js'
 import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from './signup-tickets.js'
@@ -58,16 +58,28 @@ export class SignupService {
       await claimed.release()
       throw new InvalidRequest(`missing required fields: ${missing.join(', ')}`)
     }
-    let user: PublicUser
-    try {
-      user = await this.deps.users.createWithIdentity(profile, { provider: ticket.provider, subject: ticket.subject })
-    } catch (error) {
-      // The client did nothing wrong: let the same ticket be used again once storage is back.
-      if (error instanceof StorageUnavailable) await claimed.release().catch(() => {})
-      throw error
+    const identity = { provider: ticket.provider, subject: ticket.subject }
+    // The client did nothing wrong when storage fails: the same ticket works again once
+    // storage is back, and finishes with the account this attempt may already have written.
+    const keepTicketOnOutage = async <T>(step: () => Promise<T>): Promise<T> => {
+      try {
+        return await step()
+      } catch (error) {
+        if (error instanceof StorageUnavailable) await claimed.release({ interrupted: true }).catch(() => {})
+        throw error
+      }
     }
-    const tokens = await this.deps.sessionTokens.startSession(user.id, client)
+    const user = await keepTicketOnOutage(() => this.accountFor(identity, profile, ticket.interrupted === true))
+    const tokens = await keepTicketOnOutage(() => this.deps.sessionTokens.startSession(user.id, client))
     return { tokens, user }
+  }
+
+  private async accountFor(identity: ExternalIdentity, profile: NewUserProfile, interrupted: boolean): Promise<PublicUser> {
+    if (interrupted) {
+      const written = await this.deps.users.findByIdentity(identity)
+      if (written) return written
+    }
+    return await this.deps.users.createWithIdentity(profile, identity)
   }
 }
 

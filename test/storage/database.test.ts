@@ -17,6 +17,7 @@ import { Prisma, PrismaClient } from '../../src/generated/prisma/client.js'
 import { isDatabaseUnavailable, openDatabase, POSTGRES_POOL_SETTINGS, type Database } from '../../src/storage/database.js'
 import { applyMigrations, MigrationError, pgMigrationTarget } from '../../src/storage/migrations.js'
 import { createTestDatabase, startPostgresCluster } from '../support/postgres.js'
+import { startTcpProxy, throughProxy } from '../support/tcp-proxy.js'
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations/', import.meta.url))
 const KAKAO_SUBJECT = '1376016924429759228' // above 2^53: must never pass through a JS number
@@ -332,11 +333,9 @@ t.test('PostgreSQL outage', async (t) => {
   })
 
   t.test('a server that stops answering: queries time out within seconds as "unavailable", then recover', async (t) => {
-    const proxy = await startFreezableProxy(cluster.port)
+    const proxy = await startTcpProxy(cluster.port)
     t.teardown(() => proxy.close())
-    const url = new URL(cluster.url)
-    url.port = String(proxy.port)
-    const db = await openDatabase({ databaseUrl: url.toString(), dataDir: 'unused' })
+    const db = await openDatabase({ databaseUrl: throughProxy(cluster.url, proxy), dataDir: 'unused' })
     t.teardown(() => db.close())
     await db.ping()
 
@@ -371,11 +370,9 @@ t.test('PostgreSQL outage', async (t) => {
     // pg-pool hands a released connection to the next waiter while the socket's data is
     // still being parsed; a FATAL in the same TCP chunk as the answer before it used to be
     // emitted on a connection with no error listener, which ends the process.
-    const proxy = await startHoldingProxy(cluster.port)
+    const proxy = await startTcpProxy(cluster.port)
     t.teardown(() => proxy.close())
-    const url = new URL(cluster.url)
-    url.port = String(proxy.port)
-    const db = await openDatabase({ databaseUrl: url.toString(), dataDir: 'unused' })
+    const db = await openDatabase({ databaseUrl: throughProxy(cluster.url, proxy), dataDir: 'unused' })
     t.teardown(() => db.close())
     await db.ping()
 
@@ -477,107 +474,3 @@ t.test('isDatabaseUnavailable: ordinary errors are not outages', async (t) => {
   t.teardown(() => prisma.$disconnect())
   t.equal(isDatabaseUnavailable(await rejection(prisma.user.count())), true)
 })
-
-/**
- * A TCP proxy in front of PostgreSQL that can stop forwarding, like a server that
- * hangs or a network that drops packets: connections stay open, nothing answers.
- */
-async function startFreezableProxy(targetPort: number) {
-  let frozen = false
-  const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>()
-  const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, '127.0.0.1')
-    const pair = { client, upstream }
-    pairs.add(pair)
-    const end = () => {
-      pairs.delete(pair)
-      client.destroy()
-      upstream.destroy()
-    }
-    client.on('error', end).on('close', end)
-    upstream.on('error', end).on('close', end)
-    if (!frozen) {
-      client.pipe(upstream)
-      upstream.pipe(client)
-    }
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    freeze() {
-      frozen = true
-      for (const { client, upstream } of pairs) {
-        client.unpipe(upstream)
-        upstream.unpipe(client)
-        client.pause()
-        upstream.pause()
-      }
-    },
-    thaw() {
-      frozen = false
-      for (const { client, upstream } of pairs) {
-        client.pipe(upstream)
-        upstream.pipe(client)
-        client.resume()
-        upstream.resume()
-      }
-    },
-    async close() {
-      for (const { client, upstream } of pairs) {
-        client.destroy()
-        upstream.destroy()
-      }
-      await new Promise((resolve) => server.close(resolve))
-    },
-  }
-}
-
-/**
- * A TCP proxy that can hold back the server's bytes and later pass each connection's
- * held bytes on in a single write (so the client parses them as one chunk), closing the
- * connections the server closed meanwhile.
- */
-async function startHoldingProxy(targetPort: number) {
-  let holding = false
-  const pairs = new Set<{ client: net.Socket; upstream: net.Socket; held: Buffer[]; upstreamEnded: boolean }>()
-  const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, '127.0.0.1')
-    const pair = { client, upstream, held: [] as Buffer[], upstreamEnded: false }
-    pairs.add(pair)
-    const end = () => {
-      pairs.delete(pair)
-      client.destroy()
-      upstream.destroy()
-    }
-    client.on('error', end).on('close', end)
-    upstream.on('error', () => {})
-    upstream.on('close', () => {
-      pair.upstreamEnded = true
-      if (!holding) end()
-    })
-    client.on('data', (chunk: Buffer) => upstream.write(chunk))
-    upstream.on('data', (chunk: Buffer) => (holding ? pair.held.push(chunk) : client.write(chunk)))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    hold() {
-      holding = true
-    },
-    release() {
-      holding = false
-      for (const pair of pairs) {
-        if (pair.held.length > 0) pair.client.write(Buffer.concat(pair.held))
-        pair.held = []
-        if (pair.upstreamEnded) pair.client.end()
-      }
-    },
-    async close() {
-      for (const { client, upstream } of pairs) {
-        client.destroy()
-        upstream.destroy()
-      }
-      await new Promise((resolve) => server.close(resolve))
-    },
-  }
-}
