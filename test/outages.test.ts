@@ -6,6 +6,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { IncomingMessage, Server } from 'node:http'
 import t from 'tap'
 import {
+  googleSdkIdToken,
   loginWithGoogle,
   nativeAppAuthorization,
   redisReconnected,
@@ -143,4 +144,37 @@ t.test('PostgreSQL lost right after the signup wrote the account: 503, and the s
   t.equal(login.user?.id, retried.json().user.id, 'and a later login reaches that same account')
   const again = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken, nickname: 'Cora' } })
   t.equal(again.statusCode, 401, 'the ticket is spent by the signup that succeeded')
+})
+
+t.test('PostgreSQL frozen: login and signup answer 503 within the request storage budget, then work with the same credentials', async (t) => {
+  const cluster = await startPostgresCluster()
+  t.teardown(() => cluster.stop())
+  const proxy = await startTcpProxy(cluster.port)
+  t.teardown(() => proxy.close())
+  const gateway = await startTestGateway({ databaseUrl: throughProxy(cluster.url, proxy) })
+  t.teardown(() => gateway.close())
+
+  await loginWithGoogle(gateway, { sub: 'frozen-db', name: 'Freya' })
+  const { idToken, nonce } = await googleSdkIdToken(gateway, { sub: 'frozen-db', name: 'Freya' })
+  const credential = { provider: 'google', idToken, nonce }
+  const { signupToken } = (await loginWithGoogle(gateway, { sub: 'frozen-db-new' })).json()
+
+  proxy.freeze()
+  for (const [step, payload] of [
+    ['login', credential],
+    ['signup', { signupToken, nickname: 'Nova' }],
+  ] as const) {
+    const started = Date.now()
+    const answer = await gateway.app.inject({ method: 'POST', url: step === 'login' ? '/auth/login' : '/auth/signup', payload })
+    const elapsed = Date.now() - started
+    t.equal(answer.statusCode, 503, `${step} answers 503`)
+    t.ok(elapsed < 2500, `${step}: within the 2 s storage budget, not the pool's query timeout (${elapsed} ms)`)
+  }
+  proxy.thaw()
+
+  const login = await gateway.app.inject({ method: 'POST', url: '/auth/login', payload: credential })
+  t.equal(login.statusCode, 200, 'the same ID token logs in once the database answers')
+  const signup = await gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken, nickname: 'Nova' } })
+  t.equal(signup.statusCode, 201, 'the same signup ticket completes')
+  t.equal(await gateway.database.prisma.user.count(), 2, 'one account each')
 })

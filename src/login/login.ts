@@ -3,7 +3,7 @@
 // out a signup ticket. Order matters: nothing is written before the provider vouched.
 
 import type { ProfileField } from '../config.js'
-import { GatewayError, InvalidRedirectUri, InvalidRequest, InvalidState } from '../errors.js'
+import { GatewayError, IdentityAlreadyLinked, InvalidRedirectUri, InvalidRequest, InvalidState } from '../errors.js'
 import { hashSecret, randomSecret } from '../secrets.js'
 import type { ProviderRegistry } from '../../providers/registry.js'
 import type { ProviderProfile } from '../../providers/types.js'
@@ -11,10 +11,10 @@ import type { PublicUser, UserDirectory } from '../identity/users.js'
 import type { SessionClient } from '../sessions/refresh-sessions.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from '../signup/signup-tickets.js'
-import { IdentityAlreadyLinked } from '../errors.js'
 import type { LoginTransactions } from './login-transactions.js'
 import type { UsedIdTokens } from './used-id-tokens.js'
 import type { UserScopes } from '../identity/user-scopes.js'
+import { undoInBackground } from '../storage/storage-budget.js'
 
 export interface CodeLogin {
   code: string
@@ -121,7 +121,7 @@ export class LoginService {
       return outcome
     } catch (error) {
       // If even the release fails (Redis lost), the reservation runs out by itself.
-      await reservation.release().catch(() => {})
+      undoInBackground(() => reservation.release())
       throw error
     }
   }

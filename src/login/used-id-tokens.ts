@@ -13,7 +13,7 @@ import { InvalidGrant, StorageUnavailable } from '../errors.js'
 import { hashSecret, randomSecret } from '../secrets.js'
 import { inRedis } from '../storage/redis.js'
 
-/** Longer than a login's own storage work can take with every timeout running out (database queries of up to 6 s each). */
+/** Longer than any login can run: its storage waits share the 2 s request budget, its provider calls have their own timeouts. */
 const RESERVATION_MS = 60_000
 const SPENT = 'spent'
 

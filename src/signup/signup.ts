@@ -8,6 +8,7 @@ import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from './signup-tickets.js'
 import type { UserScopes } from '../identity/user-scopes.js'
+import { undoInBackground } from '../storage/storage-budget.js'
 import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../identity/profile-text.js'
 
 export interface SignupRequest {
@@ -65,7 +66,7 @@ export class SignupService {
       try {
         return await step()
       } catch (error) {
-        if (error instanceof StorageUnavailable) await claimed.release({ interrupted: true }).catch(() => {})
+        if (error instanceof StorageUnavailable) undoInBackground(() => claimed.release({ interrupted: true }))
         throw error
       }
     }

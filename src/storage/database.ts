@@ -11,6 +11,7 @@ import pg from 'pg'
 import { PrismaPGlite } from 'pglite-prisma-adapter'
 import { Prisma, PrismaClient } from '../generated/prisma/client.js'
 import { StorageUnavailable } from '../errors.js'
+import { BudgetExhausted, withinBudget } from './storage-budget.js'
 import { applyMigrations, pgliteMigrationTarget, pgMigrationTarget } from './migrations.js'
 
 export interface Database {
@@ -218,12 +219,19 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return visit(error, 0)
 }
 
-/** Runs one database interaction; an unreachable database becomes StorageUnavailable (503). */
+/**
+ * Runs one database interaction inside the request's storage budget (shared with Redis);
+ * an unreachable database, or one that has not answered when the budget runs out,
+ * becomes StorageUnavailable (503). An abandoned statement may still complete later: what
+ * it writes is whole (one statement or one transaction), and callers that write allow for it.
+ */
 export async function inDatabase<T>(operation: () => Promise<T>): Promise<T> {
   try {
-    return await operation()
+    return await withinBudget(operation)
   } catch (error) {
-    if (isDatabaseUnavailable(error)) throw new StorageUnavailable('the user database is unavailable', { cause: error })
+    if (error instanceof BudgetExhausted || isDatabaseUnavailable(error)) {
+      throw new StorageUnavailable('the user database is unavailable', { cause: error })
+    }
     throw error
   }
 }

@@ -42,3 +42,18 @@ export async function withinBudget<T>(operation: () => Promise<T>): Promise<T> {
     budget.leftMs -= Date.now() - started
   }
 }
+
+/** What an undo step may wait on storage, on top of the spent request's budget. */
+const UNDO_BUDGET_MS = 1_500
+
+/**
+ * Starts an undo step (putting back a claimed ticket, freeing a reserved credential) after
+ * a failure that may have used up the request's budget: it gets a budget of its own, and
+ * the failed request's answer does not wait for it. Its first command is issued before
+ * this returns, so on the same connection a client's retry reaches storage after it.
+ */
+export function undoInBackground(undo: () => Promise<unknown>): void {
+  budgets.run({ leftMs: UNDO_BUDGET_MS }, () => {
+    undo().catch(() => {})
+  })
+}
