@@ -97,9 +97,11 @@ t.test('Redis stopped: every login route answers 503 before any provider call', 
   t.equal(retriedLogout.statusCode, 204, 'the retried logout succeeds (logout stays idempotent)')
 })
 
-t.test('Redis out of memory under noeviction: /health/ready is 503 while PING still answers', async (t) => {
+t.test('Redis out of memory under noeviction: /health/ready is 503 while PING still answers, and logout still ends sessions', async (t) => {
   const gateway = await startTestGateway({ database: 'pglite' })
   t.teardown(() => gateway.close())
+  const mobile = (await loginWithGoogle(gateway, { sub: 'full-redis', name: 'Fay' })).json()
+  const other = (await loginWithGoogle(gateway, { sub: 'full-redis', name: 'Fay' })).json()
   const admin = new Redis(gateway.testRedis.url, { maxRetriesPerRequest: 0 })
   t.teardown(() => admin.disconnect())
   t.equal((await ready(gateway)).statusCode, 200, 'ready before')
@@ -117,11 +119,21 @@ t.test('Redis out of memory under noeviction: /health/ready is 503 while PING st
   t.same(full.json().checks, { redis: 'unavailable', database: 'ok' }, 'the Redis check says why')
   const start = await gateway.app.inject({ method: 'POST', url: '/auth/login/start', payload: { provider: 'google', redirectUri: REDIRECT_URI } })
   t.equal(start.statusCode, 503, 'and a login is indeed refused meanwhile')
+  const refused = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: mobile.refreshToken } })
+  t.equal(refused.statusCode, 503, 'as is a refresh (it must write)')
+  const logout = await gateway.app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: mobile.refreshToken } })
+  t.equal(logout.statusCode, 204, 'but a logout only deletes: it ends the session')
+  const logoutAll = await gateway.app.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${other.accessToken}` } })
+  t.equal(logoutAll.statusCode, 204, 'and so does logout everywhere')
 
   await admin.config('SET', 'maxmemory', '0')
   const back = await ready(gateway)
   t.equal(back.statusCode, 200, 'ready again once writes work')
   t.same(back.json().checks, { redis: 'ok', database: 'ok' }, 'both checks pass')
+  for (const [session, name] of [[mobile, 'the logged-out session'], [other, 'the session ended by logout everywhere']] as const) {
+    const refresh = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: session.refreshToken } })
+    t.equal(refresh.statusCode, 401, `${name} stays ended`)
+  }
 })
 
 t.test('native ID tokens are spent only by a login that succeeded', async (t) => {

@@ -6,11 +6,13 @@
 // When the count cannot be taken (Redis down, frozen, or refusing writes at maxmemory) the
 // request is refused with 503 and Retry-After, before anything else runs: a limiter that
 // stepped aside let every login of an outage through to the provider (the code route needs
-// no Redis before its provider call). The same holds for every limited route, refresh and
-// logout included, and neither logs anyone out: refresh needs Redis anyway and a 503 (never
-// a 401) tells the client to keep its refresh token and retry; a logout that gets 503 has
-// ended nothing and is simply retried, which logout's idempotence makes safe (a 204 would
-// claim a session ended that may still be live).
+// no Redis before its provider call). Refresh is refused the same way and logs no one out:
+// it needs Redis anyway, and a 503 (never a 401) tells the client to keep its token and retry.
+//
+// Logout is the exception (rateLimitedDeletionAs): all it does is delete from Redis, so when
+// the count cannot be taken it goes on and meets the same Redis itself. Down or frozen, the
+// logout answers 503 there and ended nothing; full (maxmemory refuses the count's write but
+// never a deletion), the session still ends, as the user asked.
 
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
@@ -37,6 +39,11 @@ export async function registerRateLimits(app: FastifyInstance, redis: Redis): Pr
 /** Route config: a per-minute budget per address and route, sized by the route's group. */
 export function rateLimitedAs(group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
   return { rateLimit: { max: config.rateLimits[group], timeWindow: WINDOW_MS } }
+}
+
+/** The same budget for a route whose every effect is a deletion in Redis (see the top of this file). */
+export function rateLimitedDeletionAs(group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
+  return { rateLimit: { ...rateLimitedAs(group, config).rateLimit, skipOnError: true } }
 }
 
 const NAMESPACE = 'gw:rate:'

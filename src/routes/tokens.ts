@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { InvalidGrant, InvalidRequest } from '../errors.js'
 import { bearerTokenOf } from '../http/bearer.js'
 import { clientOf, originOf } from '../http/browser.js'
-import { rateLimitedAs } from '../http/rate-limits.js'
+import { rateLimitedAs, rateLimitedDeletionAs } from '../http/rate-limits.js'
 import { authenticatedReply } from './shapes.js'
 
 const refreshBody = {
@@ -16,8 +16,7 @@ type RefreshBody = { refreshToken?: string } | null | undefined
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   const { browser, sessionTokens, sessions, accessTokens } = app.gateway
 
-  const limited = rateLimitedAs('token', app.gateway.config)
-  app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody }, config: limited }, async (request, reply) => {
+  app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody }, config: rateLimitedAs('token', app.gateway.config) }, async (request, reply) => {
     const { token, channel } = browser.refreshTokenOf(request, request.body?.refreshToken)
     if (token === undefined) throw new InvalidGrant('a refresh token is required (cookie or body)')
     const tokens = await sessionTokens.refresh(token, clientOf(request, channel))
@@ -25,7 +24,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   })
 
   // Ends one session: by refresh token (cookie or body), or by the bearer access token.
-  app.post<{ Body: RefreshBody }>('/auth/logout', { schema: { body: refreshBody }, config: limited }, async (request, reply) => {
+  app.post<{ Body: RefreshBody }>('/auth/logout', { schema: { body: refreshBody }, config: rateLimitedDeletionAs('token', app.gateway.config) }, async (request, reply) => {
     let presented: ReturnType<typeof browser.refreshTokenOf>
     try {
       presented = browser.refreshTokenOf(request, request.body?.refreshToken)
