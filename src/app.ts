@@ -23,7 +23,7 @@ import type { AccessTokens } from './tokens/access-tokens.js'
 import type { SigningKeySet } from './tokens/signing-keys.js'
 import type { BrowserPolicy } from './http/browser.js'
 import { applyConnectionLimits } from './http/connection-limits.js'
-import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './http/errors.js'
+import { clientErrorHandler, frameworkErrors, refuseRequestsWithoutHost, registerErrorHandling } from './http/errors.js'
 import { registerStrictJsonBodies } from './http/json-body.js'
 import { registerRateLimits } from './http/rate-limits.js'
 import { registerStorageBudget } from './http/storage-budget.js'
@@ -116,13 +116,20 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
     // client that never reads the answer. Idle keep-alive lasts past the 60 s a load balancer
     // keeps an idle upstream connection, so the gateway never closes one the balancer reuses.
     requestTimeout: services.config.requestTimeout * 1000,
-    http: { requestTimeout: services.config.requestTimeout * 1000, headersTimeout: services.config.requestTimeout * 1000, connectionsCheckingInterval: 1000 },
+    http: {
+      requestTimeout: services.config.requestTimeout * 1000,
+      headersTimeout: services.config.requestTimeout * 1000,
+      connectionsCheckingInterval: 1000,
+      // Answered by refuseRequestsWithoutHost instead, with a body.
+      requireHostHeader: false,
+    },
     connectionTimeout: 60_000,
     keepAliveTimeout: 72_000,
   })
   applyConnectionLimits(app.server, { perAddress: services.config.maxConnectionsPerIp })
   app.decorate('gateway', services)
   registerErrorHandling(app)
+  refuseRequestsWithoutHost(app)
   registerStorageBudget(app)
   // Every body is JSON. Without this, a text/plain body (what a cross-site form sends)
   // would reach the schema instead of being refused with 415.

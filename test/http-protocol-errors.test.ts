@@ -85,6 +85,14 @@ t.test('a request that is not HTTP → 400 invalid_request', async (t) => {
   for (const [what, request] of requests) assertContract(t, what, await raw(request), 400, 'invalid_request')
 })
 
+t.test('an HTTP/1.1 request without Host → 400 with { error, message }; HTTP/1.0 needs none', async (t) => {
+  const text = await raw('GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n')
+  assertContract(t, 'no Host header', text, 400, 'invalid_request')
+  t.match(JSON.parse(parse(text).body).message, /Host header/, 'the message names the missing header')
+  const old = parse(await raw('GET /health/live HTTP/1.0\r\n\r\n'))
+  t.equal(old.status, 200, 'an HTTP/1.0 request without Host is served')
+})
+
 t.test('a request whose headers do not arrive in REQUEST_TIMEOUT → 408 with { error, message }', async (t) => {
   const text = await raw('GET /health/live HTTP/1.1\r\nHost: gateway\r\n', 6000)
   assertContract(t, 'headers left unfinished', text, 408, 'request_timeout')

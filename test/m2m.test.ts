@@ -176,6 +176,14 @@ t.test('grant types other than client_credentials and malformed requests', async
   refusedTheOAuthWay(t, await tokenRequest({ grant_type: 'refresh_token', refresh_token: 'x' }, credentials), 400, 'unsupported_grant_type')
   refusedTheOAuthWay(t, await tokenRequest({ resource: ORDERS }, credentials), 400, 'invalid_request')
   refusedTheOAuthWay(t, await tokenRequest('grant_type=client_credentials&grant_type=client_credentials', credentials), 400, 'invalid_request')
+  for (const odd of ['%00', '%0A', '%C3%A9', '%7F']) {
+    // Each would reach the database (a resource is looked up there); PostgreSQL cannot store NUL.
+    const answer = await tokenRequest(`grant_type=client_credentials&resource=https%3A%2F%2Forders.example${odd}`, credentials)
+    refusedTheOAuthWay(t, answer, 400, 'invalid_request')
+    t.match(answer.json().message, /resource must be printable ASCII/, `${odd} in resource: a clear 400, never a 500`)
+  }
+  const oddScope = await tokenRequest({ grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read\u0000' }, credentials)
+  refusedTheOAuthWay(t, oddScope, 400, 'invalid_request')
   const withCharset = await app.inject({
     method: 'POST',
     url: '/oauth/token',

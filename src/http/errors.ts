@@ -7,7 +7,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { GatewayError, InsufficientScope } from '../errors.js'
+import { GatewayError, InsufficientScope, InvalidRequest } from '../errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -98,6 +98,19 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
   }
   request.log.error({ err: describe(error) }, 'unexpected router failure')
   void reply.code(500).send({ error: 'internal_error', message: 'something went wrong on our side' })
+}
+
+/**
+ * RFC 9112 §3.2: an HTTP/1.1 request without a Host header is a 400. Node checks this
+ * itself but answers with an empty body, so the gateway's server turns that check off
+ * (`requireHostHeader: false`) and this hook answers instead, in the contract's shape.
+ */
+export function refuseRequestsWithoutHost(app: FastifyInstance): void {
+  app.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      throw new InvalidRequest('an HTTP/1.1 request must carry a Host header (RFC 9112 §3.2)')
+    }
+  })
 }
 
 /** What Node's HTTP parser refuses before fastify sees a request, by its error codes. */

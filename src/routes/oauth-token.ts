@@ -41,10 +41,15 @@ const tokenRequest = {
   },
 } as const
 
+/** RFC 6749 Appendix A: every value these endpoints read is VSCHAR (or narrower), and a resource is an ASCII URI. */
+const VSCHAR = /^[\x20-\x7e]*$/
+
 /**
  * RFC 6749 §3.2: a parameter sent without a value counts as omitted, one sent twice is an
  * invalid request, unknown ones are ignored. RFC 8707 §2 would allow several `resource`s;
- * our tokens have one audience, so that is refused as invalid_target.
+ * our tokens have one audience, so that is refused as invalid_target. A value with a
+ * character outside VSCHAR (NUL, a control character, non-ASCII) is an invalid request,
+ * before it can reach a database that cannot store it.
  */
 export function parseOAuthForm<Name extends string>(body: string, names: readonly Name[]): Partial<Record<Name, string>> {
   const form = new URLSearchParams(body)
@@ -55,7 +60,10 @@ export function parseOAuthForm<Name extends string>(body: string, names: readonl
       if (name === 'resource') throw new InvalidTarget('ask for one resource per token')
       throw new InvalidRequest(`the parameter ${name} is repeated`)
     }
-    if (values.length === 1) parsed[name] = values[0]
+    if (values.length === 1) {
+      if (!VSCHAR.test(values[0])) throw new InvalidRequest(`the parameter ${name} must be printable ASCII (RFC 6749 Appendix A)`)
+      parsed[name] = values[0]
+    }
   }
   return parsed
 }
