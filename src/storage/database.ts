@@ -11,7 +11,6 @@ import pg from 'pg'
 import { PrismaPGlite } from 'pglite-prisma-adapter'
 import { Prisma, PrismaClient } from '../generated/prisma/client.js'
 import { StorageUnavailable } from '../errors.js'
-import { BudgetExhausted, withinBudget } from './storage-budget.js'
 import { applyMigrations, pgliteMigrationTarget, pgMigrationTarget } from './migrations.js'
 
 export interface Database {
@@ -24,21 +23,26 @@ export interface Database {
 }
 
 /**
- * Timeouts of the PostgreSQL pool: during an outage a request fails within a few
- * seconds (and the gateway answers 503) instead of hanging; broken connections are
- * dropped and new ones made when the server is back, without reopening anything.
+ * Timeouts of the PostgreSQL pool: during an outage a request fails within about 2 s, as
+ * it does when Redis stalls (the gateway answers 503), instead of hanging; broken
+ * connections are dropped and new ones made when the server is back, without reopening
+ * anything. Every statement the gateway runs is an indexed lookup or a small write, far
+ * below these limits. They bound each statement, not a request's sum as the Redis budget
+ * does: a frozen server fails the request's first statement, and so the request. (Prisma's
+ * first use of a query shape compiles it in this process; with a request-wide clock, a
+ * cold or busy process would spend the budget on that and answer 503 with the database fine.)
  */
 export const POSTGRES_POOL_SETTINGS = {
   /** Connections per gateway process. */
   max: 10,
   /** Giving up on a new connection (server down, unroutable, overloaded). */
   connectionTimeoutMillis: 2_000,
-  /** Server-side limit of one statement. */
-  statement_timeout: 5_000,
+  /** Server-side limit of one statement: the server cancels it and the connection stays usable. */
+  statement_timeout: 1_500,
   /** Client-side limit of one query, for a server that stopped answering at all. */
-  query_timeout: 6_000,
+  query_timeout: 2_000,
   /** Waiting for a lock inside the server. */
-  lock_timeout: 5_000,
+  lock_timeout: 1_000,
   /** A transaction left idle (e.g. a client stuck mid-transaction) is ended by the server. */
   idle_in_transaction_session_timeout: 10_000,
   /** Idle connections are closed after this long. */
@@ -219,19 +223,12 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return visit(error, 0)
 }
 
-/**
- * Runs one database interaction inside the request's storage budget (shared with Redis);
- * an unreachable database, or one that has not answered when the budget runs out,
- * becomes StorageUnavailable (503). An abandoned statement may still complete later: what
- * it writes is whole (one statement or one transaction), and callers that write allow for it.
- */
+/** Runs one database interaction; an unreachable database becomes StorageUnavailable (503). */
 export async function inDatabase<T>(operation: () => Promise<T>): Promise<T> {
   try {
-    return await withinBudget(operation)
+    return await operation()
   } catch (error) {
-    if (error instanceof BudgetExhausted || isDatabaseUnavailable(error)) {
-      throw new StorageUnavailable('the user database is unavailable', { cause: error })
-    }
+    if (isDatabaseUnavailable(error)) throw new StorageUnavailable('the user database is unavailable', { cause: error })
     throw error
   }
 }
