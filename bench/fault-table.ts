@@ -180,6 +180,7 @@ async function gatewayEnvironment(env: Environment, port: number, redisUrl: stri
     LOG_LEVEL: 'warn',
     RATE_LIMIT_LOGIN: '1000000',
     RATE_LIMIT_TOKEN: '1000000',
+    RATE_LIMIT_REFRESH: '1000000',
   }
 }
 

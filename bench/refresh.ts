@@ -61,6 +61,7 @@ async function main(): Promise<number> {
   const { gateway, config, url: gatewayUrl } = await startGateway(dataDir, REDIS_SOCKET ? redis.socket : redis.url, {
     // 64 connections from one address: far beyond any per-client budget, on purpose.
     RATE_LIMIT_TOKEN: '1000000',
+    RATE_LIMIT_REFRESH: '1000000',
   })
 
   const services = gateway.app.gateway

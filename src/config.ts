@@ -39,6 +39,8 @@ export interface Config {
   sessionPolicy: 'multi' | 'single'
   /** Live sessions per user; a login beyond it ends the least recently used one. */
   maxSessionsPerUser: number
+  /** Refreshes one session may make per minute; counted in the session, so a shared (NAT) address does not matter. */
+  refreshesPerMinute: number
   /** Seconds a request (headers and body) may take before its connection is closed. */
   requestTimeout: number
   /** Concurrent connections one client address may hold; more are closed at once. */
@@ -130,6 +132,7 @@ export function loadConfig(env: Env = process.env): Config {
     signupRequiredFields: signupRequiredFields as ProfileField[],
     sessionPolicy: sessionPolicy as Config['sessionPolicy'],
     maxSessionsPerUser: read.integer('MAX_SESSIONS_PER_USER', 50, 1, 1000),
+    refreshesPerMinute: read.integer('RATE_LIMIT_REFRESH', 60, 1, 1_000_000),
     requestTimeout: read.integer('REQUEST_TIMEOUT', 10, 1, 300),
     maxConnectionsPerIp: read.integer('MAX_CONNECTIONS_PER_IP', 256, 1, 1_000_000),
     providers,

@@ -26,7 +26,15 @@ export class IdentityAlreadyLinked extends GatewayError { readonly code = 'ident
 /** The provider answered with something we cannot use (bad credentials, malformed body, 5xx). */
 export class ProviderError extends GatewayError { readonly code = 'provider_error' }
 export class ProviderTimeout extends GatewayError { readonly code = 'provider_timeout' }
-export class RateLimited extends GatewayError { readonly code = 'rate_limited' }
+export class RateLimited extends GatewayError {
+  readonly code = 'rate_limited'
+  /** Sent as Retry-After. */
+  readonly retryAfterSeconds?: number
+  constructor(message: string, options?: { retryAfterSeconds?: number }) {
+    super(message)
+    this.retryAfterSeconds = options?.retryAfterSeconds
+  }
+}
 /** RFC 8707 §2: the requested resource is not one the gateway issues tokens for. */
 export class InvalidTarget extends GatewayError { readonly code = 'invalid_target' }
 /** RFC 6749 §5.2: client authentication failed (no or malformed credentials, unknown client, wrong secret). */

@@ -3,7 +3,9 @@
 // each real client address has its own budget.
 
 import t from 'tap'
-import { REDIRECT_URI, startTestGateway } from './support/gateway.js'
+import { parseRefreshToken } from '../src/sessions/refresh-token.js'
+import { sessionKeys } from '../src/sessions/session-keys.js'
+import { loginWithGoogle, REDIRECT_URI, startTestGateway } from './support/gateway.js'
 
 const login = { provider: 'google', code: 'some-code', redirectUri: REDIRECT_URI, codeVerifier: 'v'.repeat(43) }
 
@@ -34,6 +36,47 @@ t.test('logins over the limit are refused with 429 before the provider is called
   t.equal(refresh.statusCode, 401, 'refresh has its own budget')
 })
 
+t.test('refreshes are limited per session, not per address (carrier NAT)', async (t) => {
+  // RATE_LIMIT_TOKEN is small too: a per-address count would refuse the phones below.
+  const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_REFRESH: '3', RATE_LIMIT_TOKEN: '5' } })
+  t.teardown(() => gateway.close())
+  const refresh = (refreshToken: string) => gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
+
+  // Ten phones behind one address, each within its own session's allowance.
+  const phones = await Promise.all(Array.from({ length: 10 }, (_, i) => loginWithGoogle(gateway, { sub: `nat-${i}`, name: 'Nat' })))
+  let answers = 0
+  for (const phone of phones) {
+    let token = phone.json().refreshToken as string
+    for (let i = 0; i < 3; i++) {
+      const answer = await refresh(token)
+      t.equal(answer.statusCode, 200, 'every phone refreshes')
+      token = answer.json().refreshToken
+      answers++
+    }
+  }
+  t.equal(answers, 30, '30 refreshes from one address, 3 per session, all served')
+
+  const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'busy', name: 'Bea' })).json()
+  const parts = parseRefreshToken(refreshToken)!
+  // Someone holding only the session's ids (a forged secret) cannot use up its allowance.
+  const forged = refreshToken.slice(0, 60) + (refreshToken[60] === 'A' ? 'B' : 'A') + refreshToken.slice(61)
+  for (let i = 0; i < 5; i++) t.equal((await refresh(forged)).statusCode, 401, 'a forged token is refused')
+  let token = refreshToken
+  for (let i = 0; i < 3; i++) {
+    const answer = await refresh(token)
+    t.equal(answer.statusCode, 200, `refresh ${i + 1} of 3`)
+    token = answer.json().refreshToken
+  }
+  const limited = await refresh(token)
+  t.equal(limited.statusCode, 429, 'the fourth in a minute is refused')
+  t.equal(limited.json().error, 'rate_limited')
+  const retryAfter = Number(limited.headers['retry-after'])
+  t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After says when (${retryAfter} s)`)
+  t.equal(await gateway.redis.hget(sessionKeys.session(parts.userId, parts.sessionId), 'gen'), '3', 'without rotating: the presented token stays the live one')
+  const other = (await loginWithGoogle(gateway, { sub: 'busy', name: 'Bea' })).json()
+  t.equal((await refresh(other.refreshToken)).statusCode, 200, "the same user's other session is not limited")
+})
+
 t.test('behind a trusted proxy each client address has its own budget', async (t) => {
   const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_LOGIN: '2', TRUST_PROXY: '127.0.0.1' } })
   t.teardown(() => gateway.close())
@@ -47,6 +90,7 @@ t.test('behind a trusted proxy each client address has its own budget', async (t
 t.test('with Redis down the limiter cannot count, so it refuses: 503 with Retry-After', async (t) => {
   const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_LOGIN: '3' } })
   t.teardown(() => gateway.close())
+  const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'redis-down', name: 'Dora' })).json()
   await gateway.testRedis.stop()
   // The code route needs no Redis of its own before calling the provider: only the limiter stands in the way.
   for (let i = 0; i < 5; i++) {
@@ -55,7 +99,7 @@ t.test('with Redis down the limiter cannot count, so it refuses: 503 with Retry-
     t.equal(attempt.json().error, 'unavailable')
     t.equal(attempt.headers['retry-after'], '1')
   }
-  const refresh = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: 'x' } })
+  const refresh = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
   t.equal(refresh.statusCode, 503, 'refresh too: never a 401 that would make a client drop its token')
   // test/fail-closed.test.ts covers every login route and counts what the provider saw.
 })

@@ -134,3 +134,19 @@ t.test('a session costs the same bytes after 1 or 1,000 rotations, at most 1 KB'
   t.ok(afterOne <= 1024, `at most 1 KB after 1 rotation (${afterOne})`)
   t.ok(afterThousand <= afterOne + 16, `no growth with rotations beyond number widths (${afterThousand})`)
 })
+
+t.test('a refresh is one Redis command: the rotation also counts the refresh and returns the cached scopes', async (t) => {
+  let { refreshToken } = await login('one-round-trip')
+  refreshToken = (await refresh(refreshToken)).json().refreshToken // scripts loaded, scopes cached
+  // Every command the gateway's client sends, counted on its way out.
+  const sent: string[] = []
+  const sendCommand = gateway.redis.sendCommand.bind(gateway.redis)
+  gateway.redis.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
+    sent.push(command.name)
+    return (sendCommand as (...args: unknown[]) => unknown)(command, ...rest)
+  }) as typeof gateway.redis.sendCommand
+  t.teardown(() => void (gateway.redis.sendCommand = sendCommand))
+  const answer = await refresh(refreshToken)
+  t.equal(answer.statusCode, 200)
+  t.same(sent, ['evalsha'], 'one command for the whole refresh')
+})

@@ -7,7 +7,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { GatewayError, InsufficientScope, InvalidRequest } from '../errors.js'
+import { GatewayError, InsufficientScope, InvalidRequest, RateLimited } from '../errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -59,6 +59,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const { detail } = error as GatewayError
       if (status >= 500 || detail) request.log.warn({ err: describe(error), detail }, error.message)
       if (status === 503) reply.header('retry-after', '1')
+      if (error instanceof RateLimited && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds))
       // RFC 6750 §3.1: no error code when the request carried no credentials at all.
       if (error.code === 'invalid_token') {
         reply.header('www-authenticate', request.headers.authorization === undefined ? 'Bearer' : 'Bearer error="invalid_token"')

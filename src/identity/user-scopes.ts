@@ -1,12 +1,13 @@
-// What a user may do on a resource: the union of the scopes their roles grant there. Read
-// through a Redis cache in the user's hash slot, so a refresh does not touch the database:
-// a cached answer younger than a minute is used as is; an older one is re-read, and used
-// anyway if the database is down (refresh keeps working through a database outage).
+// What a user may do on a resource: the union of the scopes their roles grant there. Cached
+// in Redis in the user's hash slot (sessionKeys.scopes: one hash per user, a field per
+// resource), where the refresh-token rotation reads it in the same call: a cached answer
+// younger than a minute is used as is; an older one is re-read, and used anyway if the
+// database is down (refresh keeps working through a database outage).
 
 import type { Redis } from 'ioredis'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import { InvalidTarget, StorageUnavailable } from '../errors.js'
-import { hashSecret } from '../secrets.js'
+import { sessionKeys } from '../sessions/session-keys.js'
 import { inDatabase } from '../storage/database.js'
 import { inRedis } from '../storage/redis.js'
 
@@ -21,21 +22,28 @@ export class UserScopes {
   ) {}
 
   /** Space-separated scopes for an access token, or undefined when the user holds none there. */
-  async scopeFor(userId: string, resource = this.options.ownResource): Promise<string | undefined> {
-    const key = `gw:{${userId}}:scopes:${hashSecret(resource)}`
-    const cached = await inRedis(() => this.redis.get(key))
-    const known = cached === null ? undefined : (JSON.parse(cached) as { scopes: string[]; checkedAt: number })
-    if (known && Date.now() - known.checkedAt < FRESH_MS) return join(known.scopes)
+  async scopeFor(userId: string, resource?: string): Promise<string | undefined> {
+    const cached = await inRedis(() => this.redis.hget(sessionKeys.scopes(userId), resource ?? ''))
+    return this.scopeFromCache(userId, resource, cached ?? '')
+  }
+
+  /**
+   * The same, from a cache entry already read (the rotation returns it): the database is
+   * asked only when the entry is missing or older than a minute.
+   */
+  async scopeFromCache(userId: string, resource: string | undefined, cached: string): Promise<string | undefined> {
+    const known = parseEntry(cached)
+    if (known && Date.now() - known.checkedAt < FRESH_MS) return known.scope
     let scopes: string[]
     try {
-      scopes = await this.fromDatabase(userId, resource)
+      scopes = await this.fromDatabase(userId, resource ?? this.options.ownResource)
     } catch (error) {
-      if (known && error instanceof StorageUnavailable) return join(known.scopes)
+      if (known && error instanceof StorageUnavailable) return known.scope
       throw error
     }
-    const value = JSON.stringify({ scopes, checkedAt: Date.now() })
-    await inRedis(() => this.redis.set(key, value, 'EX', this.options.cacheTtlSeconds))
-    return join(scopes)
+    const key = sessionKeys.scopes(userId)
+    await inRedis(() => this.redis.multi().hset(key, resource ?? '', `${Date.now()} ${scopes.join(' ')}`).expire(key, this.options.cacheTtlSeconds).exec())
+    return scopes.length > 0 ? scopes.join(' ') : undefined
   }
 
   /** RFC 8707: tokens are issued only for the gateway itself and resources operators configured. */
@@ -60,6 +68,11 @@ export class UserScopes {
   }
 }
 
-function join(scopes: string[]): string | undefined {
-  return scopes.length > 0 ? scopes.join(' ') : undefined
+/** A cache entry: `<checkedAt ms> <scope> <scope> …`. */
+function parseEntry(entry: string): { checkedAt: number; scope: string | undefined } | undefined {
+  const space = entry.indexOf(' ')
+  if (space < 0) return undefined
+  const checkedAt = Number(entry.slice(0, space))
+  if (!Number.isFinite(checkedAt)) return undefined
+  return { checkedAt, scope: entry.slice(space + 1) || undefined }
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { InvalidGrant, InvalidRequest } from '../errors.js'
 import { bearerTokenOf } from '../http/bearer.js'
 import { clientOf, originOf } from '../http/browser.js'
-import { rateLimitedAs, rateLimitedDeletionAs } from '../http/rate-limits.js'
+import { rateLimitedDeletionAs } from '../http/rate-limits.js'
 import { authenticatedReply } from './shapes.js'
 
 const refreshBody = {
@@ -16,7 +16,9 @@ type RefreshBody = { refreshToken?: string } | null | undefined
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   const { browser, sessionTokens, sessions, accessTokens } = app.gateway
 
-  app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody }, config: rateLimitedAs('token', app.gateway.config) }, async (request, reply) => {
+  // Limited per session inside the rotation (RATE_LIMIT_REFRESH), not per address: behind
+  // a carrier NAT thousands of phones share one address.
+  app.post<{ Body: RefreshBody }>('/auth/token', { schema: { body: refreshBody } }, async (request, reply) => {
     const { token, channel } = browser.refreshTokenOf(request, request.body?.refreshToken)
     if (token === undefined) throw new InvalidGrant('a refresh token is required (cookie or body)')
     const tokens = await sessionTokens.refresh(token, clientOf(request, channel))

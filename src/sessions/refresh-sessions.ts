@@ -3,11 +3,11 @@
 // presentation of a rotated token as theft that ends the whole session.
 
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
-import { InvalidGrant } from '../errors.js'
+import { InvalidGrant, RateLimited } from '../errors.js'
 import { randomId, sealWith, unsealWith } from '../secrets.js'
 import { createHash } from 'node:crypto'
 import { composeRefreshToken, familyTag, newFamilyKey, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
-import type { Channel, PresentedToken, SessionStore } from './session-store.js'
+import type { Channel, LiveToken, PresentedToken, SessionStore } from './session-store.js'
 
 export type { Channel }
 
@@ -27,6 +27,8 @@ export interface SessionPolicy {
   refreshReuseGrace: number
   sessionPolicy: 'multi' | 'single'
   maxSessionsPerUser: number
+  /** Refreshes one session may make per minute (counted in the session, not per address). */
+  refreshesPerMinute: number
 }
 
 export interface IssuedRefreshToken {
@@ -36,6 +38,8 @@ export interface IssuedRefreshToken {
   resource?: string
   refreshToken: string
   refreshExpiresIn: number
+  /** On a rotation: the user's cached scopes for the resource, as the rotation read them in the same call. */
+  cachedScopes?: string
 }
 
 /**
@@ -102,6 +106,7 @@ export class RefreshSessions {
       ttlMs: this.policy.refreshTokenTtl * 1000,
       channel: client.channel,
       strict: this.policy.refreshReuseGrace === 0,
+      refreshesPerMinute: this.policy.refreshesPerMinute,
     })
     switch (result.outcome) {
       case 'rotated':
@@ -110,6 +115,10 @@ export class RefreshSessions {
         const sameSuccessor = unsealWith(parts.secret, result.sealedSecret)
         if (!sameSuccessor) throw new InvalidGrant('the refresh token is invalid')
         return this.issued(parts, result, sameSuccessor)
+      }
+      case 'limited': {
+        const retryAfter = Math.max(1, Math.ceil(result.retryAfterMs / 1000))
+        throw new RateLimited(`too many refreshes of this session; retry after ${retryAfter} s`, { retryAfterSeconds: retryAfter })
       }
       case 'reuse':
         await this.audit.record({ userId: parts.userId, sessionId: parts.sessionId, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })
@@ -122,7 +131,7 @@ export class RefreshSessions {
     }
   }
 
-  private issued(parts: RefreshTokenParts, live: { generation: number; tag: string; ttlMs: number; resource: string }, secret: Buffer): IssuedRefreshToken {
+  private issued(parts: RefreshTokenParts, live: LiveToken, secret: Buffer): IssuedRefreshToken {
     const { userId, sessionId } = parts
     return {
       userId,
@@ -130,6 +139,7 @@ export class RefreshSessions {
       resource: live.resource || undefined,
       refreshToken: composeRefreshToken({ userId, sessionId, generation: live.generation, secret, tag: live.tag }),
       refreshExpiresIn: Math.floor(live.ttlMs / 1000),
+      cachedScopes: live.cachedScopes,
     }
   }
 

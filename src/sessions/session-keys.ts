@@ -10,4 +10,9 @@ export const sessionKeys = {
   session: (userId: string, sessionId: string) => `gw:{${userId}}:s:${sessionId}`,
   /** The user's session ids, scored by last use. */
   index: (userId: string) => `gw:{${userId}}:index`,
+  /**
+   * What the user may do, per resource ('' for the gateway itself): a hash of
+   * `<checkedAt ms> <scopes>` read by the rotation script, so a refresh needs one call.
+   */
+  scopes: (userId: string) => `gw:{${userId}}:scopes`,
 }

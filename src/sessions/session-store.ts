@@ -3,8 +3,11 @@
 //                        token's secret and of its predecessor's), sealed (the live secret,
 //                        readable only with the predecessor), key (the family key behind
 //                        the tokens' tags), exp (absolute end), channel (cookie | body),
-//                        created, lastUsed, label, resource
+//                        created, lastUsed, label, resource, and the per-session refresh
+//                        count: window (start of the current minute) and count
 //   gw:{user}:index      sorted set of the user's session ids by last use (LRU eviction)
+//   gw:{user}:scopes     the user's scopes per resource, cached (identity/user-scopes.ts):
+//                        the rotation returns them, so a refresh is one Redis call
 // A session holds the same fields after 1 or 10,000 rotations: no per-token records.
 // Every key of a user shares the hash slot {user}. Each change is one Lua script that
 // checks all its preconditions before its first write (Redis does not roll scripts back),
@@ -63,29 +66,44 @@ return ended
 `
 
 const ROTATE = `${NOW}${TAG}
--- KEYS: 1 session, 2 user's session index
+-- KEYS: 1 session, 2 user's session index, 3 user's scopes
 -- ARGV: 1 presented generation, 2 presented secret hash, 3 presented tag, 4 successor secret hash,
---       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1')
-local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource')
+--       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1'),
+--       10 refreshes allowed per session and minute
+local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count')
 if not s[1] then return {'unknown'} end
 local live, presented = tonumber(s[1]), tonumber(ARGV[1])
 local remaining = tonumber(s[6]) - now
 if remaining <= 0 then return {'unknown'} end
+-- Counted per session, never per address (thousands of phones share one carrier NAT
+-- address), and only for presentations of this session's live token or its predecessor:
+-- someone without them cannot use up the session's allowance.
+local function overLimit()
+  local window, count = tonumber(s[9]) or 0, (tonumber(s[10]) or 0) + 1
+  if now - window >= 60000 then window, count = now, 1 end
+  if count > tonumber(ARGV[10]) then return 60000 - (now - window) end
+  redis.call('HSET', KEYS[1], 'window', window, 'count', count)
+  return false
+end
 -- The whole token must be ours: secret and tag (a flipped tag is not the live token).
 local genuine = sameTag(ARGV[3], s[5], presented)
 if presented == live and ARGV[2] == s[2] and genuine then
   if ARGV[6] ~= s[7] then return {'wrong_channel'} end
+  local wait = overLimit()
+  if wait then return {'limited', tostring(wait)} end
   local ttl = math.min(tonumber(ARGV[7]), remaining)
   redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', ARGV[4], 'prev', s[2], 'sealed', ARGV[5], 'lastUsed', now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZADD', KEYS[2], now, ARGV[8])
   if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
-  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8]}
+  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8], redis.call('HGET', KEYS[3], s[8]) or ''}
 end
 -- The predecessor of a live token nobody has presented yet: its answer was lost, or a
 -- parallel request raced it. Same successor, however late, until the session ends.
 if presented == live - 1 and ARGV[2] == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
-  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8]}
+  local wait = overLimit()
+  if wait then return {'limited', tostring(wait)} end
+  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or ''}
 end
 -- A token this session really issued and has since rotated, on either channel: reuse.
 if presented < live and genuine then
@@ -141,17 +159,22 @@ export interface PresentedToken {
   tag: string
 }
 
-/** The live token of a session: `tag` completes its wire form. `resource`: '' for the gateway itself. */
+/**
+ * The live token of a session: `tag` completes its wire form. `resource`: '' for the
+ * gateway itself. `cachedScopes`: the user's cached scopes there, as user-scopes.ts wrote them ('' if none).
+ */
 export interface LiveToken {
   generation: number
   tag: string
   ttlMs: number
   resource: string
+  cachedScopes: string
 }
 
 export type RotationResult =
   | ({ outcome: 'rotated' } & LiveToken)
   | ({ outcome: 'grace'; sealedSecret: Buffer } & LiveToken)
+  | { outcome: 'limited'; retryAfterMs: number }
   | { outcome: 'unknown' | 'wrong_channel' | 'reuse' }
 
 export type Channel = 'cookie' | 'body'
@@ -168,7 +191,7 @@ export class SessionStore {
 
   constructor(redis: Redis) {
     redis.defineCommand('startSession', { numberOfKeys: 2, lua: START_SESSION })
-    redis.defineCommand('rotateRefreshToken', { numberOfKeys: 2, lua: ROTATE })
+    redis.defineCommand('rotateRefreshToken', { numberOfKeys: 3, lua: ROTATE })
     redis.defineCommand('endSession', { numberOfKeys: 2, lua: END_SESSION })
     redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
     this.redis = redis as ScriptedRedis
@@ -205,23 +228,24 @@ export class SessionStore {
     ttlMs: number
     channel: Channel
     strict: boolean
+    refreshesPerMinute: number
   }): Promise<RotationResult> {
     const { userId, sessionId, generation, secretHash, tag } = input.presented
     const [outcome, ...rest] = await inRedis(() =>
       this.redis.rotateRefreshTokenBuffer(
-        keys.session(userId, sessionId), keys.index(userId),
+        keys.session(userId, sessionId), keys.index(userId), keys.scopes(userId),
         generation, secretHash, tag, input.successorHash, input.sealedSuccessor, input.channel, input.ttlMs, sessionId,
-        input.strict ? '1' : '0',
+        input.strict ? '1' : '0', input.refreshesPerMinute,
       ),
     )
     const text = (value: Buffer | undefined) => value?.toString() ?? ''
     switch (text(outcome)) {
       case 'rotated': {
-        const [gen, liveTag, ttl, resource] = rest
-        return { outcome: 'rotated', generation: Number(text(gen)), tag: text(liveTag), ttlMs: Number(text(ttl)), resource: text(resource) }
+        const [gen, liveTag, ttl, resource, scopes] = rest
+        return { outcome: 'rotated', generation: Number(text(gen)), tag: text(liveTag), ttlMs: Number(text(ttl)), resource: text(resource), cachedScopes: text(scopes) }
       }
       case 'grace': {
-        const [gen, liveTag, sealed, ttl, resource] = rest
+        const [gen, liveTag, sealed, ttl, resource, scopes] = rest
         return {
           outcome: 'grace',
           generation: Number(text(gen)),
@@ -229,8 +253,11 @@ export class SessionStore {
           sealedSecret: sealed ?? Buffer.alloc(0),
           ttlMs: Number(text(ttl)),
           resource: text(resource),
+          cachedScopes: text(scopes),
         }
       }
+      case 'limited':
+        return { outcome: 'limited', retryAfterMs: Number(text(rest[0])) }
       case 'reuse':
         return { outcome: 'reuse' }
       case 'wrong_channel':

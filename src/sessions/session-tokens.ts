@@ -28,9 +28,10 @@ export class SessionTokens {
     return this.withAccessToken(await this.sessions.start(userId, client), scope)
   }
 
+  /** One Redis call when the user's scopes were cached within the last minute: the rotation returns them. */
   async refresh(refreshToken: string, client: SessionClient): Promise<TokenSet> {
     const issued = await this.sessions.rotate(refreshToken, client)
-    return this.withAccessToken(issued, await this.scopes.scopeFor(issued.userId, issued.resource))
+    return this.withAccessToken(issued, await this.scopes.scopeFromCache(issued.userId, issued.resource, issued.cachedScopes ?? ''))
   }
 
   private async withAccessToken(issued: IssuedRefreshToken, scope: string | undefined): Promise<TokenSet> {

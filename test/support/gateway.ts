@@ -62,6 +62,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     // Tests send far more than a person would; test/rate-limits.test.ts sets real limits.
     RATE_LIMIT_LOGIN: '1000000',
     RATE_LIMIT_TOKEN: '1000000',
+    RATE_LIMIT_REFRESH: '1000000',
     ...emulated?.env,
     ...options.env,
   })
