@@ -7,7 +7,8 @@
 // token really came from that session, so reuse of any old token ends the session while a
 // forged one carrying a real session id and a guessed generation ends nothing.
 
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
+import { secureRandomBytes } from '../secrets.js'
 
 const ID_BYTES = 16
 const GENERATION_BYTES = 4
@@ -54,12 +55,12 @@ export function parseRefreshToken(token: string): RefreshTokenParts | undefined 
 }
 
 export function newTokenSecret(): Buffer {
-  return randomBytes(SECRET_BYTES)
+  return secureRandomBytes(SECRET_BYTES)
 }
 
 /** A random per-session key for familyTag, as hex (Lua and Node must hash the same text). */
 export function newFamilyKey(): string {
-  return randomBytes(16).toString('hex')
+  return secureRandomBytes(16).toString('hex')
 }
 
 /**
