@@ -26,6 +26,10 @@ export interface Config {
   /** Absolute lifetime of a session, however often it is refreshed. */
   sessionMaxAge: number
   signupTicketTtl: number
+  /** Seconds a started login (state, PKCE verifier, nonce) waits for the provider's answer. */
+  loginTransactionTtl: number
+  /** Seconds a user's cached scopes stay in Redis after their last re-read (memory of idle users). */
+  scopeCacheTtl: number
   /**
    * 0: strict rotation (the live token's predecessor is reuse too). Otherwise the predecessor
    * keeps answering with the same successor until that successor is used, so a lost answer
@@ -126,6 +130,8 @@ export function loadConfig(env: Env = process.env): Config {
     refreshTokenTtl: read.integer('REFRESH_TOKEN_TTL', 1_209_600, 60, 31_536_000),
     sessionMaxAge: read.integer('SESSION_MAX_AGE', 7_776_000, 60, 31_536_000),
     signupTicketTtl: read.integer('SIGNUP_TICKET_TTL', 600, 30, 3_600),
+    loginTransactionTtl: read.integer('LOGIN_TRANSACTION_TTL', 600, 60, 3_600),
+    scopeCacheTtl: read.integer('SCOPE_CACHE_TTL', 86_400, 60, 31_536_000),
     refreshReuseGrace: read.integer('REFRESH_REUSE_GRACE', 10, 0, 300),
     tokenAudience: read.text('TOKEN_AUDIENCE') ?? publicUrl,
     signingKeys,

@@ -57,7 +57,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl })
   const audit = new AuditLog(database.prisma, { warn: (object, message) => app?.log.warn(object, message) })
   const sessions = new RefreshSessions(new SessionStore(redis), config, audit)
-  const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.refreshTokenTtl })
+  const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.scopeCacheTtl })
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma)
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
@@ -72,7 +72,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     users,
     login: new LoginService({
       providers,
-      transactions: new LoginTransactions(redis, config.signupTicketTtl),
+      transactions: new LoginTransactions(redis, config.loginTransactionTtl),
       scopes,
       usedIdTokens: new UsedIdTokens(redis),
       users,
