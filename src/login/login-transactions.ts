@@ -3,9 +3,8 @@
 // redirect URI, and consumed atomically (GETDEL) so a state works once.
 
 import * as oidc from 'openid-client'
-import type { Redis } from 'ioredis'
 import { hashSecret } from '../secrets.js'
-import { inRedis } from '../storage/redis.js'
+import { inRedis, type RedisClient } from '../storage/redis.js'
 
 export interface LoginTransaction {
   provider: string
@@ -29,7 +28,7 @@ const STATE_PATTERN = /^[A-Za-z0-9_-]{43}$/
 
 export class LoginTransactions {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly ttlSeconds: number,
   ) {}
 

@@ -8,10 +8,9 @@
 // (a crash, Redis lost mid-login) frees the token too; it outlives any login's own
 // storage timeouts, so no second login can slip in while the first is still running.
 
-import type { Redis } from 'ioredis'
 import { InvalidGrant, StorageUnavailable } from '../errors.js'
 import { hashSecret, randomSecret } from '../secrets.js'
-import { inRedis } from '../storage/redis.js'
+import { inRedis, type RedisClient } from '../storage/redis.js'
 
 /** Longer than any login can run: its storage waits share the 2 s request budget, its provider calls have their own timeouts. */
 const RESERVATION_MS = 60_000
@@ -30,7 +29,7 @@ export interface IdTokenReservation {
 }
 
 export class UsedIdTokens {
-  constructor(private readonly redis: Redis) {}
+  constructor(private readonly redis: RedisClient) {}
 
   /** Throws InvalidGrant for a spent token; StorageUnavailable (retry) while another login holds it. */
   async reserve(idToken: string, expiresAt: number): Promise<IdTokenReservation> {

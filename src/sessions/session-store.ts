@@ -14,8 +14,8 @@
 // and reads the clock from Redis (TIME): a script that waited out a stall in the socket
 // is stamped with the time it really ran, not the time the gateway sent it.
 
-import type { Redis } from 'ioredis'
-import { inRedis } from '../storage/redis.js'
+import type { RedisClient as Redis } from '../storage/redis.js'
+import { inRedis, replicatedWrite } from '../storage/redis.js'
 import { sessionKeys } from './session-keys.js'
 
 export { sessionKeys }
@@ -189,7 +189,15 @@ type ScriptedRedis = Redis & {
 export class SessionStore {
   private readonly redis: ScriptedRedis
 
-  constructor(redis: Redis) {
+  /**
+   * `waitReplicas` (REDIS_WAIT_REPLICAS): starts, rotations and ends return only once that
+   * many replicas hold them, so a failover cannot bring back a session that was ended or a
+   * token that was rotated away.
+   */
+  constructor(
+    redis: Redis,
+    private readonly waitReplicas = 0,
+  ) {
     redis.defineCommand('startSession', { numberOfKeys: 2, lua: START_SESSION })
     redis.defineCommand('rotateRefreshToken', { numberOfKeys: 3, lua: ROTATE })
     redis.defineCommand('endSession', { numberOfKeys: 2, lua: END_SESSION })
@@ -213,7 +221,8 @@ export class SessionStore {
   }): Promise<string[]> {
     const { userId, sessionId } = input
     return inRedis(() =>
-      this.redis.startSession(
+      replicatedWrite<string[]>(
+        this.redis, this.waitReplicas, 'startSession',
         keys.index(userId), keys.session(userId, sessionId),
         sessionId, input.secretHash, input.familyKey, input.ttlMs, input.maxAgeMs, input.channel, input.label,
         input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions,
@@ -232,7 +241,8 @@ export class SessionStore {
   }): Promise<RotationResult> {
     const { userId, sessionId, generation, secretHash, tag } = input.presented
     const [outcome, ...rest] = await inRedis(() =>
-      this.redis.rotateRefreshTokenBuffer(
+      replicatedWrite<Buffer[]>(
+        this.redis, this.waitReplicas, 'rotateRefreshTokenBuffer',
         keys.session(userId, sessionId), keys.index(userId), keys.scopes(userId),
         generation, secretHash, tag, input.successorHash, input.sealedSuccessor, input.channel, input.ttlMs, sessionId,
         input.strict ? '1' : '0', input.refreshesPerMinute,
@@ -271,20 +281,23 @@ export class SessionStore {
   async endByToken(presented: PresentedToken): Promise<boolean> {
     const { userId, sessionId } = presented
     const ended = await inRedis(() =>
-      this.redis.endSession(keys.session(userId, sessionId), keys.index(userId), sessionId, presented.generation, presented.secretHash, presented.tag),
+      replicatedWrite<number>(
+        this.redis, this.waitReplicas, 'endSession',
+        keys.session(userId, sessionId), keys.index(userId), sessionId, presented.generation, presented.secretHash, presented.tag,
+      ),
     )
     return ended > 0
   }
 
   /** Ends one session of a user (the user's own choice, or an operator's). */
   async end(userId: string, sessionId: string): Promise<boolean> {
-    const ended = await inRedis(() => this.redis.endSession(keys.session(userId, sessionId), keys.index(userId), sessionId))
+    const ended = await inRedis(() => replicatedWrite<number>(this.redis, this.waitReplicas, 'endSession', keys.session(userId, sessionId), keys.index(userId), sessionId))
     return ended > 0
   }
 
   /** Ends every session of a user; returns how many were live. */
   endAll(userId: string): Promise<number> {
-    return inRedis(() => this.redis.endAllSessions(keys.index(userId), keys.session(userId, '')))
+    return inRedis(() => replicatedWrite<number>(this.redis, this.waitReplicas, 'endAllSessions', keys.index(userId), keys.session(userId, '')))
   }
 
   /** The user's live sessions, oldest first; ids of sessions that expired are dropped from the index. */

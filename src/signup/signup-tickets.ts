@@ -2,10 +2,9 @@
 // identity proved itself and may now create an account". Provider and subject come only
 // from the ticket, never from the signup request. Stored under the ticket's hash.
 
-import type { Redis } from 'ioredis'
 import { InvalidSignupToken } from '../errors.js'
 import { hashSecret, randomSecret } from '../secrets.js'
-import { inRedis } from '../storage/redis.js'
+import { inRedis, type RedisClient } from '../storage/redis.js'
 import type { ProviderProfile } from '../../providers/types.js'
 
 export interface SignupTicket {
@@ -38,7 +37,7 @@ const TICKET_PATTERN = /^[A-Za-z0-9_-]{43}$/
 
 export class SignupTickets {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly ttlSeconds: number,
   ) {}
 

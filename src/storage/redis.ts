@@ -1,42 +1,50 @@
-// The Redis connection. Fail fast rather than queue: with the offline queue off, a command
-// timeout and one storage budget per request (storage-budget.ts), an outage becomes a 503
-// within that budget, and ioredis reconnects by itself when the server is back.
+// The Redis connection: one server (REDIS_URL), a Redis Cluster (REDIS_CLUSTER_NODES), or the
+// master a Sentinel group names (REDIS_SENTINELS). Fail fast rather than queue: with the offline
+// queue off, a command timeout and one storage budget per request (storage-budget.ts), an outage
+// or a failover becomes a 503 within that budget, and ioredis reconnects by itself, after a
+// failover to the new master.
 
-import { Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions, type RedisValue } from 'ioredis'
+import type { HostPort } from '../config.js'
 import { StorageUnavailable } from '../errors.js'
 import { withinBudget } from './storage-budget.js'
 
 /** One command that takes longer fails; a request's storage budget may cut it shorter. */
 const REDIS_COMMAND_TIMEOUT_MS = 1500
+/** How long a write waits for its replicas (replicatedWrite); below the command timeout. */
+const REPLICA_ACK_TIMEOUT_MS = 1000
+/** A Cluster whose state stays `fail`, or Sentinels that name no reachable master, are not waited on for ever. */
+const START_TIMEOUT_MS = 10_000
 
-export type { Redis }
+/**
+ * The gateway's Redis: one server (reached directly or through Sentinel) or a Cluster. Both
+ * take the same commands; on a Cluster every key that one command or script touches must
+ * share a hash slot (the `{…}` part of our keys).
+ */
+export type RedisClient = Redis | Cluster
+
+/** Where the gateway's Redis is: what config.ts read from REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS. */
+export type RedisTarget = { url: string } | { clusterNodes: HostPort[] } | { sentinels: HostPort[]; sentinelName: string }
 
 export interface RedisLogger {
   warn(object: unknown, message?: string): void
 }
 
-export async function connectRedis(url: string, log: RedisLogger): Promise<Redis> {
-  const options = {
-    enableOfflineQueue: false,
-    // Commands issued in the same tick share one socket write (each rotation stays one script).
-    enableAutoPipelining: true,
-    maxRetriesPerRequest: 0,
-    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
-    connectTimeout: 2000,
-    lazyConnect: true,
-    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
-  }
-  const redis = url.startsWith('/') ? new Redis({ ...options, path: url }) : new Redis(url, options)
+export async function connectRedis(target: RedisTarget, log: RedisLogger): Promise<RedisClient> {
+  const redis = createClient(target)
   let lastWarning = 0
-  redis.on('error', (error: Error) => {
-    // One line per second at most while Redis is down.
+  const warn = (error: Error) => {
+    // One line per second at most while Redis is down or failing over.
     if (Date.now() - lastWarning > 1000) {
       lastWarning = Date.now()
       log.warn({ err: { message: error.message } }, 'redis connection problem')
     }
-  })
+  }
+  redis.on('error', warn)
+  // A Cluster reports each node's trouble apart from its own.
+  if (redis instanceof Cluster) redis.on('node error', warn)
   try {
-    await redis.connect()
+    await withinStartTimeout(redis.connect())
     await assertNoEviction(redis)
   } catch (error) {
     redis.disconnect()
@@ -45,16 +53,114 @@ export async function connectRedis(url: string, log: RedisLogger): Promise<Redis
   return redis
 }
 
+function createClient(target: RedisTarget): RedisClient {
+  const reconnectDelay = (attempt: number) => Math.min(attempt * 100, 1000)
+  const failFast = {
+    enableOfflineQueue: false,
+    // Commands issued in the same tick share one socket write (each rotation stays one script).
+    enableAutoPipelining: true,
+    lazyConnect: true,
+  }
+  const perConnection = {
+    maxRetriesPerRequest: 0,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeout: 2000,
+  }
+  if ('clusterNodes' in target) {
+    return new Cluster(target.clusterNodes, {
+      ...failFast,
+      clusterRetryStrategy: reconnectDelay,
+      // A command whose connection dropped may have run: answer 503 rather than send it
+      // again (a login state's GETDEL or a signup ticket's claim must not run twice), as
+      // maxRetriesPerRequest 0 does for one server. Refusals that guarantee nothing ran
+      // (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) are still followed.
+      retryDelayOnFailover: 0,
+      // A node that drops is not redialled (ioredis' default): the slots are looked up again
+      // on a MOVED or CLUSTERDOWN, and every 2 s, since a pipeline (replicatedWrite) that
+      // meets a MOVED looks nothing up and would go on asking the wrong node.
+      slotsRefreshInterval: 2000,
+      redisOptions: perConnection,
+    })
+  }
+  const options: RedisOptions = { ...failFast, ...perConnection, retryStrategy: reconnectDelay }
+  if ('sentinels' in target) {
+    return new Redis({
+      ...options,
+      sentinels: target.sentinels,
+      name: target.sentinelName,
+      sentinelRetryStrategy: reconnectDelay,
+      sentinelCommandTimeout: 1000,
+      // Every reconnection asks the Sentinels for the master, and a demoted master closes its
+      // clients' connections; one demoted behind our back answers READONLY: ask again. (Not
+      // ioredis' failoverDetector on top: its +switch-master handler can abandon a
+      // reconnection under way, after which ioredis gives the client up for good.)
+      reconnectOnError: (error) => error.message.startsWith('READONLY'),
+    })
+  }
+  return target.url.startsWith('/') ? new Redis({ ...options, path: target.url }) : new Redis(target.url, options)
+}
+
+async function withinStartTimeout(connecting: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis was not ready within ${START_TIMEOUT_MS / 1000} s of start-up`)), START_TIMEOUT_MS)
+  })
+  try {
+    await Promise.race([connecting, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /**
  * Eviction would silently drop used-token markers and revocations, so reuse detection
- * would fail open: refuse to run on a Redis that evicts (redis.io, "Key eviction").
+ * would fail open: refuse to run on a Redis that evicts (redis.io, "Key eviction"). In a
+ * Cluster every master holds some users' sessions, so every master is asked.
  */
-async function assertNoEviction(redis: Redis): Promise<void> {
-  const info = await redis.info('memory')
-  const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1]
-  if (policy && policy !== 'noeviction') {
-    throw new Error(`Redis maxmemory-policy is "${policy}"; the gateway requires "noeviction"`)
+async function assertNoEviction(redis: RedisClient): Promise<void> {
+  const masters = redis instanceof Cluster ? redis.nodes('master') : [redis]
+  for (const master of masters) {
+    const info = await master.info('memory')
+    const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1]
+    if (policy && policy !== 'noeviction') {
+      const where = redis instanceof Cluster ? ` on ${master.options.host}:${master.options.port}` : ''
+      throw new Error(`Redis maxmemory-policy is "${policy}"${where}; the gateway requires "noeviction"`)
+    }
   }
+}
+
+/**
+ * Runs one write command and, when `replicas` > 0, `WAIT replicas 1000` right behind it in
+ * one pipeline: one round trip, on the connection that ran the write (in a Cluster, the
+ * master of the write's keys), so WAIT counts the replicas that hold this write. Resolves
+ * with the write's reply. When fewer replicas acknowledge it in time, the write is on the
+ * master but may not survive a failover: StorageUnavailable (503), so the client does not
+ * take it as done and retries (the session scripts are written to be run again).
+ *
+ * `command` is the client's own method: a built-in (`set`) or a script given to
+ * `defineCommand` (`startSession`, `rotateRefreshTokenBuffer`). With `replicas` 0 it is
+ * simply called. Call it inside inRedis, like any Redis call.
+ */
+export async function replicatedWrite<T>(redis: RedisClient, replicas: number, command: string, ...args: RedisValue[]): Promise<T> {
+  const issue = (target: object): unknown => {
+    const method = (target as Record<string, unknown>)[command]
+    if (typeof method !== 'function') throw new TypeError(`the Redis client has no command "${command}"`)
+    return method.apply(target, args)
+  }
+  if (replicas === 0) return (await issue(redis)) as T
+  const pipeline = redis.pipeline()
+  // A script's first use on a connection is sent as EVAL, so it runs here, before the WAIT.
+  issue(pipeline)
+  pipeline.wait(replicas, REPLICA_ACK_TIMEOUT_MS)
+  const [write, wait] = (await pipeline.exec()) ?? []
+  if (!write || !wait) throw new Error('the write and its WAIT did not run')
+  if (write[0]) throw write[0]
+  if (wait[0]) throw wait[0]
+  const acknowledged = Number(wait[1])
+  if (acknowledged < replicas) {
+    throw new StorageUnavailable(`the write reached ${acknowledged} of ${replicas} replica(s) within ${REPLICA_ACK_TIMEOUT_MS} ms`)
+  }
+  return write[1] as T
 }
 
 /**

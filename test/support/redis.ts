@@ -7,7 +7,7 @@
 // the test, and tap never waits on a stray process.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,15 @@ export interface TestRedis {
   pause(): void;
   /** SIGCONT after pause(). */
   resume(): void;
+  /** SIGKILL, as a machine that dies: no shutdown, no goodbye to replicas; resolves once it has exited. */
+  crash(): Promise<void>;
+}
+
+export interface TestRedisOptions {
+  /** More redis-server arguments, e.g. `['--cluster-enabled', 'yes']` or `['--sentinel']`. */
+  args?: string[];
+  /** A config file, written into the server's own directory and read first (a Sentinel rewrites its own). */
+  config?: string;
 }
 
 const HOST = '127.0.0.1';
@@ -113,8 +122,9 @@ async function ping(port: number, timeoutMs = 500): Promise<boolean> {
   });
 }
 
-function launch(port: number, dir: string): { running: Running; ready: Promise<void> } {
+function launch(port: number, dir: string, options: TestRedisOptions): { running: Running; ready: Promise<void> } {
   const args = [
+    ...(options.config === undefined ? [] : [join(dir, 'redis.conf')]),
     '--port', String(port),
     '--bind', HOST,
     '--save', '',
@@ -123,6 +133,7 @@ function launch(port: number, dir: string): { running: Running; ready: Promise<v
     '--dir', dir,
     '--loglevel', 'warning',
     '--daemonize', 'no',
+    ...(options.args ?? []),
   ];
   const guard = spawn('/bin/sh', ['-c', GUARD, 'redis-guard', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -198,11 +209,12 @@ async function kill(r: Running): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: TestRedisOptions = {}): Promise<TestRedis> {
   assertRedisInstalled();
   installExitHook();
   const dir = mkdtempSync(join(tmpdir(), 'test-redis-'));
   dirs.add(dir);
+  if (options.config !== undefined) writeFileSync(join(dir, 'redis.conf'), options.config);
 
   // A free port can be taken between probing and binding: retry a few times.
   let port = 0;
@@ -210,7 +222,7 @@ export async function startRedis(): Promise<TestRedis> {
   let lastError: unknown;
   for (let attempt = 0; attempt < 5 && !current; attempt++) {
     port = await freePort();
-    const { running, ready } = launch(port, dir);
+    const { running, ready } = launch(port, dir, options);
     try {
       await ready;
       current = running;
@@ -232,7 +244,7 @@ export async function startRedis(): Promise<TestRedis> {
     },
     async start() {
       if (current && !current.hasExited) return;
-      const { running, ready } = launch(port, dir);
+      const { running, ready } = launch(port, dir, options);
       await ready;
       current = running;
     },
@@ -243,6 +255,14 @@ export async function startRedis(): Promise<TestRedis> {
     resume() {
       if (!current) throw new Error('redis is not running');
       process.kill(current.pid, 'SIGCONT');
+    },
+    async crash() {
+      if (!current) throw new Error('redis is not running');
+      const r = current;
+      current = undefined;
+      r.guard.ref();
+      process.kill(r.pid, 'SIGKILL');
+      await r.exited;
     },
   };
   return handle;

@@ -1,0 +1,160 @@
+// A Redis Cluster for tests: three masters with one replica each, on loopback. Every node is
+// a guarded redis-server (support/redis.ts), so none outlives the test process. A node is
+// declared failed after 1 s without answering, and a replica may always take over (validity
+// factor 0), so a master's failover takes a few seconds.
+
+import { execFile } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
+import { Redis } from 'ioredis'
+import { startRedis, type TestRedis } from './redis.js'
+
+const NODE_TIMEOUT_MS = 1000
+const SETTLE_TIMEOUT_MS = 20_000
+
+export interface TestRedisCluster {
+  nodes: TestRedis[]
+  /** The gateway's settings for this cluster: REDIS_CLUSTER_NODES. */
+  env: Record<string, string>
+  /** The nodes that serve slots as masters right now. */
+  masters(): Promise<TestRedis[]>
+  /** The node that serves `key` as master right now (a crashed one until a replica takes over). */
+  masterOf(key: string): Promise<TestRedis>
+  /** The nodes that replicate `master` right now. */
+  replicasOf(master: TestRedis): Promise<TestRedis[]>
+  /** An admin connection to one live node (for CLUSTER commands); disconnect it after use. */
+  anyNode(): Promise<Redis>
+  /** An admin connection to this node itself (CONFIG, INFO); disconnect it after use. */
+  connectTo(node: TestRedis): Promise<Redis>
+  stop(): Promise<void>
+}
+
+export async function startRedisCluster(): Promise<TestRedisCluster> {
+  const nodes = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      startRedis({
+        args: [
+          '--cluster-enabled', 'yes',
+          '--cluster-config-file', 'nodes.conf',
+          '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
+          '--cluster-replica-validity-factor', '0',
+        ],
+      }),
+    ),
+  )
+  const stop = () => Promise.all(nodes.map((node) => node.stop())).then(() => undefined)
+  try {
+    await promisify(execFile)('redis-cli', [
+      '--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`),
+      '--cluster-replicas', '1', '--cluster-yes',
+    ])
+    await settled(nodes)
+  } catch (error) {
+    await stop()
+    throw error
+  }
+
+  const byPort = (port: number) => {
+    const node = nodes.find((candidate) => candidate.port === port)
+    if (!node) throw new Error(`no test node listens on ${port}`)
+    return node
+  }
+  const anyNode = async () => {
+    for (const node of nodes) {
+      const redis = adminConnection(node.port)
+      try {
+        await redis.connect()
+        return redis
+      } catch {
+        redis.disconnect()
+      }
+    }
+    throw new Error('no node of the cluster answers')
+  }
+  // CLUSTER NODES, not CLUSTER SLOTS: the latter leaves out replicas that have not yet
+  // replicated a byte (a fresh cluster's).
+  const topology = async () => {
+    const redis = await anyNode()
+    try {
+      const lines = ((await redis.call('CLUSTER', 'NODES')) as string).trim().split('\n')
+      return lines
+        .map((line) => line.split(' '))
+        .map(([id, address, flags, masterId, , , , , ...slots]) => ({
+          id: id!,
+          node: byPort(Number(/:(\d+)@/.exec(address!)![1])),
+          master: flags!.split(',').includes('master'),
+          masterId: masterId!,
+          slots: slots.map((range) => range.split('-').map(Number)),
+        }))
+    } finally {
+      redis.disconnect()
+    }
+  }
+  const slotOf = async (key: string) => {
+    const redis = await anyNode()
+    try {
+      return Number(await redis.call('CLUSTER', 'KEYSLOT', key))
+    } finally {
+      redis.disconnect()
+    }
+  }
+  return {
+    nodes,
+    env: { REDIS_CLUSTER_NODES: nodes.slice(0, 3).map((node) => `127.0.0.1:${node.port}`).join(',') },
+    async masters() {
+      return (await topology()).filter((entry) => entry.master && entry.slots.length > 0).map((entry) => entry.node)
+    },
+    async masterOf(key) {
+      const slot = await slotOf(key)
+      const owner = (await topology()).find((entry) => entry.master && entry.slots.some(([first, last = first]) => first! <= slot && slot <= last!))
+      if (!owner) throw new Error(`no master serves slot ${slot}`)
+      return owner.node
+    },
+    async replicasOf(master) {
+      const entries = await topology()
+      const id = entries.find((entry) => entry.node === master)?.id
+      return entries.filter((entry) => !entry.master && entry.masterId === id).map((entry) => entry.node)
+    },
+    async connectTo(node) {
+      const redis = adminConnection(node.port)
+      await redis.connect()
+      return redis
+    },
+    anyNode,
+    stop,
+  }
+}
+
+/** Every node sees a healthy cluster, and every replica has caught up with its master. */
+async function settled(nodes: TestRedis[]): Promise<void> {
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS
+  let last = ''
+  while (Date.now() < deadline) {
+    const states = await Promise.all(
+      nodes.map(async (node) => {
+        const redis = adminConnection(node.port)
+        try {
+          await redis.connect()
+          const info = (await redis.call('CLUSTER', 'INFO')) as string
+          const replication = await redis.info('replication')
+          const ok = /cluster_state:ok/.test(info) && /cluster_known_nodes:6/.test(info)
+          const role = /role:(\w+)/.exec(replication)?.[1]
+          const synced = role === 'master' ? /connected_slaves:1/.test(replication) : /master_link_status:up/.test(replication)
+          return ok && synced ? '' : `${node.port}: ${ok ? 'replication not in sync' : 'cluster not ok'}`
+        } finally {
+          redis.disconnect()
+        }
+      }),
+    )
+    last = states.filter(Boolean).join('; ')
+    if (last === '') return
+    await sleep(100)
+  }
+  throw new Error(`the test cluster did not settle within ${SETTLE_TIMEOUT_MS / 1000} s: ${last}`)
+}
+
+function adminConnection(port: number): Redis {
+  const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 })
+  redis.on('error', () => {})
+  return redis
+}

@@ -1,0 +1,89 @@
+// A Sentinel group for tests: a master, its replica and three Sentinels (quorum 2), on
+// loopback, each a guarded redis-server (support/redis.ts) that dies with the test process.
+// A master is down after 1 s without answering, so a failover takes a few seconds.
+
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { startRedis, type TestRedis } from './redis.js'
+
+export const SENTINEL_MASTER_NAME = 'gateway'
+const SETTLE_TIMEOUT_MS = 20_000
+
+export interface TestSentinelGroup {
+  /** The master and the replica as started; which one is master now: currentMaster(). */
+  servers: TestRedis[]
+  sentinels: TestRedis[]
+  /** The gateway's settings for this group: REDIS_SENTINELS and REDIS_SENTINEL_NAME. */
+  env: Record<string, string>
+  /** The server the Sentinels name as master right now. */
+  currentMaster(): Promise<TestRedis>
+  stop(): Promise<void>
+}
+
+export async function startSentinelGroup(): Promise<TestSentinelGroup> {
+  const master = await startRedis()
+  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] })
+  const config = [
+    `sentinel monitor ${SENTINEL_MASTER_NAME} 127.0.0.1 ${master.port} 2`,
+    `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} 1000`,
+    `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 5000`,
+    `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
+    '',
+  ].join('\n')
+  const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis({ config, args: ['--sentinel'] })))
+  const servers = [master, replica]
+  const stop = () => Promise.all([...sentinels, ...servers].map((server) => server.stop())).then(() => undefined)
+  try {
+    await settled(replica, sentinels)
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return {
+    servers,
+    sentinels,
+    env: {
+      REDIS_SENTINELS: sentinels.map((sentinel) => `127.0.0.1:${sentinel.port}`).join(','),
+      REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME,
+    },
+    async currentMaster() {
+      const [, port] = (await ask(sentinels[0]!.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
+      const server = servers.find((candidate) => candidate.port === Number(port))
+      if (!server) throw new Error(`the Sentinels name 127.0.0.1:${port}, which is not a server of this group`)
+      return server
+    },
+    stop,
+  }
+}
+
+/** The replica has synced, and every Sentinel knows the replica and the two other Sentinels. */
+async function settled(replica: TestRedis, sentinels: TestRedis[]): Promise<void> {
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS
+  let last = ''
+  while (Date.now() < deadline) {
+    const problems: string[] = []
+    if (!/master_link_status:up/.test((await ask(replica.port, 'INFO', 'replication')) as string)) problems.push('the replica has not synced')
+    for (const sentinel of sentinels) {
+      const fields = (await ask(sentinel.port, 'SENTINEL', 'MASTER', SENTINEL_MASTER_NAME)) as string[]
+      const field = (name: string) => fields[fields.indexOf(name) + 1]
+      if (field('num-slaves') !== '1' || field('num-other-sentinels') !== '2') {
+        problems.push(`Sentinel ${sentinel.port} knows ${field('num-slaves')} replica(s) and ${field('num-other-sentinels')} other Sentinel(s)`)
+      }
+    }
+    last = problems.join('; ')
+    if (last === '') return
+    await sleep(100)
+  }
+  throw new Error(`the Sentinel group did not settle within ${SETTLE_TIMEOUT_MS / 1000} s: ${last}`)
+}
+
+async function ask(port: number, ...command: string[]): Promise<unknown> {
+  const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, protocol: 2 })
+  redis.on('error', () => {})
+  try {
+    await redis.connect()
+    return await redis.call(command[0]!, ...command.slice(1))
+  } finally {
+    redis.disconnect()
+  }
+}
