@@ -63,7 +63,9 @@ const MEMBER_ID = /^[1-9][0-9]{0,18}$/
 
 export class KakaoProvider extends OpenIdConnectProvider {
   constructor(protected override readonly settings: KakaoSettings, runtime: ProviderRuntime) {
-    super('kakao', settings, runtime)
+    super('kakao', settings, runtime, KAKAO_ERROR_CODES)
+    this.http.nameEndpoint(`${settings.apiUrl}/v2/user/me`, 'userinfo')
+    this.http.nameEndpoint(`${settings.apiUrl}/v1/user/access_token_info`, 'token_info')
   }
 
   /** The code grant, then the profile API with the access token; both must name the same member. */
@@ -188,6 +190,12 @@ export class KakaoProvider extends OpenIdConnectProvider {
 
 // ---------------------------------------------------------------------------
 // Failures
+
+/**
+ * Kakao's documented error codes, which the metrics count by name (any other folds into
+ * `other`): kauth's KOE codes (token endpoint and authorize pages) and kapi's numeric codes.
+ */
+const KAKAO_ERROR_CODES = ['KOE004', 'KOE006', 'KOE010', 'KOE101', 'KOE205', 'KOE237', 'KOE303', 'KOE320', 'KOE322', '-2', '-10', '-401', '-402']
 
 const OPERATOR_HINTS: Record<string, { error: 'grant' | 'provider'; message: string; detail: string }> = {
   KOE320: { error: 'grant', message: 'kakao rejected the authorization code', detail: 'Kakao KOE320: the code was already used or has expired' },

@@ -16,7 +16,7 @@
 
 import * as oidc from 'openid-client'
 import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/errors.js'
-import { boundedFetch, causeOf, describeCauses, isTimeout, OversizedResponse } from './provider-http.js'
+import { causeOf, describeCauses, isTimeout, OversizedResponse, ProviderHttp } from './provider-http.js'
 import { nicknameOf, photoOf } from './profile-fields.js'
 import { readProviderUrl } from './settings.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
@@ -52,6 +52,8 @@ const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
 /** "wrong client id / client secret pair": Naver's answer to bad client credentials, as invalid_request. */
 const CLIENT_CREDENTIALS_REFUSED = /client[ _-]?(id|secret)/i
 const CHECK_CLIENT = 'check NAVER_CLIENT_ID and NAVER_CLIENT_SECRET against the application in the Naver developer console'
+/** The profile API's documented failure `resultcode`s, counted by name in the metrics (token errors are OAuth's own codes). */
+const NAVER_ERROR_CODES = ['024', '028']
 
 type Via = 'code' | 'accessToken'
 
@@ -59,9 +61,11 @@ export class NaverProvider implements IdentityProvider {
   readonly name = 'naver'
   private readonly configuration: oidc.Configuration
   private readonly profileUrl: URL
+  private readonly http: ProviderHttp
 
   constructor(settings: NaverSettings, runtime: ProviderRuntime) {
     const { clientId, clientSecret, authUrl, apiUrl } = settings
+    this.http = new ProviderHttp('naver', runtime.calls, NAVER_ERROR_CODES)
     // Naver has no discovery document on this flow: the metadata is written by hand.
     this.configuration = new oidc.Configuration(
       {
@@ -74,11 +78,13 @@ export class NaverProvider implements IdentityProvider {
       oidc.ClientSecretPost(clientSecret),
     )
     this.configuration.timeout = runtime.httpTimeoutSeconds
-    this.configuration[oidc.customFetch] = boundedFetch
+    this.configuration[oidc.customFetch] = this.http.fetch
     if (runtime.allowInsecureLoopback && (authUrl.startsWith('http:') || apiUrl.startsWith('http:'))) {
       oidc.allowInsecureRequests(this.configuration)
     }
     this.profileUrl = new URL(`${apiUrl}/v1/nid/me`)
+    this.http.nameEndpoint(this.configuration.serverMetadata().token_endpoint, 'token')
+    this.http.nameEndpoint(this.profileUrl, 'userinfo')
   }
 
   async buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL> {

@@ -8,7 +8,7 @@ import * as oidc from 'openid-client'
 import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
 import { hasControlCharacter } from '../src/identity/profile-text.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
-import { boundedFetch, causeOf, isTimeout } from './provider-http.js'
+import { causeOf, isTimeout, ProviderHttp } from './provider-http.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
 
 export interface OpenIdConnectSettings {
@@ -35,12 +35,18 @@ const MAX_SUBJECT_LENGTH = 255
 export class OpenIdConnectProvider implements IdentityProvider {
   private configuration: Promise<oidc.Configuration> | undefined
   private providerKeys: ReturnType<typeof jose.createRemoteJWKSet> | undefined
+  /** Every call to the provider goes through this: bounded, and timed per endpoint. */
+  protected readonly http: ProviderHttp
 
+  /** `errorCodes`: the provider's own error codes (beyond OAuth's) its calls are counted by. */
   constructor(
     readonly name: string,
     protected readonly settings: OpenIdConnectSettings,
     protected readonly runtime: ProviderRuntime,
-  ) {}
+    errorCodes: readonly string[] = [],
+  ) {
+    this.http = new ProviderHttp(name, runtime.calls, errorCodes)
+  }
 
   async buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL> {
     const configuration = await this.discover()
@@ -108,6 +114,7 @@ export class OpenIdConnectProvider implements IdentityProvider {
       timeoutDuration: this.runtime.httpTimeoutSeconds * 1000,
       cooldownDuration: 30_000,
       cacheMaxAge: 10 * 60_000,
+      [jose.customFetch]: this.http.fetch,
     })
     const { audiences } = this.settings
     let claims: jose.JWTPayload
@@ -149,8 +156,12 @@ export class OpenIdConnectProvider implements IdentityProvider {
       const configuration = await oidc.discovery(new URL(issuer), clientId, clientSecret, this.clientAuthentication(), {
         execute: this.runtime.allowInsecureLoopback && issuer.startsWith('http:') ? [oidc.allowInsecureRequests] : [],
         timeout: this.runtime.httpTimeoutSeconds,
-        [oidc.customFetch]: boundedFetch,
+        [oidc.customFetch]: this.http.fetch,
       })
+      const metadata = configuration.serverMetadata()
+      this.http.nameEndpoint(metadata.token_endpoint, 'token')
+      this.http.nameEndpoint(metadata.userinfo_endpoint, 'userinfo')
+      this.http.nameEndpoint(metadata.jwks_uri, 'jwks')
       configuration.timeout = this.runtime.httpTimeoutSeconds
       // Verify ID token signatures too, not only their claims.
       oidc.enableNonRepudiationChecks(configuration)

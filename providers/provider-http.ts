@@ -1,7 +1,9 @@
 // HTTP to providers, shared by every adapter: responses are read whole inside the call (so
 // the call's timeout also covers a body that trickles in) and refused past a size no real
-// provider answer approaches (oauth4webapi's response checks).
+// provider answer approaches (oauth4webapi's response checks). Every call an adapter makes
+// through its ProviderHttp is also timed and its error code read, for the metrics.
 
+import { performance } from 'node:perf_hooks'
 import type * as oidc from 'openid-client'
 import { ProviderError } from '../src/errors.js'
 
@@ -72,4 +74,137 @@ export function describeCauses(error: unknown): string {
     parts.push(`${cause.message}${typeof code === 'string' ? ` (${code})` : ''}`)
   }
   return parts.join(': ') || String(error)
+}
+
+// ---------------------------------------------------------------------------
+// Calls as the metrics see them
+
+/** Which endpoint of a provider a call went to: a label, never the URL itself. */
+export type ProviderEndpoint = 'discovery' | 'token' | 'userinfo' | 'token_info' | 'jwks' | 'other'
+
+/** One HTTP call to a provider. */
+export interface ProviderCall {
+  provider: string
+  endpoint: ProviderEndpoint
+  seconds: number
+  /**
+   * What went wrong, from a closed list: the provider's own error code (`KOE320`,
+   * `invalid_grant`, kapi's `-401`, Naver's `024`), `other` for a code the adapter does not
+   * list, `timeout`, `unreachable`, `oversized`, or `http_4xx`/`http_5xx` for an error answer
+   * without a code. Undefined: the call succeeded.
+   */
+  error?: string
+}
+
+/** Told of every provider call (the metrics implement it). */
+export interface ProviderCallObserver {
+  providerCalled(call: ProviderCall): void
+}
+
+/**
+ * OAuth error codes any provider may send: RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1,
+ * OpenID Connect Core §3.1.2.6. A provider's own codes are added by its adapter.
+ */
+const OAUTH_ERROR_CODES = [
+  'invalid_request',
+  'invalid_client',
+  'invalid_grant',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'unsupported_response_type',
+  'invalid_scope',
+  'access_denied',
+  'server_error',
+  'temporarily_unavailable',
+  'invalid_token',
+  'insufficient_scope',
+  'interaction_required',
+  'login_required',
+  'consent_required',
+]
+
+/** The JSON members a provider names its error in, most specific first (Kakao's KOE code before its OAuth `error`). */
+const ERROR_MEMBERS = ['error_code', 'error', 'code', 'resultcode']
+
+/**
+ * One adapter's HTTP to its provider: boundedFetch, timed per endpoint, with the provider's
+ * error code read from the answer when an observer wants it. Error codes outside the OAuth
+ * list and the adapter's own fold into `other`, so a provider cannot grow the label set.
+ */
+export class ProviderHttp {
+  private readonly endpoints = new Map<string, ProviderEndpoint>()
+  private readonly errorCodes: ReadonlySet<string>
+
+  constructor(
+    private readonly provider: string,
+    private readonly observer: ProviderCallObserver | undefined,
+    providerErrorCodes: readonly string[] = [],
+  ) {
+    this.errorCodes = new Set([...OAUTH_ERROR_CODES, ...providerErrorCodes])
+  }
+
+  /** Says which endpoint a URL is (its query does not matter); unnamed URLs count as `other`. */
+  nameEndpoint(url: string | URL | undefined, endpoint: ProviderEndpoint): void {
+    if (url !== undefined) this.endpoints.set(endpointKey(url), endpoint)
+  }
+
+  /** For openid-client's `customFetch`, jose's remote key sets and the adapter's own calls. */
+  readonly fetch = async (url: string, options: RequestInit): Promise<Response> => {
+    const observer = this.observer
+    if (!observer) return boundedFetch(url, options as oidc.CustomFetchOptions)
+    const started = performance.now()
+    const call = (error: string | undefined) =>
+      observer.providerCalled({ provider: this.provider, endpoint: this.endpointOf(url), seconds: (performance.now() - started) / 1000, error })
+    let response: Response
+    try {
+      response = await boundedFetch(url, options as oidc.CustomFetchOptions)
+    } catch (error) {
+      call(failureOf(error))
+      throw error
+    }
+    call(await this.errorCodeOf(response))
+    return response
+  }
+
+  private endpointOf(url: string): ProviderEndpoint {
+    const key = endpointKey(url)
+    // OpenID Connect Discovery 1.0 §4: the one path every issuer serves its metadata at.
+    return this.endpoints.get(key) ?? (key.endsWith('/.well-known/openid-configuration') ? 'discovery' : 'other')
+  }
+
+  /** The error an answer carries: any non-2xx, and a 2xx with an OAuth `error` member (Naver's token endpoint answers errors with 200). */
+  private async errorCodeOf(response: Response): Promise<string | undefined> {
+    const failed = response.status >= 400
+    const text = await response.clone().text()
+    if (!failed && !text.includes('"error"')) return undefined
+    const body = parseObject(text)
+    for (const member of failed ? ERROR_MEMBERS : ['error']) {
+      const value = body?.[member]
+      if (typeof value === 'string' || typeof value === 'number') {
+        const code = String(value)
+        return this.errorCodes.has(code) ? code : 'other'
+      }
+    }
+    return failed ? `http_${Math.floor(response.status / 100)}xx` : undefined
+  }
+}
+
+function endpointKey(url: string | URL): string {
+  const parsed = typeof url === 'string' ? new URL(url) : url
+  return `${parsed.origin}${parsed.pathname}`
+}
+
+function failureOf(error: unknown): string {
+  if (isTimeout(error)) return 'timeout'
+  if (causeOf(error, OversizedResponse)) return 'oversized'
+  return 'unreachable'
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(text) as unknown
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
 }

@@ -7,6 +7,7 @@ import { genericOidcProviders } from './generic-oidc.js'
 import { google } from './google.js'
 import { kakao } from './kakao.js'
 import { naver } from './naver.js'
+import type { ProviderCallObserver } from './provider-http.js'
 import type { IdentityProvider, ProviderDefinition } from './types.js'
 
 export const providerDefinitions: readonly ProviderDefinition<any>[] = [kakao, naver, google]
@@ -26,8 +27,9 @@ export class ProviderRegistry {
   // A Map, not an object: `provider: "__proto__"` must find nothing.
   private readonly providers = new Map<string, IdentityProvider>()
 
-  constructor(config: Pick<Config, 'providers' | 'providerHttpTimeoutSeconds' | 'production'>) {
-    const runtime = { httpTimeoutSeconds: config.providerHttpTimeoutSeconds, allowInsecureLoopback: true }
+  /** `calls` hears of every provider HTTP call (the metrics), when given. */
+  constructor(config: Pick<Config, 'providers' | 'providerHttpTimeoutSeconds' | 'production'>, calls?: ProviderCallObserver) {
+    const runtime = { httpTimeoutSeconds: config.providerHttpTimeoutSeconds, allowInsecureLoopback: true, calls }
     for (const [name, { definition, settings }] of Object.entries(config.providers)) {
       this.providers.set(name, definition.create(settings, runtime))
     }

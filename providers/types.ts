@@ -2,6 +2,8 @@
 // modules see only this; provider quirks (Kakao's 64-bit ids, Naver's HTTP-200
 // errors, Google's issuer) stay inside each adapter.
 
+import type { ProviderCallObserver } from './provider-http.js'
+
 /** What we learn about a person from a provider, already normalised. */
 export interface ProviderProfile {
   /** The provider's stable subject, always a string: Kakao ids exceed 2^53. */
@@ -58,6 +60,8 @@ export interface ProviderRuntime {
   httpTimeoutSeconds: number
   /** True when plain-http, loopback provider URLs are allowed (development and tests). */
   allowInsecureLoopback: boolean
+  /** Told of every HTTP call to the provider (the metrics); undefined: nobody listens. */
+  calls?: ProviderCallObserver
 }
 
 /**

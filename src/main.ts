@@ -21,6 +21,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void stop('SIGTERM'))
   process.once('SIGINT', () => void stop('SIGINT'))
   await gateway.app.listen({ port: config.port, host: config.host })
+  // Its own listener on the same host: the public port never answers /metrics.
+  if (gateway.metricsApp) await gateway.metricsApp.listen({ port: config.metricsPort, host: config.host })
 }
 
 main().catch((error: unknown) => {

@@ -3,6 +3,7 @@
 // never enter it. A failed write never blocks the change it describes (a logout must still
 // log you out): it is reported in the service log instead.
 
+import { StorageUnavailable } from '../errors.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 
 export type AuditAction =
@@ -15,6 +16,21 @@ export type AuditAction =
   | 'admin.denied'
   | 'role.assigned'
   | 'role.unassigned'
+  /** Operators' changes to clients and roles (target: "client:<id>", "role:<name>"). */
+  | 'client.created'
+  | 'client.deleted'
+  | 'client.granted'
+  | 'client.revoked'
+  | 'clients.listed'
+  | 'role.created'
+  | 'role.deleted'
+  | 'role.granted'
+  | 'role.revoked'
+  | 'roles.listed'
+  /** An operator was shown a user's record, roles or audit trail (detail: which, and how the user was found). */
+  | 'user.viewed'
+  /** An operator's search for users that found nobody (detail: by what, never the value searched). */
+  | 'users.searched'
 
 /** Where a request came from, for the audit trail. */
 export interface RequestOrigin {
@@ -29,10 +45,26 @@ export interface AuditEntry extends RequestOrigin {
   /** "user", "system", or the id of the operator or client that acted. */
   actor: string
   outcome: 'success' | 'denied'
+  /** What an operator's action was about besides a user: "client:<id>", "role:<name>". */
+  target?: string
+  /** The particulars, e.g. "https://orders.example: read:order". Never a secret. */
+  detail?: string
 }
 
 export interface AuditWarnings {
   warn(object: unknown, message: string): void
+}
+
+/**
+ * How a refresh ended, when it is counted rather than stored (a row per refresh would be
+ * most of the table). A detected reuse is not among them: it has its own audit event.
+ */
+export type RefreshOutcome = 'rotated' | 'grace' | 'limited' | 'invalid' | 'unavailable'
+
+/** Hears of every audited event and counted refresh (the metrics); sees no user, session or address. */
+export interface AuditObserver {
+  recorded(event: Pick<AuditEntry, 'action' | 'actor' | 'outcome'>): void
+  refreshed(outcome: RefreshOutcome): void
 }
 
 export class AuditLog {
@@ -41,13 +73,16 @@ export class AuditLog {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly log: AuditWarnings,
+    private readonly observer?: AuditObserver,
   ) {
     this.anonymous = new AnonymousRefusals(log)
   }
 
   async record(entry: AuditEntry): Promise<void> {
+    // Heard before the write: the event happened even if its row cannot be stored.
+    this.observer?.recorded({ action: entry.action, actor: entry.actor, outcome: entry.outcome })
     try {
-      await this.prisma.auditEvent.create({ data: { ...entry, userAgent: entry.userAgent?.slice(0, 200) } })
+      await this.prisma.auditEvent.create({ data: { ...entry, userAgent: entry.userAgent?.slice(0, 200), detail: entry.detail?.slice(0, 500) } })
     } catch (error) {
       this.log.warn({ audit: entry, err: { message: (error as Error).message } }, 'audit event not stored')
     }
@@ -61,6 +96,17 @@ export class AuditLog {
    */
   countAnonymous(entry: Pick<AuditEntry, 'action' | 'ip'>): void {
     this.anonymous.count(entry.action, entry.ip)
+  }
+
+  /** A refresh's outcome: counted for the metrics, never a row. */
+  countRefresh(outcome: RefreshOutcome): void {
+    this.observer?.refreshed(outcome)
+  }
+
+  /** For a rotation's `.catch`: counts a storage outage as `unavailable`, then rethrows whatever failed. */
+  readonly countRefreshFailure = (error: unknown): never => {
+    if (error instanceof StorageUnavailable) this.countRefresh('unavailable')
+    throw error
   }
 
   /** The newest events about a user, for operators. */

@@ -97,7 +97,10 @@ export class RefreshSessions {
   /** Exchanges a refresh token for its successor; throws InvalidGrant for anything unusable. */
   async rotate(presented: string, client: SessionClient): Promise<IssuedRefreshToken> {
     const parts = parseRefreshToken(presented)
-    if (!parts) throw new InvalidGrant('the refresh token is invalid')
+    if (!parts) {
+      this.audit.countRefresh('invalid')
+      throw new InvalidGrant('the refresh token is invalid')
+    }
     const successorSecret = newTokenSecret()
     const result = await this.store.rotate({
       presented: presentedToken(parts),
@@ -107,16 +110,19 @@ export class RefreshSessions {
       channel: client.channel,
       strict: this.policy.refreshReuseGrace === 0,
       refreshesPerMinute: this.policy.refreshesPerMinute,
-    })
+    }).catch(this.audit.countRefreshFailure)
     switch (result.outcome) {
       case 'rotated':
+        this.audit.countRefresh('rotated')
         return this.issued(parts, result, successorSecret)
       case 'grace': {
         const sameSuccessor = unsealWith(parts.secret, result.sealedSecret)
         if (!sameSuccessor) throw new InvalidGrant('the refresh token is invalid')
+        this.audit.countRefresh('grace')
         return this.issued(parts, result, sameSuccessor)
       }
       case 'limited': {
+        this.audit.countRefresh('limited')
         const retryAfter = Math.max(1, Math.ceil(result.retryAfterMs / 1000))
         throw new RateLimited(`too many refreshes of this session; retry after ${retryAfter} s`, { retryAfterSeconds: retryAfter })
       }
@@ -125,6 +131,7 @@ export class RefreshSessions {
         throw new InvalidGrant('the refresh token was already used; the session has been ended')
       case 'wrong_channel':
       case 'unknown':
+        this.audit.countRefresh('invalid')
         throw new InvalidGrant('the refresh token is invalid, expired or revoked')
       default:
         return result satisfies never

@@ -1,0 +1,229 @@
+// `npm run bench:metrics`: what the Prometheus metrics cost a refresh. The same refresh load
+// as bench/refresh.ts (POST /auth/token, one fresh session per connection and run) goes to
+// the real gateway without METRICS_PORT and with it, in alternating rounds; with metrics on,
+// /metrics is scraped every second during the measured run (Prometheus' default is every
+// 15 s). Goal: metrics cost under 3 % of rotations per second.
+//
+//   BENCH_ROUNDS=6           rounds; each measures both gateways back to back, in
+//                            alternating order (without/with, then with/without...)
+//   BENCH_SECONDS=5, BENCH_WARMUP_SECONDS=2, BENCH_CONNECTIONS=64 as for bench/refresh.ts
+//
+// Each gateway lives in a child process of its own for the whole bench: prom-client's
+// default metrics start process-wide observers (garbage collection, event-loop delay) that
+// must not run in the gateway without metrics. Both share one redis-server. Short runs,
+// alternated many times, let drift in the machine's load fall on both alike; the medians
+// are compared. Exits non-zero when any request failed; the cost is reported, never
+// asserted.
+
+import { spawn, fork, type ChildProcess } from 'node:child_process'
+import { freeLoopbackPort, waitForLoopbackPort } from '../src/loopback.js'
+import type { SessionTokens } from '../src/sessions/session-tokens.js'
+import {
+  hasFailures,
+  loadJob,
+  measure,
+  onCleanUp,
+  printSetup,
+  readLoadSettings,
+  readNumber,
+  redisCpuSeconds,
+  runBench,
+  startGateway,
+  startSessions,
+  tempDir,
+} from './harness.js'
+
+const SETTINGS = readLoadSettings(5)
+const ROUNDS = Math.floor(readNumber('BENCH_ROUNDS', 6, 1))
+const GOAL_PERCENT = 3
+
+type Target = 'without metrics' | 'with metrics'
+
+interface TargetResult {
+  target: Target
+  requestsPerSecond: number
+  cpuPerRequest: number
+  p99: number
+  /** CPUs' worth of other processes' work during the measured run. */
+  others?: number
+  failed: boolean
+  scrapes: number
+}
+
+/** A child process: one gateway, measured each time the parent asks. */
+async function serveTarget(target: Target, redisUrl: string): Promise<void> {
+  const dataDir = await tempDir('gateway-metrics-bench-')
+  const metricsPort = target === 'with metrics' ? await freeLoopbackPort() : undefined
+  const { gateway, url } = await startGateway(dataDir, redisUrl, {
+    RATE_LIMIT_TOKEN: '1000000',
+    RATE_LIMIT_REFRESH: '1000000',
+    ...(metricsPort ? { METRICS_PORT: String(metricsPort) } : {}),
+  })
+  if (gateway.metricsApp && metricsPort) await gateway.metricsApp.listen({ host: '127.0.0.1', port: metricsPort })
+
+  const measureOnce = async (): Promise<TargetResult> => {
+    const sessions = await startSessionsPatiently(gateway.app.gateway.sessionTokens, SETTINGS.connections)
+    let scrapes = 0
+    const scraping = metricsPort
+      ? setInterval(() => {
+          fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+            .then((answer) => answer.text())
+            .then(() => scrapes++, () => {})
+        }, 1000)
+      : undefined
+    try {
+      const job = loadJob(SETTINGS, url, '/auth/token', sessions.map((session) => session.refreshToken), true)
+      const { report, cpuPerRequest, noise } = await measure(target, job, { redisCpuSeconds: () => redisCpuSeconds(gateway.redis) })
+      const { requestsPerSecond, latencyP99 } = report.measured
+      return { target, requestsPerSecond, cpuPerRequest, p99: latencyP99, others: noise?.others, failed: hasFailures(report), scrapes }
+    } finally {
+      clearInterval(scraping)
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    process.on('message', (message: 'measure' | 'stop') => {
+      if (message === 'stop') return resolve()
+      measureOnce().then((result) => process.send!(result), reject)
+    })
+    process.send!('ready')
+  })
+}
+
+/**
+ * harness.startSessions in batches of 8, each retried once: 64 session starts at once can
+ * outlast Redis' command timeout when other processes crowd the two CPUs, which would end
+ * the run before anything is measured.
+ */
+async function startSessionsPatiently(sessionTokens: SessionTokens, count: number) {
+  const sessions: Awaited<ReturnType<typeof startSessions>> = []
+  while (sessions.length < count) {
+    const batch = Math.min(8, count - sessions.length)
+    sessions.push(...(await startSessions(sessionTokens, batch).catch(() => startSessions(sessionTokens, batch))))
+  }
+  return sessions
+}
+
+interface RunningTarget {
+  measure(): Promise<TargetResult>
+  stop(): Promise<void>
+}
+
+async function startTarget(target: Target, redisUrl: string): Promise<RunningTarget> {
+  const child = fork(new URL(import.meta.url), {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, METRICS_COST_TARGET: target, METRICS_COST_REDIS: redisUrl },
+    stdio: 'inherit',
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  onCleanUp(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    await exited
+  })
+  const next = <T>() =>
+    new Promise<T>((resolve, reject) => {
+      const died = () => reject(new Error(`the ${target} gateway exited`))
+      child.once('exit', died)
+      child.once('message', (message: T) => {
+        child.removeListener('exit', died)
+        resolve(message)
+      })
+    })
+  await next<'ready'>()
+  return {
+    measure() {
+      const result = next<TargetResult>()
+      child.send('measure')
+      return result
+    },
+    async stop() {
+      child.send('stop')
+      await exited
+    },
+  }
+}
+
+async function main(): Promise<number> {
+  const dir = await tempDir('gateway-metrics-bench-redis-')
+  const redisUrl = await startRedis(dir)
+  printSetup(SETTINGS)
+  const targets = {
+    'without metrics': await startTarget('without metrics', redisUrl),
+    'with metrics': await startTarget('with metrics', redisUrl),
+  }
+  console.log(`${ROUNDS} rounds; each gateway in a process of its own; with metrics, /metrics is scraped every second\n`)
+
+  const results: TargetResult[] = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const order: Target[] = round % 2 === 0 ? ['without metrics', 'with metrics'] : ['with metrics', 'without metrics']
+    for (const target of order) {
+      const result = await targets[target].measure()
+      results.push(result)
+      const noise = result.others === undefined ? '' : `, other processes ${(result.others * 100).toFixed(0)} % CPU`
+      const scrapes = result.target === 'with metrics' ? `, ${result.scrapes} scrapes` : ''
+      console.log(
+        `round ${round + 1}  ${target.padEnd(15)}  ${result.requestsPerSecond.toFixed(0).padStart(6)} rotations/s  ` +
+          `${result.cpuPerRequest.toFixed(0).padStart(4)} µs CPU/req  p99 ${result.p99.toFixed(1)} ms${noise}${scrapes}`,
+      )
+    }
+  }
+  await Promise.all(Object.values(targets).map((target) => target.stop()))
+
+  const of = (target: Target) => results.filter((result) => result.target === target)
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b)
+    const middle = Math.floor(sorted.length / 2)
+    return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+  }
+  const rps = (target: Target) => median(of(target).map((result) => result.requestsPerSecond))
+  const cpu = (target: Target) => median(of(target).map((result) => result.cpuPerRequest))
+  const rpsCost = ((rps('without metrics') - rps('with metrics')) / rps('without metrics')) * 100
+  const cpuCost = ((cpu('with metrics') - cpu('without metrics')) / cpu('without metrics')) * 100
+  console.log(
+    `\nmedian rotations/s: ${rps('without metrics').toFixed(0)} without metrics, ${rps('with metrics').toFixed(0)} with: ` +
+      `metrics cost ${rpsCost.toFixed(1)} % of rotations/s   (goal: < ${GOAL_PERCENT} %)`,
+  )
+  console.log(
+    `median server CPU per rotation: ${cpu('without metrics').toFixed(0)} µs without, ${cpu('with metrics').toFixed(0)} µs with: ` +
+      `${cpuCost.toFixed(1)} % more   (steadier than rotations/s when other processes compete for the CPUs)`,
+  )
+  const failed = results.filter((result) => result.failed)
+  for (const result of failed) console.error(`FAILED: a ${result.target} run had failed requests`)
+  return failed.length > 0 ? 1 : 0
+}
+
+/** A throw-away redis-server (no persistence, noeviction, as the gateway requires), stopped on cleanup. */
+async function startRedis(dir: string): Promise<string> {
+  const port = await freeLoopbackPort()
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']
+  const child: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const killOnExit = () => child.kill('SIGKILL')
+  process.once('exit', killOnExit)
+  onCleanUp(async () => {
+    process.removeListener('exit', killOnExit)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    await exited
+  })
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? new Error('redis-server is not installed (apt-get install redis-server)') : error),
+    )
+    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} during start-up`)))
+  })
+  failed.catch(() => {})
+  await Promise.race([failed, waitForLoopbackPort(port, 'redis-server')])
+  return `redis://127.0.0.1:${port}`
+}
+
+const childTarget = process.env.METRICS_COST_TARGET as Target | undefined
+if (childTarget && process.send) {
+  await runBench(async () => {
+    await serveTarget(childTarget, process.env.METRICS_COST_REDIS!)
+    // The IPC channel would keep this process alive after its cleanup.
+    process.disconnect()
+    return 0
+  })
+} else {
+  await runBench(main)
+}
