@@ -10,6 +10,8 @@ import { ClientDirectory, type NewClient } from '../src/clients/client-directory
 import { loginWithGoogle, startTestGateway, type TestGateway } from './support/gateway.js'
 import { createTestDatabase } from './support/postgres.js'
 
+// The CLI tests run a Node process per command, several seconds each on a busy machine.
+t.setTimeout(300_000)
 const gateway = await startTestGateway({ database: 'pglite' })
 t.teardown(() => gateway.close())
 const { app } = gateway

@@ -14,6 +14,8 @@ export interface AuditRecord {
   outcome: string
   ip?: string
   userAgent?: string
+  target?: string
+  detail?: string
 }
 
 export const MAX_AUDIT_EVENTS = 500
@@ -36,6 +38,8 @@ export class AuditTrail {
       outcome: event.outcome,
       ...(event.ip ? { ip: event.ip } : {}),
       ...(event.userAgent ? { userAgent: event.userAgent } : {}),
+      ...(event.target ? { target: event.target } : {}),
+      ...(event.detail ? { detail: event.detail } : {}),
     }))
   }
 }

@@ -1,10 +1,10 @@
 // Roles: named sets of scopes on resources that operators give users. The scopes a user
 // holds on a resource (the union over their roles) go into the access tokens issued for
 // it (src/identity/user-scopes.ts reads them, and picks up changes within a minute).
-// Assigning and unassigning roles are user events, so they go to the audit trail (which
-// has no column for the role name: the roles a user holds now are in role:list / rolesOf).
+// Assigning and unassigning roles are user events, so they go to the audit trail with the
+// role as their target (the operators' other changes are audited by Administration).
 
-import type { AuditLog } from '../audit/audit-log.js'
+import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { byResource, checkGrant, type ResourceGrant } from '../clients/client-directory.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import { Conflict, InvalidRequest, NotFound } from '../errors.js'
@@ -17,7 +17,8 @@ export interface RoleSummary {
   users: number
 }
 
-const ROLE_NAME = /^[A-Za-z0-9._:-]{1,64}$/
+/** A letter or digit first: "." and ".." would not survive as a URL path segment (/admin/roles/{name}). */
+const ROLE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
 
 export class RoleDirectory {
   constructor(
@@ -26,7 +27,7 @@ export class RoleDirectory {
   ) {}
 
   async create(name: string): Promise<void> {
-    if (!ROLE_NAME.test(name)) throw new InvalidRequest('a role name has 1 to 64 letters, digits or . _ : -')
+    if (!ROLE_NAME.test(name)) throw new InvalidRequest('a role name has 1 to 64 letters, digits or . _ : -, and starts with a letter or digit')
     try {
       await inDatabase(() => this.prisma.role.create({ data: { name } }))
     } catch (error) {
@@ -58,20 +59,20 @@ export class RoleDirectory {
     return count
   }
 
-  /** Gives a user (by public id) a role; `actor` is who did it, for the audit trail. Idempotent. */
-  async assign(userId: string, name: string, actor: string): Promise<void> {
+  /** Gives a user (by public id) a role; `actor` is who did it, for the audit trail, from `origin`. Idempotent. */
+  async assign(userId: string, name: string, actor: string, origin: RequestOrigin = {}): Promise<void> {
     const [user, role] = await Promise.all([this.findUser(userId), this.find(name)])
     const { count } = await inDatabase(() =>
       this.prisma.userRole.createMany({ data: [{ userId: user.id, roleId: role.id }], skipDuplicates: true }),
     )
-    if (count > 0) await this.audit.record({ action: 'role.assigned', userId, actor, outcome: 'success' })
+    if (count > 0) await this.audit.record({ action: 'role.assigned', userId, actor, outcome: 'success', target: `role:${name}`, ...origin })
   }
 
   /** Takes a role from a user. Idempotent. */
-  async unassign(userId: string, name: string, actor: string): Promise<void> {
+  async unassign(userId: string, name: string, actor: string, origin: RequestOrigin = {}): Promise<void> {
     const [user, role] = await Promise.all([this.findUser(userId), this.find(name)])
     const { count } = await inDatabase(() => this.prisma.userRole.deleteMany({ where: { userId: user.id, roleId: role.id } }))
-    if (count > 0) await this.audit.record({ action: 'role.unassigned', userId, actor, outcome: 'success' })
+    if (count > 0) await this.audit.record({ action: 'role.unassigned', userId, actor, outcome: 'success', target: `role:${name}`, ...origin })
   }
 
   async list(): Promise<RoleSummary[]> {

@@ -1,16 +1,19 @@
 // Operator endpoints. Callers authenticate with an admin client's token (see
-// src/http/admin-credential.ts), checked before anything else of the request is looked at.
+// src/http/admin-credential.ts), checked before anything else of the request is looked at;
+// the hook below guards every route of this plugin, those of the route groups it registers
+// included. What operators do is audited by src/admin/administration.ts.
 
 import type { FastifyInstance } from 'fastify'
+import type { UserRecord, UserSearch } from '../admin/user-lookup.js'
 import { requireAdminClient } from '../http/admin-credential.js'
 import { originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
+import { providerName } from './shapes.js'
+import { adminClientRoutes } from './admin-clients.js'
+import { adminRoleRoutes } from './admin-roles.js'
+import { ADMIN_SECURITY, ADMIN_TAGS, adminResponses, noContent, noQuery, operatorOf, userId } from './admin-shapes.js'
 
-const userParams = {
-  type: 'object',
-  required: ['userId'],
-  properties: { userId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
-} as const
+const userParams = { type: 'object', required: ['userId'], properties: { userId } } as const
 
 const auditQuery = {
   type: 'object',
@@ -19,30 +22,161 @@ const auditQuery = {
   properties: { limit: { type: 'string', pattern: '^([1-9][0-9]?|[1-4][0-9]{2}|500)$' } },
 } as const
 
+const userSearchQuery = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'either email, or provider and subject',
+  properties: {
+    email: { type: 'string', minLength: 1, maxLength: 320, description: 'exact, ignoring case' },
+    provider: providerName,
+    subject: { type: 'string', minLength: 1, maxLength: 255, description: "the provider's id of the user" },
+  },
+} as const
+
+const user = {
+  type: 'object',
+  required: ['id', 'nickname', 'createdAt', 'identities', 'roles'],
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string' },
+    nickname: { type: 'string' },
+    email: { type: 'string' },
+    photo: { type: 'string' },
+    createdAt: { type: 'string', format: 'date-time' },
+    identities: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['provider', 'subject', 'linkedAt'],
+        additionalProperties: false,
+        properties: { provider: { type: 'string' }, subject: { type: 'string' }, linkedAt: { type: 'string', format: 'date-time' } },
+      },
+    },
+    roles: { type: 'array', items: { type: 'string' } },
+  },
+} as const
+
+const auditEvents = {
+  description: "the user's newest events first",
+  type: 'object',
+  required: ['events'],
+  additionalProperties: false,
+  properties: {
+    events: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['at', 'action', 'actor', 'outcome'],
+        additionalProperties: false,
+        properties: {
+          at: { type: 'string', format: 'date-time' },
+          action: { type: 'string' },
+          sessionId: { type: 'string' },
+          actor: { type: 'string' },
+          outcome: { type: 'string' },
+          ip: { type: 'string' },
+          userAgent: { type: 'string' },
+          target: { type: 'string' },
+          detail: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const
+
 type UserParams = { userId: string }
 
-/** For the OpenAPI document: a bearer token (an admin client's). */
-const ADMIN_SECURITY = [{ bearer: [] }]
-
 export async function adminRoutes(app: FastifyInstance): Promise<void> {
-  const { accessTokens, clients, audit, forcedLogout, auditTrail, config } = app.gateway
-  const onlyAdmins = requireAdminClient({ accessTokens, clients, audit, ownResource: config.tokenAudience })
+  const { accessTokens, clients, audit, forcedLogout, administration, config } = app.gateway
   // preValidation: an unauthenticated caller is refused (audited, or only counted when it shows
   // no genuine token) before its input is looked at.
-  const options = { preValidation: onlyAdmins, config: rateLimitedAs('token', config) }
-
-  app.post<{ Params: UserParams }>('/admin/users/:userId/logout', { ...options, schema: { params: userParams, security: ADMIN_SECURITY } }, async (request, reply) => {
-    await forcedLogout.ofUser(request.params.userId, `client:${request.adminClient!.clientId}`, originOf(request))
-    return reply.code(204).header('cache-control', 'no-store').send()
+  app.addHook('preValidation', requireAdminClient({ accessTokens, clients, audit, ownResource: config.tokenAudience }))
+  // Secrets, personal data, or both: never kept by a cache on the way.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
   })
+  const limited = { config: rateLimitedAs('token', config) }
+
+  app.post<{ Params: UserParams }>(
+    '/admin/users/:userId/logout',
+    {
+      ...limited,
+      schema: {
+        summary: 'Forced logout: every session of the user ends at once',
+        tags: ADMIN_TAGS,
+        security: ADMIN_SECURITY,
+        params: userParams,
+        querystring: noQuery,
+        response: adminResponses({ 204: noContent }, [404]),
+      },
+    },
+    async (request, reply) => {
+      await forcedLogout.ofUser(request.params.userId, `client:${request.adminClient!.clientId}`, originOf(request))
+      return reply.code(204).send()
+    },
+  )
 
   app.get<{ Params: UserParams; Querystring: { limit?: string } }>(
     '/admin/users/:userId/audit',
-    { ...options, schema: { params: userParams, querystring: auditQuery, security: ADMIN_SECURITY } },
-    async (request, reply) => {
+    {
+      ...limited,
+      schema: {
+        summary: "A user's audit trail",
+        tags: ADMIN_TAGS,
+        security: ADMIN_SECURITY,
+        params: userParams,
+        querystring: auditQuery,
+        response: adminResponses({ 200: auditEvents }, [404]),
+      },
+    },
+    async (request) => {
       const limit = request.query.limit === undefined ? undefined : Number(request.query.limit)
-      const events = await auditTrail.ofUser(request.params.userId, limit)
-      return reply.header('cache-control', 'no-store').send({ events })
+      return { events: await administration.auditTrailOf(request.params.userId, limit, operatorOf(request)) }
     },
   )
+
+  app.get<{ Querystring: UserSearch }>(
+    '/admin/users',
+    {
+      ...limited,
+      schema: {
+        summary: 'Find users by email, or by provider and subject',
+        description: 'An empty list when nobody matches. An email may match several users.',
+        tags: ADMIN_TAGS,
+        security: ADMIN_SECURITY,
+        querystring: userSearchQuery,
+        response: adminResponses({
+          200: { description: 'the users that match, oldest first', type: 'object', required: ['users'], additionalProperties: false, properties: { users: { type: 'array', items: user } } },
+        }),
+      },
+    },
+    async (request) => ({ users: (await administration.findUsers(request.query, operatorOf(request))).map(userView) }),
+  )
+
+  app.get<{ Params: UserParams }>(
+    '/admin/users/:userId',
+    {
+      ...limited,
+      schema: {
+        summary: 'A user, with identities and roles',
+        tags: ADMIN_TAGS,
+        security: ADMIN_SECURITY,
+        params: userParams,
+        querystring: noQuery,
+        response: adminResponses({ 200: { description: 'the user', ...user } }, [404]),
+      },
+    },
+    async (request) => userView(await administration.user(request.params.userId, operatorOf(request))),
+  )
+
+  await app.register(adminClientRoutes)
+  await app.register(adminRoleRoutes)
+}
+
+function userView(record: UserRecord) {
+  return {
+    ...record,
+    createdAt: record.createdAt.toISOString(),
+    identities: record.identities.map((identity) => ({ ...identity, linkedAt: identity.linkedAt.toISOString() })),
+  }
 }

@@ -11,6 +11,7 @@ import pg from 'pg'
 import { PrismaPGlite } from 'pglite-prisma-adapter'
 import { Prisma, PrismaClient } from '../generated/prisma/client.js'
 import { StorageUnavailable } from '../errors.js'
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js'
 import { applyMigrations, pgliteMigrationTarget, pgMigrationTarget } from './migrations.js'
 
 export interface Database {
@@ -95,18 +96,28 @@ async function openPostgres(databaseUrl: string): Promise<Database> {
 
 async function openPglite(dataDir: string): Promise<Database> {
   let db: PGlite
+  // PGlite keeps no lock of its own: a second process on the same folder would lose its
+  // writes (see data-dir-lock.ts), so every opener of a folder takes this one first.
+  let lock: DataDirLock | undefined
   if (dataDir === PGLITE_MEMORY) {
     db = new PGlite(PGLITE_MEMORY)
   } else {
     const dir = path.resolve(dataDir, 'pglite')
     await mkdir(dir, { recursive: true })
-    db = new PGlite(dir)
+    lock = await lockDataDir(`${dir}.lock`, `the embedded database in ${dir}`)
+    try {
+      db = new PGlite(dir)
+    } catch (error) {
+      await lock.release()
+      throw error
+    }
   }
   try {
     await db.waitReady
     await applyMigrations(pgliteMigrationTarget(db))
   } catch (error) {
     await db.close().catch(() => {})
+    await lock?.release()
     throw error
   }
 
@@ -116,8 +127,12 @@ async function openPglite(dataDir: string): Promise<Database> {
     kind: 'pglite',
     ping: () => ping(prisma),
     close: async () => {
-      await prisma.$disconnect()
-      if (!db.closed) await db.close()
+      try {
+        await prisma.$disconnect()
+        if (!db.closed) await db.close()
+      } finally {
+        await lock?.release()
+      }
     },
   }
 }
