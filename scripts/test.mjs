@@ -6,6 +6,8 @@
 //   npm test                                   # every test/**/*.test.ts
 //   npm test -- test/emulators/google.test.ts  # one file (any tap args pass through)
 //
+// Missing system packages (redis-server, chromium, postgresql-15) are installed first:
+// see scripts/system-packages.sh.
 // The test files get TEST_POSTGRES_URL (an admin URL of the shared cluster).
 // tap's report is printed as TAP (its `tap` reporter) so that it can be counted;
 // a --reporter given on the command line is overridden.
@@ -27,9 +29,14 @@ function fail(message) {
   process.exit(1)
 }
 
-const redis = spawnSync('redis-server', ['--version'], { stdio: 'ignore' })
-if (redis.error || redis.status !== 0) {
-  fail('redis-server is not on PATH; the tests need a real Redis. Install it: `apt-get install redis-server` (Debian/Ubuntu).')
+// The tests run on a real Redis, one PostgreSQL 15 cluster and Debian's Chromium (the
+// demo's browser test): whatever the machine lacks is installed first, or the script
+// says what to install.
+const packages = spawnSync('bash', [path.join(root, 'scripts', 'system-packages.sh'), 'redis-server', 'chromium', 'postgresql-15', 'python3-jwt'], {
+  stdio: ['ignore', 2, 2], // stdout stays the TAP report
+})
+if (packages.error || packages.status !== 0) {
+  fail('the system packages the tests need are missing (see above)')
 }
 
 /** Counts leaf test points of a TAP stream, subtests included. */

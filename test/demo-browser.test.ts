@@ -1,6 +1,7 @@
 // A newcomer clicks through the demo in a real browser (Debian's Chromium driven by
 // playwright-core): log in at the emulated provider, finish signup, refresh, reload, log
-// out, and come back as a returning user.
+// out, and come back as a returning user; every step says what happened, and a first
+// visit, at either loopback address, leaves nothing red in the browser's console.
 
 import { existsSync } from 'node:fs'
 import { chromium, type Page } from 'playwright-core'
@@ -18,6 +19,22 @@ const browser = await chromium.launch({
 })
 t.teardown(() => browser.close())
 const demo = `${gateway.config.publicUrl}/demo`
+// The address the start log prints; PUBLIC_URL says localhost.
+const demoAt127 = `http://127.0.0.1:${gateway.config.port}/demo`
+
+/** What the browser's console would show in red: errors, uncaught exceptions, refused requests. */
+function consoleProblems(page: Page): string[] {
+  const problems: string[] = []
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`)
+  })
+  page.on('pageerror', (error) => problems.push(`uncaught: ${error.message}`))
+  page.on('response', (response) => {
+    if (response.status() >= 400) problems.push(`${response.status()} ${response.url()}`)
+  })
+  page.on('requestfailed', (request) => problems.push(`failed: ${request.url()} ${request.failure()?.errorText}`))
+  return problems
+}
 
 async function signInAtGoogle(page: Page, account: { sub: string; email?: string; name?: string }) {
   await page.getByRole('link', { name: 'Log in with Google' }).click()
@@ -42,6 +59,7 @@ t.test('a new user signs up, refreshes, reloads, logs out, and comes back', asyn
   await page.fill('input[name=nickname]', 'Newcomer')
   await page.getByRole('button', { name: 'Create my account' }).click()
   await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
+  await page.getByText('Account created: welcome, Newcomer.').waitFor()
   t.equal(await page.textContent('#identities'), 'google')
 
   const cookies = await context.cookies()
@@ -49,11 +67,16 @@ t.test('a new user signs up, refreshes, reloads, logs out, and comes back', asyn
   t.ok(refreshCookie?.httpOnly, 'the refresh token sits in an HttpOnly cookie')
   t.equal(await page.evaluate('document.cookie'), '', 'scripts cannot read any gateway cookie')
 
+  const cookieBefore = refreshCookie?.value
   await page.getByRole('button', { name: 'Refresh tokens' }).click()
+  await page.getByText(/^Tokens refreshed at .+: a new access token/).waitFor()
   await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
+  const cookieAfter = (await context.cookies()).find((cookie) => cookie.name === 'refresh_token')?.value
+  t.not(cookieAfter, cookieBefore, 'the refresh says so, and the cookie was rotated')
   await page.reload()
   await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
-  t.pass('a reload keeps the session through the cookie')
+  await page.getByText('Welcome back: the session was resumed from the refresh cookie.').waitFor()
+  t.pass('a reload keeps the session through the cookie, and says so')
 
   await page.getByRole('button', { name: 'Log out' }).click()
   await page.getByText('You are logged out.').waitFor()
@@ -63,6 +86,7 @@ t.test('a new user signs up, refreshes, reloads, logs out, and comes back', asyn
 
   await signInAtGoogle(page, { sub: 'browser-newcomer' })
   await page.getByRole('heading', { name: 'Signed in as Newcomer' }).waitFor()
+  await page.getByText('Logged in with Google.').waitFor()
   t.pass('the returning user is signed in without a second signup')
   t.equal(await gateway.database.prisma.user.count(), 1, 'one account')
   await context.close()
@@ -99,4 +123,34 @@ t.test('Kakao and Naver: click through the emulated consent screens', async (t) 
   }
   const subjects = (await gateway.database.prisma.identity.findMany({ where: { provider: { in: ['kakao', 'naver'] } } })).map((i) => i.subject).sort()
   t.same(subjects, ['1376016924429759228', 'naver-Zx8_base64/id=='], 'subjects stored exactly as the providers sent them')
+})
+
+t.test('a first visit leaves the console clean, at localhost and at 127.0.0.1', async (t) => {
+  for (const address of [demo, demoAt127]) {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    const problems = consoleProblems(page)
+    await page.goto(address)
+    await page.getByRole('heading', { name: 'Log in' }).waitFor()
+    await page.waitForLoadState('networkidle')
+    t.equal(page.url(), demo, `${address}: the demo is served at PUBLIC_URL`)
+    t.same(problems, [], `${address}: no console error, no refused request`)
+    // Headless Chromium fetches no icon; a desktop browser asks for /favicon.ico (a 404) unless the page names one.
+    const icon = await page.locator('link[rel=icon]').getAttribute('href')
+    const iconResponse = await page.request.get(new URL(icon ?? '/favicon.ico', page.url()).href)
+    t.equal(iconResponse.status(), 200, `${address}: the page names its icon, and it is served`)
+    await context.close()
+  }
+})
+
+t.test('opened at 127.0.0.1, the address the start log prints, a login completes', async (t) => {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  await page.goto(demoAt127)
+  await signInAtGoogle(page, { sub: 'browser-loopback', email: 'loopback@example.com' })
+  await page.fill('input[name=nickname]', 'Loopback')
+  await page.getByRole('button', { name: 'Create my account' }).click()
+  await page.getByRole('heading', { name: 'Signed in as Loopback' }).waitFor()
+  t.pass('signed up and signed in')
+  await context.close()
 })

@@ -9,10 +9,15 @@ const $ = (id) => document.getElementById(id)
 const show = (section) => {
   for (const id of ['signed-out', 'signup', 'signed-in']) $(id).hidden = id !== section
 }
-const notice = (text) => {
+// Every action ends with a line saying what happened; `problem` marks the ones that failed.
+const notice = (text, problem = false) => {
   $('notice').textContent = text
   $('notice').hidden = !text
+  $('notice').classList.toggle('problem', problem)
 }
+const now = () => new Date().toLocaleTimeString()
+// Set when a provider link is followed, so the page can say "logged in" when the browser returns.
+const LOGIN_PENDING = 'demo:login-pending'
 
 async function api(method, path, body) {
   const response = await fetch(path, {
@@ -26,37 +31,59 @@ async function api(method, path, body) {
 }
 
 async function showSignedOut() {
-  const { data } = await api('GET', '/.well-known/openid-configuration')
+  const { data } = await api('GET', '/auth/providers')
   const returnTo = `${location.origin}/demo`
   $('providers').replaceChildren(
-    ...data.providers_supported.map((provider) => {
+    ...data.providers.map((provider) => {
       const link = document.createElement('a')
       link.dataset.provider = provider
       link.href = `/auth/authorize/${provider}?returnTo=${encodeURIComponent(returnTo)}`
       link.textContent = `Log in with ${PROVIDER_LABELS[provider] ?? provider}`
+      link.addEventListener('click', () => sessionStorage.setItem(LOGIN_PENDING, provider))
       return link
     }),
   )
   show('signed-out')
 }
 
+/** Shows who is signed in with these tokens; false when the gateway does not know them. */
 async function showSignedIn(tokens) {
   accessToken = tokens.accessToken
   const me = await api('GET', '/auth/me')
-  if (!me.ok) return showSignedOut()
+  if (!me.ok) {
+    accessToken = undefined
+    notice(`The access token was refused (${me.data?.message ?? `status ${me.status}`}); please log in again.`, true)
+    await showSignedOut()
+    return false
+  }
   $('nickname').textContent = me.data.nickname
   $('user-id').textContent = me.data.id
   $('email').textContent = me.data.email ?? '(none)'
   $('identities').textContent = me.data.identities.map((identity) => identity.provider).join(', ')
   $('expires').textContent = `${tokens.expiresIn} s`
   show('signed-in')
+  return true
 }
 
+/** Rotates the refresh cookie; false when the session has ended. */
 async function refresh() {
   const refreshed = await api('POST', '/auth/token')
   if (refreshed.ok) return showSignedIn(refreshed.data)
   accessToken = undefined
-  return showSignedOut()
+  notice(`The session has ended (${refreshed.data?.message ?? `status ${refreshed.status}`}); please log in again.`, true)
+  await showSignedOut()
+  return false
+}
+
+// At start-up: refresh only when the browser holds a refresh cookie (GET /auth/session), so
+// a first visit shows the login without a refused refresh.
+async function resumeSession() {
+  const state = await api('GET', '/auth/session')
+  if (!state.ok || !state.data.refreshCookie) {
+    await showSignedOut()
+    return false
+  }
+  return refresh()
 }
 
 async function showSignup() {
@@ -80,21 +107,29 @@ $('signup-form').addEventListener('submit', async (event) => {
   const body = { nickname: form.nickname.value }
   if (form.email.value) body.email = form.email.value
   const created = await api('POST', '/auth/signup', body)
-  if (!created.ok) return notice(created.data.message)
+  if (!created.ok) return notice(`Signup failed: ${created.data.message}`, true)
   history.replaceState(null, '', '/demo')
-  notice('')
-  return showSignedIn(created.data)
+  if (await showSignedIn(created.data)) notice(`Account created: welcome, ${created.data.user.nickname}.`)
 })
 
-$('refresh').addEventListener('click', () => refresh())
+$('refresh').addEventListener('click', async () => {
+  if (await refresh()) {
+    notice(`Tokens refreshed at ${now()}: a new access token, and a new refresh token in the cookie (the previous one is retired).`)
+  }
+})
 $('logout').addEventListener('click', async () => {
-  await api('POST', '/auth/logout')
+  const ended = await api('POST', '/auth/logout')
+  if (!ended.ok) return notice(`Logout failed: ${ended.data?.message ?? `status ${ended.status}`}`, true)
   accessToken = undefined
   notice('You are logged out.')
   return showSignedOut()
 })
 
 const params = new URLSearchParams(location.search)
-if (params.get('error')) notice(`Login did not complete: ${params.get('error')}`)
+const loginPending = sessionStorage.getItem(LOGIN_PENDING)
+sessionStorage.removeItem(LOGIN_PENDING)
+if (params.get('error')) notice(`Login did not complete: ${params.get('error')}`, true)
 if (params.get('signup') === 'required') await showSignup()
-else await refresh()
+else if (await resumeSession()) {
+  notice(loginPending ? `Logged in with ${PROVIDER_LABELS[loginPending] ?? loginPending}.` : 'Welcome back: the session was resumed from the refresh cookie.')
+}

@@ -75,6 +75,11 @@ export class BrowserPolicy {
     return { token: bodyToken, channel: this.channelOf(request) }
   }
 
+  /** Whether the browser holds a refresh cookie: whether a refresh is worth trying at all. */
+  holdsRefreshCookie(request: FastifyRequest): boolean {
+    return request.cookies[this.cookie.name] !== undefined
+  }
+
   /** A cookie travels by itself: only an allowed Origin shows the request is the app's (CSRF). */
   requireOriginForCookie(request: FastifyRequest): void {
     const origin = request.headers.origin

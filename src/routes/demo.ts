@@ -2,24 +2,45 @@
 // uses the gateway exactly as a product's web client would, served same-origin.
 
 import { readFile } from 'node:fs/promises'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isLoopbackUrl } from '../loopback.js'
 
 const FILES = {
   '/demo': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/demo/demo.js': { file: 'demo.js', type: 'text/javascript; charset=utf-8' },
   '/demo/demo.css': { file: 'demo.css', type: 'text/css; charset=utf-8' },
+  '/demo/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
 } as const
 
 export async function demoRoutes(app: FastifyInstance): Promise<void> {
+  const { config } = app.gateway
+  const publicUrl = new URL(config.publicUrl)
+
   for (const [path, { file, type }] of Object.entries(FILES)) {
     const body = await readFile(new URL(`../demo/${file}`, import.meta.url))
-    app.get(path, async (_request, reply) =>
-      reply
+    app.get(path, { schema: { hide: true } }, async (request, reply) => {
+      // The provider sends the browser back to PUBLIC_URL, and the login's cookies live on
+      // that host: on the other loopback spelling (the start log prints 127.0.0.1, PUBLIC_URL
+      // says localhost) the page would be refused as returnTo and lose its session.
+      if (path === '/demo' && !config.production && isOtherLoopbackHost(request, publicUrl)) {
+        return reply.redirect(`${config.publicUrl}${request.url}`, 302)
+      }
+      return reply
         .header('content-type', type)
         .header('content-security-policy', "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
         .header('x-content-type-options', 'nosniff')
         .header('cache-control', 'no-cache')
-        .send(body),
-    )
+        .send(body)
+    })
+  }
+}
+
+/** A request for a loopback host other than the public URL's, itself on loopback. */
+function isOtherLoopbackHost(request: FastifyRequest, publicUrl: URL): boolean {
+  if (!isLoopbackUrl(publicUrl) || request.host === publicUrl.host) return false
+  try {
+    return isLoopbackUrl(new URL(`${publicUrl.protocol}//${request.host}`))
+  } catch {
+    return false
   }
 }

@@ -1,0 +1,26 @@
+// GET /auth/session: whether this browser holds a refresh cookie. The cookie is HttpOnly,
+// so a web app's scripts cannot look for it themselves; asking here at start-up, and calling
+// POST /auth/token only when there is one, spares a first visit a 401. The cookie's session
+// is not checked here: the refresh itself says whether it is still alive.
+
+import type { FastifyInstance } from 'fastify'
+
+const sessionState = {
+  summary: 'Whether this browser holds a refresh cookie',
+  response: {
+    200: {
+      type: 'object',
+      required: ['refreshCookie'],
+      additionalProperties: false,
+      properties: { refreshCookie: { type: 'boolean' } },
+    },
+  },
+} as const
+
+export async function browserSessionRoutes(app: FastifyInstance): Promise<void> {
+  const { browser } = app.gateway
+
+  app.get('/auth/session', { schema: sessionState }, async (request, reply) =>
+    reply.header('cache-control', 'no-store').send({ refreshCookie: browser.holdsRefreshCookie(request) }),
+  )
+}
