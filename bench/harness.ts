@@ -13,13 +13,13 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
-import type { Redis } from 'ioredis'
 import * as jose from 'jose'
 import { loadConfig, type Config } from '../src/config.js'
 import { createGateway, type Gateway } from '../src/gateway.js'
 import { freeLoopbackPort } from '../src/loopback.js'
 import { randomId } from '../src/secrets.js'
 import type { SessionTokens, TokenSet } from '../src/sessions/session-tokens.js'
+import type { RedisClient } from '../src/storage/redis.js'
 import type { LoadJob, LoadReport, RunFigures } from './load-generator.js'
 
 // ---- settings ----
@@ -165,7 +165,7 @@ export async function serve(app: FastifyInstance): Promise<string> {
 }
 
 /** CPU seconds redis-server has used since it started (from INFO cpu). */
-export async function redisCpuSeconds(redis: Redis): Promise<number> {
+export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
   const info = await redis.info('cpu')
   const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0)
   const system = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0)

@@ -69,6 +69,7 @@ async function main(): Promise<number> {
     issuer: config.publicUrl,
     audience: config.tokenAudience,
     ttlSeconds: config.accessTokenTtl,
+    appClientId: config.appClientId,
   })
   const baselineUrl = await serve(buildBaseline(baselineTokens))
 

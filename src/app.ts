@@ -5,7 +5,7 @@
 import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { Administration } from './admin/administration.js'
 import type { AuditTrail } from './admin/audit-trail.js'
 import type { ForcedLogout } from './admin/forced-logout.js'
 import type { AuditLog } from './audit/audit-log.js'
@@ -15,19 +15,23 @@ import type { TokenIntrospection } from './clients/introspection.js'
 import type { Config } from './config.js'
 import type { UserDirectory } from './identity/users.js'
 import type { LoginService } from './login/login.js'
+import type { GatewayMetrics } from './metrics/gateway-metrics.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { RefreshSessions } from './sessions/refresh-sessions.js'
 import type { SessionTokens } from './sessions/session-tokens.js'
 import type { SignupService } from './signup/signup.js'
+import type { RedisClient } from './storage/redis.js'
 import type { AccessTokens } from './tokens/access-tokens.js'
 import type { SigningKeySet } from './tokens/signing-keys.js'
 import type { BrowserPolicy } from './http/browser.js'
 import { applyConnectionLimits } from './http/connection-limits.js'
 import { clientErrorHandler, frameworkErrors, refuseRequestsWithoutHost, registerErrorHandling } from './http/errors.js'
 import { registerStrictJsonBodies } from './http/json-body.js'
+import { registerRequestMetrics } from './http/metrics.js'
 import { registerRateLimits } from './http/rate-limits.js'
 import { registerStorageBudget } from './http/storage-budget.js'
 import { adminRoutes } from './routes/admin.js'
+import { browserSessionRoutes } from './routes/browser-session.js'
 import { demoRoutes } from './routes/demo.js'
 import { discoveryRoutes } from './routes/discovery.js'
 import { healthRoutes } from './routes/health.js'
@@ -58,10 +62,14 @@ export interface GatewayServices {
   introspection: TokenIntrospection
   forcedLogout: ForcedLogout
   auditTrail: AuditTrail
+  /** What operators do to clients, roles and users, audited. */
+  administration: Administration
   /** The Redis connection the rate limiter counts in. */
-  redis: Redis
+  redis: RedisClient
   /** Each check resolves when its dependency answers. */
   readiness: Record<string, () => Promise<unknown>>
+  /** The Prometheus series; undefined when METRICS_PORT is unset. */
+  metrics?: GatewayMetrics
 }
 
 declare module 'fastify' {
@@ -128,7 +136,8 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   })
   applyConnectionLimits(app.server, { perAddress: services.config.maxConnectionsPerIp })
   app.decorate('gateway', services)
-  registerErrorHandling(app)
+  registerErrorHandling(app, services.metrics)
+  if (services.metrics) registerRequestMetrics(app, services.metrics)
   refuseRequestsWithoutHost(app)
   registerStorageBudget(app)
   // Every body is JSON. Without this, a text/plain body (what a cross-site form sends)
@@ -149,6 +158,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   await app.register(loginRoutes)
   await app.register(signupRoutes)
   await app.register(tokenRoutes)
+  await app.register(browserSessionRoutes)
   await app.register(meRoutes)
   await app.register(redirectFlowRoutes)
   await app.register(sessionRoutes)

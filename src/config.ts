@@ -5,9 +5,17 @@
 import { providerDefinitionsFor, type ConfiguredProvider } from '../providers/registry.js'
 import { splitList } from './env-values.js'
 import { isLoopbackUrl } from './loopback.js'
+import type { SigningAlgorithm } from './tokens/signing-keys.js'
 
 export const PROFILE_FIELDS = ['nickname', 'email', 'photo'] as const
 export type ProfileField = (typeof PROFILE_FIELDS)[number]
+
+const SIGNING_ALGORITHM_CHOICES = ['ES256', 'RS256', 'EdDSA'] as const satisfies readonly SigningAlgorithm[]
+
+export interface HostPort {
+  host: string
+  port: number
+}
 
 export interface Config {
   production: boolean
@@ -19,8 +27,14 @@ export interface Config {
   databaseUrl?: string
   /** Where the embedded database and generated development keys live. */
   dataDir: string
-  /** undefined: the gateway starts a local redis-server itself (development only). */
+  /** undefined (and no Cluster or Sentinel): the gateway starts a local redis-server itself (development only). */
   redisUrl?: string
+  /** Seed nodes of a Redis Cluster, instead of redisUrl. */
+  redisClusterNodes?: HostPort[]
+  /** Sentinels and the name of the master they watch, instead of redisUrl. */
+  redisSentinel?: { sentinels: HostPort[]; name: string }
+  /** Replicas that must hold a session start, end or rotation before it is answered (Redis WAIT); 0: no waiting. */
+  redisWaitReplicas: number
   accessTokenTtl: number
   refreshTokenTtl: number
   /** Absolute lifetime of a session, however often it is refreshed. */
@@ -39,6 +53,10 @@ export interface Config {
   tokenAudience: string
   /** Raw SIGNING_KEYS (JWK set JSON or a file path); undefined: generate and persist in dev. */
   signingKeys?: string
+  /** SIGNING_ALGORITHM: the type of the generated development key, and what SIGNING_KEYS' first key must be when set. */
+  signingAlgorithm?: SigningAlgorithm
+  /** The `client_id` of users' access tokens (RFC 9068 §2.2): the apps that log users in, as one client. */
+  appClientId: string
   signupRequiredFields: ProfileField[]
   sessionPolicy: 'multi' | 'single'
   /** Live sessions per user; a login beyond it ends the least recently used one. */
@@ -58,8 +76,12 @@ export interface Config {
   logLevel: string
   /** Serve the demo web app at /demo. */
   demoPage: boolean
+  /** Port of the Prometheus listener (GET /metrics, on HOST); undefined: no metrics. */
+  metricsPort?: number
   /** Requests per minute, client address and route: login routes (start, code, signup, redirect flow), and refresh/logout. */
   rateLimits: { login: number; token: number }
+  /** Introspection calls per minute and authenticated client (unauthenticated attempts count per address, as `token`). */
+  introspectionsPerMinute: number
   /** Proxies whose X-Forwarded-For is believed: a hop count or addresses/CIDRs; false: none. */
   trustProxy: boolean | number | string[]
 }
@@ -86,9 +108,23 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('DATABASE_URL must be a postgresql:// URL (unset it for the embedded database)')
   }
   const redisUrl = read.text('REDIS_URL')
-  // Sentinel and Cluster are not wired yet: refuse them clearly rather than half-connect.
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl) && !redisUrl.startsWith('/')) {
-    problems.push('REDIS_URL must be a redis:// or rediss:// URL, or a unix socket path (Sentinel and Cluster are not supported yet)')
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL, or a unix socket path (a Cluster goes in REDIS_CLUSTER_NODES, Sentinels in REDIS_SENTINELS)')
+  }
+  const redisClusterNodes = read.hostPorts('REDIS_CLUSTER_NODES')
+  const redisSentinels = read.hostPorts('REDIS_SENTINELS')
+  const redisSentinelName = read.text('REDIS_SENTINEL_NAME')
+  if (redisSentinels && !redisSentinelName) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_NAME, the name of the master the Sentinels watch')
+  if (redisSentinelName && !redisSentinels) problems.push('REDIS_SENTINEL_NAME is set without REDIS_SENTINELS')
+  const redisSettings = Object.entries({ REDIS_URL: redisUrl, REDIS_CLUSTER_NODES: redisClusterNodes, REDIS_SENTINELS: redisSentinels })
+    .filter(([, value]) => value !== undefined)
+    .map(([name]) => name)
+  if (redisSettings.length > 1) {
+    problems.push(`${redisSettings.join(', ')}: set only one (one Redis: REDIS_URL; one Cluster: REDIS_CLUSTER_NODES; one Sentinel group: REDIS_SENTINELS)`)
+  }
+  const redisWaitReplicas = read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100)
+  if (redisWaitReplicas > 0 && redisSettings.length === 0) {
+    problems.push('REDIS_WAIT_REPLICAS needs a Redis with replicas (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); the local development redis-server has none')
   }
 
   const signingKeys = read.text('SIGNING_KEYS')
@@ -126,6 +162,9 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     dataDir: read.text('DATA_DIR') ?? './data',
     redisUrl,
+    redisClusterNodes,
+    redisSentinel: redisSentinels && redisSentinelName ? { sentinels: redisSentinels, name: redisSentinelName } : undefined,
+    redisWaitReplicas,
     accessTokenTtl: read.integer('ACCESS_TOKEN_TTL', 600, 30, 86_400),
     refreshTokenTtl: read.integer('REFRESH_TOKEN_TTL', 1_209_600, 60, 31_536_000),
     sessionMaxAge: read.integer('SESSION_MAX_AGE', 7_776_000, 60, 31_536_000),
@@ -135,10 +174,13 @@ export function loadConfig(env: Env = process.env): Config {
     refreshReuseGrace: read.integer('REFRESH_REUSE_GRACE', 10, 0, 300),
     tokenAudience: read.text('TOKEN_AUDIENCE') ?? publicUrl,
     signingKeys,
+    signingAlgorithm: readSigningAlgorithm(read),
+    appClientId: readAppClientId(read),
     signupRequiredFields: signupRequiredFields as ProfileField[],
     sessionPolicy: sessionPolicy as Config['sessionPolicy'],
     maxSessionsPerUser: read.integer('MAX_SESSIONS_PER_USER', 50, 1, 1000),
     refreshesPerMinute: read.integer('RATE_LIMIT_REFRESH', 60, 1, 1_000_000),
+    introspectionsPerMinute: read.integer('RATE_LIMIT_INTROSPECTION', 60_000, 1, 100_000_000),
     requestTimeout: read.integer('REQUEST_TIMEOUT', 10, 1, 300),
     maxConnectionsPerIp: read.integer('MAX_CONNECTIONS_PER_IP', 256, 1, 1_000_000),
     providers,
@@ -147,6 +189,7 @@ export function loadConfig(env: Env = process.env): Config {
     webOrigins: [...new Set([...webOrigins, new URL(publicUrl).origin])],
     logLevel: read.text('LOG_LEVEL') ?? (production ? 'info' : 'debug'),
     demoPage: read.flag('DEMO_PAGE'),
+    metricsPort: read.text('METRICS_PORT') === undefined ? undefined : read.integer('METRICS_PORT', 0, 1, 65535),
     rateLimits: {
       login: read.integer('RATE_LIMIT_LOGIN', 30, 1, 1_000_000),
       token: read.integer('RATE_LIMIT_TOKEN', 120, 1, 1_000_000),
@@ -156,17 +199,34 @@ export function loadConfig(env: Env = process.env): Config {
 
   if (production) {
     if (!signingKeys) problems.push('SIGNING_KEYS is required in production (generated keys are refused)')
-    if (!redisUrl) problems.push('REDIS_URL is required in production')
+    if (redisSettings.length === 0) problems.push('REDIS_URL is required in production (or REDIS_CLUSTER_NODES, or REDIS_SENTINELS with REDIS_SENTINEL_NAME)')
     if (!databaseUrl) problems.push('DATABASE_URL is required in production (the embedded database is for development)')
   }
   if (config.sessionMaxAge < config.refreshTokenTtl) {
     problems.push('SESSION_MAX_AGE must be at least REFRESH_TOKEN_TTL')
+  }
+  if (config.metricsPort !== undefined && config.metricsPort === port) {
+    problems.push('METRICS_PORT must differ from PORT (metrics are never served on the public port)')
   }
 
   if (problems.length > 0) throw new ConfigError(problems)
   return config
 }
 
+/** SIGNING_ALGORITHM: ES256 (the default), RS256 or EdDSA; the key type decides, this names which. */
+function readSigningAlgorithm(read: EnvReader): SigningAlgorithm | undefined {
+  const value = read.text('SIGNING_ALGORITHM')
+  if (value === undefined || (SIGNING_ALGORITHM_CHOICES as readonly string[]).includes(value)) return value as SigningAlgorithm | undefined
+  read.problem(`SIGNING_ALGORITHM must be one of ${SIGNING_ALGORITHM_CHOICES.join(', ')}, got "${value}"`)
+  return undefined
+}
+
+/** APP_CLIENT_ID: a client_id is a VSCHAR string (RFC 6749 Appendix A.1); ours is a short, stable label. */
+function readAppClientId(read: EnvReader): string {
+  const value = read.text('APP_CLIENT_ID') ?? 'app'
+  if (!/^[\x21-\x7e]{1,128}$/.test(value)) read.problem('APP_CLIENT_ID must be 1 to 128 printable ASCII characters without spaces')
+  return value
+}
 
 /** TRUST_PROXY: unset (trust no one: a client cannot pick its own address), a hop count, or addresses. */
 function readTrustProxy(read: EnvReader): Config['trustProxy'] {
@@ -185,9 +245,29 @@ export class EnvReader {
     return value === undefined || value === '' ? undefined : value
   }
 
+  /** A problem that no single reader above describes. */
+  problem(line: string): void {
+    this.problems.push(line)
+  }
+
   list(name: string): string[] | undefined {
     const value = this.text(name)
     return value === undefined ? undefined : splitList(value)
+  }
+
+  /** Comma-separated `host:port` pairs; an IPv6 host goes in brackets (`[::1]:6379`). */
+  hostPorts(name: string): HostPort[] | undefined {
+    const entries = this.list(name)
+    if (entries === undefined) return undefined
+    const addresses: HostPort[] = []
+    for (const entry of entries) {
+      const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(entry)
+      const port = Number(match?.[3])
+      if (!match || port < 1 || port > 65535) this.problems.push(`${name}: "${entry}" is not a host:port pair`)
+      else addresses.push({ host: match[1] ?? match[2]!, port })
+    }
+    if (entries.length === 0) this.problems.push(`${name} names no host:port pair`)
+    return addresses
   }
 
   flag(name: string): boolean {

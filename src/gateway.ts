@@ -2,21 +2,25 @@
 // services into the HTTP app. Start-up fails loudly rather than running half-configured.
 
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
-import type { Redis } from 'ioredis'
 import { buildApp, type GatewayServices } from './app.js'
+import { Administration } from './admin/administration.js'
 import { AuditTrail } from './admin/audit-trail.js'
 import { ForcedLogout } from './admin/forced-logout.js'
+import { RoleDirectory } from './admin/roles.js'
+import { UserLookup } from './admin/user-lookup.js'
 import { AuditLog } from './audit/audit-log.js'
 import { ClientCredentialsGrant } from './clients/client-credentials.js'
 import { ClientDirectory } from './clients/client-directory.js'
 import { TokenIntrospection } from './clients/introspection.js'
 import type { Config } from './config.js'
 import { BrowserPolicy } from './http/browser.js'
+import { buildMetricsApp } from './http/metrics.js'
 import { UserScopes } from './identity/user-scopes.js'
 import { UserDirectory } from './identity/users.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
 import { UsedIdTokens } from './login/used-id-tokens.js'
+import { GatewayMetrics } from './metrics/gateway-metrics.js'
 import { ProviderRegistry } from '../providers/registry.js'
 import { RefreshSessions } from './sessions/refresh-sessions.js'
 import { SessionStore } from './sessions/session-store.js'
@@ -25,43 +29,55 @@ import { SignupService } from './signup/signup.js'
 import { SignupTickets } from './signup/signup-tickets.js'
 import { openDatabase, type Database } from './storage/database.js'
 import { startLocalRedis, type LocalRedis } from './storage/local-redis.js'
-import { connectRedis } from './storage/redis.js'
+import { connectRedis, type RedisClient, type RedisTarget } from './storage/redis.js'
 import { AccessTokens } from './tokens/access-tokens.js'
 import { loadSigningKeys } from './tokens/signing-keys.js'
 
 export interface Gateway {
   app: FastifyInstance
-  redis: Redis
+  redis: RedisClient
   database: Database
+  /** The Prometheus listener (GET /metrics), to listen on METRICS_PORT; undefined when it is unset. */
+  metricsApp?: FastifyInstance
   close(): Promise<void>
 }
 
 export async function createGateway(config: Config, logger: FastifyServerOptions['logger'] = true): Promise<Gateway> {
   const keys = await loadSigningKeys(config)
+  // The database first: opening the embedded one takes the data folder's lock, so a second
+  // gateway on the same DATA_DIR stops here, before it starts a local redis-server over the
+  // first one's Redis files.
+  const database: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
   let localRedis: LocalRedis | undefined
-  const redisUrl = config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url
   // Connection problems after start-up go to the app's logger (redacted, silenced in tests);
   // a failure to connect at start-up is thrown instead.
   let app: FastifyInstance | undefined
-  const redis = await connectRedis(redisUrl, { warn: (object, message) => app?.log.warn(object, message) })
-  let database: Database
+  let redis: RedisClient
   try {
-    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
+    const redisTarget: RedisTarget = config.redisClusterNodes
+      ? { clusterNodes: config.redisClusterNodes }
+      : config.redisSentinel
+        ? { sentinels: config.redisSentinel.sentinels, sentinelName: config.redisSentinel.name }
+        : { url: config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url }
+    redis = await connectRedis(redisTarget, { warn: (object, message) => app?.log.warn(object, message) })
   } catch (error) {
-    redis.disconnect()
     localRedis?.stop()
+    await database.close().catch(() => {})
     throw error
   }
 
-  const providers = new ProviderRegistry(config)
-  const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl })
-  const audit = new AuditLog(database.prisma, { warn: (object, message) => app?.log.warn(object, message) })
-  const sessions = new RefreshSessions(new SessionStore(redis), config, audit)
+  // One registry object, handed to each observed part: nothing imports a global one.
+  const metrics = config.metricsPort === undefined ? undefined : new GatewayMetrics({ providers: Object.keys(config.providers) })
+  const providers = new ProviderRegistry(config, metrics)
+  const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl, appClientId: config.appClientId })
+  const audit = new AuditLog(database.prisma, { warn: (object, message) => app?.log.warn(object, message) }, metrics)
+  const sessions = new RefreshSessions(new SessionStore(redis, config.redisWaitReplicas), config, audit)
   const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.scopeCacheTtl })
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma)
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
   const clients = new ClientDirectory(database.prisma)
+  const auditTrail = new AuditTrail(users, audit)
   const services: GatewayServices = {
     config,
     keys,
@@ -82,6 +98,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
       signupRequiredFields: config.signupRequiredFields,
       publicUrl: config.publicUrl,
       webOrigins: config.webOrigins,
+      observer: metrics,
     }),
     signup: new SignupService({ tickets, users, scopes, sessionTokens, signupRequiredFields: config.signupRequiredFields }),
     browser: new BrowserPolicy(config),
@@ -90,7 +107,8 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     clientCredentials: new ClientCredentialsGrant(clients, accessTokens, config.tokenAudience),
     introspection: new TokenIntrospection(clients, accessTokens, sessions),
     forcedLogout: new ForcedLogout(users, sessions),
-    auditTrail: new AuditTrail(users, audit),
+    auditTrail,
+    administration: new Administration({ clients, roles: new RoleDirectory(database.prisma, audit), users: new UserLookup(database.prisma), auditTrail, audit }),
     redis,
     readiness: {
       // A write, not a PING: a Redis at maxmemory under noeviction still answers PING while
@@ -98,14 +116,18 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
       redis: () => redis.set('gw:readiness-probe', '1', 'PX', 10_000),
       database: () => database.ping(),
     },
+    metrics,
   }
   app = await buildApp(services, logger)
+  const metricsApp = metrics && buildMetricsApp(metrics)
   return {
     app,
     redis,
     database,
+    metricsApp,
     async close() {
       await app.close()
+      await metricsApp?.close()
       redis.disconnect()
       await database.close()
       localRedis?.stop()

@@ -83,8 +83,54 @@ t.test('production refuses development conveniences', async (t) => {
 })
 
 t.test('a Redis URL the gateway cannot use is refused at start-up', async (t) => {
-  t.match(problemsOf({ REDIS_URL: 'redis+sentinel://sentinel.internal:26379/mymaster' }).join('\n'), /Sentinel and Cluster are not supported yet/)
+  t.match(problemsOf({ REDIS_URL: 'redis+sentinel://sentinel.internal:26379/mymaster' }).join('\n'), /REDIS_URL must be a redis:\/\/ .* Sentinels in REDIS_SENTINELS/)
   t.same(problemsOf({ REDIS_URL: 'rediss://cache.internal:6380' }), [])
+})
+
+t.test('a Redis Cluster or a Sentinel group is given instead of REDIS_URL', async (t) => {
+  const cluster = loadConfig({ REDIS_CLUSTER_NODES: 'redis-a.internal:7000, 10.0.0.2:7001,[fd00::3]:7002' })
+  t.same(cluster.redisClusterNodes, [
+    { host: 'redis-a.internal', port: 7000 },
+    { host: '10.0.0.2', port: 7001 },
+    { host: 'fd00::3', port: 7002 },
+  ])
+  t.equal(cluster.redisUrl, undefined)
+  const sentinel = loadConfig({ REDIS_SENTINELS: 'sentinel-1:26379,sentinel-2:26379', REDIS_SENTINEL_NAME: 'gateway' })
+  t.same(sentinel.redisSentinel, { sentinels: [{ host: 'sentinel-1', port: 26379 }, { host: 'sentinel-2', port: 26379 }], name: 'gateway' })
+
+  t.match(
+    problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_CLUSTER_NODES: 'redis-a:7000' }).join('\n'),
+    /REDIS_URL, REDIS_CLUSTER_NODES: set only one/,
+  )
+  t.match(
+    problemsOf({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway' }).join('\n'),
+    /REDIS_CLUSTER_NODES, REDIS_SENTINELS: set only one/,
+  )
+  const bad = problemsOf({ REDIS_CLUSTER_NODES: 'redis-a,redis-b:0,redis-c:99999,redis-d:7000', REDIS_SENTINELS: 's:26379' })
+  t.same(bad, [
+    'REDIS_CLUSTER_NODES: "redis-a" is not a host:port pair',
+    'REDIS_CLUSTER_NODES: "redis-b:0" is not a host:port pair',
+    'REDIS_CLUSTER_NODES: "redis-c:99999" is not a host:port pair',
+    'REDIS_SENTINELS needs REDIS_SENTINEL_NAME, the name of the master the Sentinels watch',
+    'REDIS_CLUSTER_NODES, REDIS_SENTINELS: set only one (one Redis: REDIS_URL; one Cluster: REDIS_CLUSTER_NODES; one Sentinel group: REDIS_SENTINELS)',
+  ])
+  t.match(problemsOf({ REDIS_SENTINEL_NAME: 'gateway' }).join('\n'), /REDIS_SENTINEL_NAME is set without REDIS_SENTINELS/)
+  t.match(
+    problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway' }).join('\n'),
+    /REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS: set only one/,
+  )
+
+  const production = { NODE_ENV: 'production', PUBLIC_URL: 'https://gateway.example', SIGNING_KEYS: '{"keys":[]}', DATABASE_URL: 'postgresql://db.internal/gateway' }
+  t.same(problemsOf({ ...production, REDIS_CLUSTER_NODES: 'redis-a:7000' }), [], 'a Cluster is enough in production')
+  t.same(problemsOf({ ...production, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway' }), [], 'so is a Sentinel group')
+})
+
+t.test('REDIS_WAIT_REPLICAS: a whole number of replicas, 0 by default, and only where replicas can exist', async (t) => {
+  t.equal(loadConfig({}).redisWaitReplicas, 0)
+  t.equal(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_WAIT_REPLICAS: '1' }).redisWaitReplicas, 1)
+  t.match(problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_WAIT_REPLICAS: 'one' }).join('\n'), /REDIS_WAIT_REPLICAS must be a whole number from 0/)
+  t.match(problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_WAIT_REPLICAS: '-1' }).join('\n'), /REDIS_WAIT_REPLICAS must be a whole number from 0/)
+  t.match(problemsOf({ REDIS_WAIT_REPLICAS: '1' }).join('\n'), /REDIS_WAIT_REPLICAS needs a Redis with replicas/, 'the local development redis-server has none')
 })
 
 t.test('limits on what one client or user can hold have defaults and bounds', async (t) => {

@@ -129,12 +129,30 @@ t.test('client authentication failures are 401 invalid_client with a Basic chall
   }
   t.equal(messages.size, 1, 'a wrong secret and an unknown client read the same')
 
-  const secretInBody = await tokenRequest({ ...form, client_id: cart.clientId, client_secret: cart.clientSecret })
-  t.equal(secretInBody.statusCode, 401, 'client_secret_post is not accepted: HTTP Basic only')
-  const idOnly = await tokenRequest({ ...form, client_id: cart.clientId })
-  t.equal(idOnly.statusCode, 401, 'a client id without a secret is no authentication')
-  const both = await tokenRequest({ ...form, client_secret: cart.clientSecret }, basic(cart.clientId, cart.clientSecret))
-  t.equal(both.statusCode, 401, 'nor a second authentication method beside Basic (RFC 6749 §2.3.1)')
+  for (const [what, body] of [
+    ['a wrong secret in the body', { client_id: cart.clientId, client_secret: 'not-the-secret' }],
+    ['an unknown client in the body', { client_id: 'no-such-client', client_secret: cart.clientSecret }],
+    ['a secret in the body without its client_id', { client_secret: cart.clientSecret }],
+    ['a client id without a secret', { client_id: cart.clientId }],
+  ] as const) {
+    const response = await tokenRequest({ ...form, ...body })
+    t.equal(response.statusCode, 401, what)
+    t.equal(response.json().error, 'invalid_client', what)
+  }
+  t.equal((await tokenRequest({ ...form, client_id: cart.clientId, client_secret: 'not-the-secret' })).json().message, [...messages][0], 'the body method fails with the same words')
+})
+
+t.test('client_secret_post works as HTTP Basic does, but never both in one request (RFC 6749 §2.3)', async (t) => {
+  const posted = await tokenRequest({ grant_type: 'client_credentials', resource: ORDERS, scope: 'read:order', client_id: cart.clientId, client_secret: cart.clientSecret })
+  t.equal(posted.statusCode, 200, { body: posted.body })
+  const claims = jose.decodeJwt(posted.json().access_token)
+  t.match(claims, { client_id: cart.clientId, sub: cart.clientId, aud: ORDERS, scope: 'read:order' })
+
+  const both = await tokenRequest({ grant_type: 'client_credentials', resource: ORDERS, client_id: cart.clientId, client_secret: cart.clientSecret }, basic(cart.clientId, cart.clientSecret))
+  refusedTheOAuthWay(t, both, 400, 'invalid_request')
+  t.match(both.json().message, /one client authentication method/)
+  const bothWithOtherSecret = await tokenRequest({ grant_type: 'client_credentials', resource: ORDERS, client_secret: 'anything' }, basic(cart.clientId, cart.clientSecret))
+  refusedTheOAuthWay(t, bothWithOtherSecret, 400, 'invalid_request')
 })
 
 t.test('the client id and secret are form-urlencoded inside Basic (RFC 6749 §2.3.1)', async (t) => {
@@ -225,7 +243,7 @@ t.test('the secret is stored only as a hash and shown only at creation', async (
   t.notOk(listed.includes(created.clientSecret) || listed.includes(row.secretHash), 'the listing shows neither the secret nor its hash')
 })
 
-t.test('an off-the-shelf OAuth client (openid-client) gets tokens and reads our errors', async (t) => {
+t.test('an off-the-shelf OAuth client (openid-client) gets tokens and reads our errors, with either client authentication', async (t) => {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : 0
@@ -246,4 +264,10 @@ t.test('an off-the-shelf OAuth client (openid-client) gets tokens and reads our 
   t.match(challenged, { code: 'OAUTH_WWW_AUTHENTICATE_CHALLENGE', status: 401, cause: [{ scheme: 'basic', parameters: { realm: 'gateway' } }] })
   const refused = await oidc.clientCredentialsGrant(configuration(cart.clientSecret), { resource: ORDERS, scope: 'admin' }).catch((error: unknown) => error)
   t.match(refused, { code: 'OAUTH_RESPONSE_BODY_ERROR', error: 'invalid_scope', error_description: 'this client is not granted admin on that resource', status: 400 })
+
+  // openid-client's default client authentication is client_secret_post.
+  const byDefault = new oidc.Configuration(server, cart.clientId, cart.clientSecret)
+  oidc.allowInsecureRequests(byDefault)
+  const posted = await oidc.clientCredentialsGrant(byDefault, { resource: ORDERS, scope: 'read:order' })
+  t.equal(jose.decodeJwt(posted.access_token).client_id, cart.clientId, 'client_secret_post, as openid-client sends it by default')
 })

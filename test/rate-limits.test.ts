@@ -1,8 +1,10 @@
 // A burst of logins from one address is refused with 429 before any provider call; a
 // client cannot buy a fresh budget by inventing X-Forwarded-For; behind a trusted proxy,
-// each real client address has its own budget.
+// each real client address has its own budget. Introspection, which resource servers call
+// for the requests they serve, has a budget per authenticated client instead.
 
 import t from 'tap'
+import { ClientDirectory, type NewClient } from '../src/clients/client-directory.js'
 import { parseRefreshToken } from '../src/sessions/refresh-token.js'
 import { sessionKeys } from '../src/sessions/session-keys.js'
 import { loginWithGoogle, REDIRECT_URI, startTestGateway } from './support/gateway.js'
@@ -102,4 +104,40 @@ t.test('with Redis down the limiter cannot count, so it refuses: 503 with Retry-
   const refresh = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
   t.equal(refresh.statusCode, 503, 'refresh too: never a 401 that would make a client drop its token')
   // test/fail-closed.test.ts covers every login route and counts what the provider saw.
+})
+
+t.test('introspection is counted per authenticated client, and failed authentications per address', async (t) => {
+  const gateway = await startTestGateway({ env: { RATE_LIMIT_TOKEN: '3', RATE_LIMIT_INTROSPECTION: '5', TRUST_PROXY: '127.0.0.1' } })
+  t.teardown(() => gateway.close())
+  const clients = new ClientDirectory(gateway.database.prisma)
+  const [orders, payments] = await Promise.all([clients.create('orders'), clients.create('payments')])
+  const introspect = (form: Record<string, string>, from = '198.51.100.1', authorization?: string) =>
+    gateway.app.inject({
+      method: 'POST',
+      url: '/oauth/introspect',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': from, ...(authorization ? { authorization } : {}) },
+      payload: new URLSearchParams({ token: 'some-token', ...form }).toString(),
+    })
+  const as = (client: NewClient) => ({ client_id: client.clientId, client_secret: client.clientSecret })
+
+  // Two resource servers behind one address: each has its own budget, far beyond the address's.
+  for (let i = 0; i < 5; i++) {
+    t.equal((await introspect(as(orders))).statusCode, 200, `orders, call ${i + 1} of 5`)
+    t.equal((await introspect({}, '198.51.100.1', `Basic ${Buffer.from(`${payments.clientId}:${payments.clientSecret}`).toString('base64')}`)).statusCode, 200, `payments (HTTP Basic), call ${i + 1} of 5`)
+  }
+  const limited = await introspect(as(orders), '203.0.113.9')
+  t.equal(limited.statusCode, 429, 'the sixth call of a client in a minute is refused, from whatever address')
+  t.match(limited.json(), { error: 'rate_limited', message: /too many requests from this client/ })
+  t.ok(Number(limited.headers['retry-after']) > 0)
+
+  // Guessing is limited per address, and does not use up the clients' budgets.
+  const wrong = { client_id: payments.clientId, client_secret: 'not-the-secret' }
+  for (let i = 0; i < 3; i++) t.equal((await introspect(wrong, '192.0.2.7')).statusCode, 401, `failed attempt ${i + 1} of 3`)
+  const guessing = await introspect(wrong, '192.0.2.7')
+  t.equal(guessing.statusCode, 429, 'the fourth failed attempt from that address in a minute is refused')
+  t.match(guessing.json().message, /too many requests from this address/)
+  t.equal((await introspect({}, '192.0.2.7')).statusCode, 429, 'so is a request without credentials')
+  t.equal((await introspect(wrong, '192.0.2.8')).statusCode, 401, 'another address has its own budget')
+  const fresh = await clients.create('inventory')
+  t.equal((await introspect(as(fresh), '192.0.2.7')).statusCode, 200, 'a client that authenticates is counted as itself, even from that address')
 })

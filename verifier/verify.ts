@@ -26,7 +26,7 @@ export interface TokenVerifierOptions {
   audience: string | string[]
   /** Default `${issuer}/.well-known/jwks.json`. */
   jwksUri?: string
-  /** Default ['ES256', 'EdDSA'] (what the gateway signs with); only asymmetric ones are accepted. */
+  /** Default ['ES256', 'RS256', 'EdDSA'] (what the gateway can sign with); only asymmetric ones are accepted. */
   algorithms?: string[]
   /** Clock skew allowed on `exp`/`nbf`/`iat`, seconds; default 5, at most 30. */
   clockToleranceSeconds?: number
@@ -76,7 +76,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
   if (audience.length === 0 || (Array.isArray(audience) && audience.some((value) => typeof value !== 'string' || value === ''))) {
     throw new TypeError('audience must be a non-empty string or list of strings')
   }
-  const algorithms = options.algorithms ?? ['ES256', 'EdDSA']
+  const algorithms = options.algorithms ?? ['ES256', 'RS256', 'EdDSA']
   const refused = algorithms.filter((alg) => !ASYMMETRIC_ALGORITHMS.includes(alg))
   if (algorithms.length === 0 || refused.length > 0) {
     throw new TypeError(`algorithms must be asymmetric signature algorithms (refused: ${refused.join(', ') || 'an empty list'})`)
@@ -142,9 +142,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
       throw new TokenRejected('the access token is invalid')
     }
     const scopes = scope ? scope.split(' ').filter(Boolean) : []
-    // A user's token names its session; a client's token names the client as its subject.
-    if (typeof sid === 'string' && sid !== '' && clientId === undefined) return { sub, sid, scopes, claims }
-    if (sid === undefined && clientId === sub) return { sub, clientId: sub, scopes, claims }
+    // A user's token names its session (and, as RFC 9068 requires, the app as client_id); a
+    // client's token has no session and names the client as its subject.
+    if (typeof sid === 'string' && sid !== '' && (clientId === undefined || typeof clientId === 'string')) return { sub, sid, scopes, claims }
+    if (sid === undefined && typeof clientId === 'string' && clientId === sub) return { sub, clientId: sub, scopes, claims }
     throw new TokenRejected('the access token is invalid')
   }
 }

@@ -37,9 +37,13 @@ export class TokenIntrospection {
     private readonly sessions: Pick<RefreshSessions, 'isActive'>,
   ) {}
 
-  async introspect(credentials: ClientCredentials | undefined, token: string): Promise<IntrospectionResponse> {
-    if (!credentials) throw new InvalidClient('introspection needs client authentication (HTTP Basic)')
-    const caller = await this.clients.authenticate(credentials)
+  /** §2.1: who is asking comes first; the caller's budget is counted per client from here on. */
+  async authenticateCaller(credentials: ClientCredentials | undefined): Promise<AuthenticatedClient> {
+    if (!credentials) throw new InvalidClient('introspection needs client authentication (HTTP Basic, or client_id and client_secret in the body)')
+    return this.clients.authenticate(credentials)
+  }
+
+  async introspect(caller: AuthenticatedClient, token: string): Promise<IntrospectionResponse> {
     // Refresh tokens, forgeries, other issuers' tokens and expired ones are all just inactive.
     const claims = await this.accessTokens.inspect(token).catch(() => undefined)
     if (!claims || !(await this.mayLearnAbout(caller, claims))) return { active: false }

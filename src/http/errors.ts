@@ -52,11 +52,20 @@ const FASTIFY_ERRORS: Record<string, { status: number; error: string; message: s
   FST_ERR_BAD_URL: { status: 400, error: 'invalid_request', message: 'the URL is not valid (broken %-encoding)' },
 }
 
-export function registerErrorHandling(app: FastifyInstance): void {
+/** Hears of every 429 and 503 with its cause (the metrics). */
+export interface RefusalObserver {
+  refused(status: 429 | 503, cause: string): void
+}
+
+export function registerErrorHandling(app: FastifyInstance, refusals?: RefusalObserver): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof GatewayError) {
       const status = STATUS_BY_CODE[error.code] ?? 500
       const { detail } = error as GatewayError
+      // A 429 on a route with an address budget is that budget's; the one other 429 is a
+      // session's own refresh budget (RATE_LIMIT_REFRESH), on the refresh route, which has none.
+      if (status === 429) refusals?.refused(429, request.routeOptions.config?.rateLimitGroup ?? 'refresh')
+      if (status === 503) refusals?.refused(503, 'storage')
       if (status >= 500 || detail) request.log.warn({ err: describe(error), detail }, error.message)
       if (status === 503) reply.header('retry-after', '1')
       if (error instanceof RateLimited && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds))

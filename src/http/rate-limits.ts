@@ -1,7 +1,9 @@
 // Rate limits per client address, counted in Redis so every gateway instance shares them.
 // They run at onRequest: a burst is refused before the body is read or a provider is
 // called (RFC 9700 §4.13; ASVS 2.4.1). The address is the socket's unless TRUST_PROXY names
-// the proxies whose X-Forwarded-For is believed (ASVS 4.1.3).
+// the proxies whose X-Forwarded-For is believed (ASVS 4.1.3). Introspection, which resource
+// servers call for the requests they serve, counts per authenticated client instead, once
+// the client is known (rateLimitedPerClient).
 //
 // When the count cannot be taken (Redis down, frozen, or refusing writes at maxmemory) the
 // request is refused with 503 and Retry-After, before anything else runs: a limiter that
@@ -15,17 +17,30 @@
 // never a deletion), the session still ends, as the user asked.
 
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
-import type { FastifyInstance } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { RateLimited } from '../errors.js'
-import { inRedis } from '../storage/redis.js'
+import { inRedis, type RedisClient } from '../storage/redis.js'
 // @ts-expect-error the plugin ships no typings for its store modules (shape declared below)
 import RedisStore from '@fastify/rate-limit/store/RedisStore.js'
 
 export type RateLimitGroup = keyof Config['rateLimits']
 
-export async function registerRateLimits(app: FastifyInstance, redis: Redis): Promise<void> {
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The budget a route's requests are counted in: what a 429 there is put down to in the metrics. */
+    rateLimitGroup?: RateLimitGroup
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The OAuth client this request authenticated as; set by the route before rateLimitedPerClient counts. */
+    oauthClient?: string
+  }
+}
+
+export async function registerRateLimits(app: FastifyInstance, redis: RedisClient): Promise<void> {
   await app.register(rateLimit, {
     global: false,
     store: countingIn(redis),
@@ -38,12 +53,35 @@ export async function registerRateLimits(app: FastifyInstance, redis: Redis): Pr
 
 /** Route config: a per-minute budget per address and route, sized by the route's group. */
 export function rateLimitedAs(group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
-  return { rateLimit: { max: config.rateLimits[group], timeWindow: WINDOW_MS } }
+  return { rateLimitGroup: group, rateLimit: { max: config.rateLimits[group], timeWindow: WINDOW_MS } }
 }
 
 /** The same budget for a route whose every effect is a deletion in Redis (see the top of this file). */
 export function rateLimitedDeletionAs(group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
-  return { rateLimit: { ...rateLimitedAs(group, config).rateLimit, skipOnError: true } }
+  const limited = rateLimitedAs(group, config)
+  return { ...limited, rateLimit: { ...limited.rateLimit, skipOnError: true } }
+}
+
+/**
+ * A budget per authenticated client for a route whose own preHandler authenticates the
+ * client (setting request.oauthClient, never throwing): a resource server behind one
+ * address, or many behind one NAT, asks once per request it serves, far beyond what one
+ * address may otherwise send. A request that did not authenticate counts against its
+ * address with the group's budget, so guessing stays as limited as anywhere else. Counted
+ * at preHandler, after the body is read (client_secret_post puts the client id there).
+ */
+export function rateLimitedPerClient(perClient: number, group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
+  const counted = (request: FastifyRequest) => (request.oauthClient === undefined ? 'address' : 'client')
+  return {
+    rateLimitGroup: group,
+    rateLimit: {
+      hook: 'preHandler' as const,
+      timeWindow: WINDOW_MS,
+      keyGenerator: (request: FastifyRequest) => (request.oauthClient === undefined ? `address:${request.ip}` : `client:${request.oauthClient}`),
+      max: (request: FastifyRequest) => (request.oauthClient === undefined ? config.rateLimits[group] : perClient),
+      errorResponseBuilder: (request: FastifyRequest, context: { after: string }) => new RateLimited(`too many requests from this ${counted(request)}; retry after ${context.after}`),
+    },
+  }
 }
 
 const NAMESPACE = 'gw:rate:'
@@ -62,7 +100,7 @@ interface PluginRedisStore {
  * storage budget, and any failure arrives as StorageUnavailable, which the error handler
  * answers with 503.
  */
-function countingIn(redis: Redis) {
+function countingIn(redis: RedisClient) {
   return class BudgetedCounter implements FastifyRateLimitStore {
     private readonly store: PluginRedisStore
 

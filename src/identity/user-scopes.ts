@@ -4,7 +4,7 @@
 // younger than a minute is used as is; an older one is re-read, and used anyway if the
 // database is down (refresh keeps working through a database outage).
 
-import type { Redis } from 'ioredis'
+import type { RedisClient as Redis } from '../storage/redis.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import { InvalidTarget, StorageUnavailable } from '../errors.js'
 import { sessionKeys } from '../sessions/session-keys.js'

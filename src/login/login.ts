@@ -54,6 +54,16 @@ export interface LoginDependencies {
   publicUrl: string
   /** Origins a redirect-flow `returnTo` may point at. */
   webOrigins: readonly string[]
+  /** Hears how each login ended (the metrics). */
+  observer?: LoginObserver
+}
+
+/** How a login ended: signed in, sent to signup, or refused with the contract's error code. */
+export type LoginEnding = LoginOutcome['status'] | { refused: string }
+
+export interface LoginObserver {
+  /** `provider` is the name the client sent, known or not. */
+  loginFinished(provider: string, ending: LoginEnding): void
 }
 
 /** A redirect-flow login the browser must finish at the provider. */
@@ -89,7 +99,11 @@ export class LoginService {
     return { authorizationUrl: authorizationUrl.href, state: started.state, expiresIn: started.expiresIn }
   }
 
-  async loginWithCode(providerName: string, credential: CodeLogin, client: ClientContext): Promise<LoginOutcome> {
+  loginWithCode(providerName: string, credential: CodeLogin, client: ClientContext): Promise<LoginOutcome> {
+    return this.counted(providerName, () => this.codeLogin(providerName, credential, client), statusOf)
+  }
+
+  private async codeLogin(providerName: string, credential: CodeLogin, client: ClientContext): Promise<LoginOutcome> {
     const provider = this.deps.providers.get(providerName)
     this.checkRedirectUri(credential.redirectUri)
     await this.deps.scopes.checkResource(client.resource)
@@ -107,7 +121,11 @@ export class LoginService {
   }
 
   /** An ID token from a native SDK: verified against the provider's keys, and accepted once. */
-  async loginWithIdToken(providerName: string, idToken: string, nonce: string | undefined, client: ClientContext): Promise<LoginOutcome> {
+  loginWithIdToken(providerName: string, idToken: string, nonce: string | undefined, client: ClientContext): Promise<LoginOutcome> {
+    return this.counted(providerName, () => this.idTokenLogin(providerName, idToken, nonce, client), statusOf)
+  }
+
+  private async idTokenLogin(providerName: string, idToken: string, nonce: string | undefined, client: ClientContext): Promise<LoginOutcome> {
     const provider = this.deps.providers.get(providerName)
     if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
     await this.deps.scopes.checkResource(client.resource)
@@ -127,7 +145,11 @@ export class LoginService {
   }
 
   /** A provider access token from a native SDK: the adapter checks it was issued to our app. */
-  async loginWithAccessToken(providerName: string, accessToken: string, client: ClientContext): Promise<LoginOutcome> {
+  loginWithAccessToken(providerName: string, accessToken: string, client: ClientContext): Promise<LoginOutcome> {
+    return this.counted(providerName, () => this.accessTokenLogin(providerName, accessToken, client), statusOf)
+  }
+
+  private async accessTokenLogin(providerName: string, accessToken: string, client: ClientContext): Promise<LoginOutcome> {
     const provider = this.deps.providers.get(providerName)
     if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
     await this.deps.scopes.checkResource(client.resource)
@@ -154,7 +176,18 @@ export class LoginService {
     return { authorizationUrl: authorizationUrl.href, browserBinding, expiresIn: started.expiresIn }
   }
 
-  async finishRedirect(
+  finishRedirect(
+    providerName: string,
+    callback: ProviderCallback,
+    browserBinding: string | undefined,
+    client: ClientContext,
+  ): Promise<RedirectOutcome> {
+    // The refusals this flow hands back to the app (a cancel at the provider too) count as refusals.
+    const endingOf = (result: RedirectOutcome): LoginEnding => ('error' in result ? { refused: result.error } : result.outcome.status)
+    return this.counted(providerName, () => this.redirectLogin(providerName, callback, browserBinding, client), endingOf)
+  }
+
+  private async redirectLogin(
     providerName: string,
     callback: ProviderCallback,
     browserBinding: string | undefined,
@@ -188,6 +221,21 @@ export class LoginService {
       if (error instanceof GatewayError) return { returnTo, error: error.code }
       throw error
     }
+  }
+
+  /** Runs one login and tells the observer how it ended, thrown refusals included. */
+  private async counted<T>(providerName: string, login: () => Promise<T>, endingOf: (result: T) => LoginEnding): Promise<T> {
+    const { observer } = this.deps
+    if (!observer) return login()
+    let result: T
+    try {
+      result = await login()
+    } catch (error) {
+      observer.loginFinished(providerName, { refused: error instanceof GatewayError ? error.code : 'internal_error' })
+      throw error
+    }
+    observer.loginFinished(providerName, endingOf(result))
+    return result
   }
 
   private callbackUri(providerName: string): string {
@@ -240,3 +288,5 @@ export class LoginService {
     }
   }
 }
+
+const statusOf = (outcome: LoginOutcome): LoginEnding => outcome.status

@@ -1,19 +1,20 @@
 // The OAuth endpoints: POST /oauth/token for machine-to-machine clients (RFC 6749 §4.4,
-// client_credentials) and POST /oauth/introspect (RFC 7662). It speaks OAuth: a form-encoded body (§4.4.2), HTTP Basic
-// client authentication (§2.3.1), errors as §5.2 (with our `message` beside
-// `error_description`), and no caching of the answer (§5.1).
+// client_credentials) and POST /oauth/introspect (RFC 7662). It speaks OAuth: a form-encoded
+// body (§4.4.2), client authentication by HTTP Basic or by client_id and client_secret in
+// the body (§2.3.1), errors as §5.2 (with our `message` beside `error_description`), and
+// no caching of the answer (§5.1).
 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { InvalidClient, InvalidRequest, InvalidTarget } from '../errors.js'
-import { basicCredentialsOf } from '../http/client-authentication.js'
-import { rateLimitedAs } from '../http/rate-limits.js'
+import { InvalidRequest, InvalidTarget } from '../errors.js'
+import { clientCredentialsOf } from '../http/client-authentication.js'
+import { rateLimitedAs, rateLimitedPerClient } from '../http/rate-limits.js'
 
 /** A token request is a few short parameters. */
 const FORM_BODY_LIMIT = 4 * 1024
 
 /** The parameters the OAuth endpoints read; RFC 6749 §3.2 says to ignore any others. */
 const TOKEN_PARAMETERS = ['grant_type', 'scope', 'resource', 'client_id', 'client_secret'] as const
-const INTROSPECTION_PARAMETERS = ['token', 'token_type_hint'] as const
+const INTROSPECTION_PARAMETERS = ['token', 'token_type_hint', 'client_id', 'client_secret'] as const
 
 type TokenRequestBody = Partial<Record<(typeof TOKEN_PARAMETERS)[number], string>>
 type IntrospectionRequestBody = Partial<Record<(typeof INTROSPECTION_PARAMETERS)[number], string>>
@@ -25,6 +26,8 @@ const introspectionRequest = {
   properties: {
     token: { type: 'string', maxLength: 4096, description: 'the access token to look at' },
     token_type_hint: { type: 'string', maxLength: 64, description: 'access_token (refresh tokens are never active here)' },
+    client_id: { type: 'string', maxLength: 256, description: 'client_secret_post: the client id; beside HTTP Basic, optional and must match it' },
+    client_secret: { type: 'string', maxLength: 256, description: 'client_secret_post: the client secret, instead of HTTP Basic' },
   },
 } as const
 
@@ -36,8 +39,8 @@ const tokenRequest = {
     grant_type: { type: 'string', maxLength: 128, description: 'client_credentials' },
     scope: { type: 'string', maxLength: 2048, description: 'space-separated; default: every scope the client is granted on the resource' },
     resource: { type: 'string', maxLength: 2048, description: 'RFC 8707 resource indicator, the token audience; default: the gateway itself' },
-    client_id: { type: 'string', maxLength: 256, description: 'optional; must match the HTTP Basic client id' },
-    client_secret: { type: 'string', maxLength: 256, description: 'refused: send the secret with HTTP Basic' },
+    client_id: { type: 'string', maxLength: 256, description: 'client_secret_post: the client id; beside HTTP Basic, optional and must match it' },
+    client_secret: { type: 'string', maxLength: 256, description: 'client_secret_post: the client secret, instead of HTTP Basic' },
   },
 } as const
 
@@ -85,13 +88,8 @@ export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
     '/oauth/token',
     { schema: { body: tokenRequest, consumes: ['application/x-www-form-urlencoded'] }, config: { ...rateLimitedAs('token', config), oauthErrors: true } },
     async (request, reply) => {
-      const credentials = basicCredentialsOf(request)
       const body = request.body
-      // RFC 6749 §2.3.1: one authentication method per request, and we take HTTP Basic only.
-      if (body.client_secret !== undefined) throw new InvalidClient('send the client secret with HTTP Basic, not in the body')
-      if (credentials !== undefined && body.client_id !== undefined && body.client_id !== credentials.clientId) {
-        throw new InvalidRequest('client_id in the body does not match the authenticated client')
-      }
+      const credentials = clientCredentialsOf(request, body)
       const token = await clientCredentials.exchange({ credentials, grantType: body.grant_type!, resource: body.resource, scope: body.scope })
       return reply
         .header('cache-control', 'no-store')
@@ -103,11 +101,26 @@ export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
   // RFC 7662: lets a resource server that does not share the gateway's Redis ask whether an
   // access token meant for it is still active (its session not ended); tokens for resources
   // the client is not granted read as inactive. Verifiers cache the answer briefly.
+  // A resource server asks for the requests it serves, so the budget is per client
+  // (RATE_LIMIT_INTROSPECTION): the client is authenticated first, then counted; a failed
+  // authentication counts against the address and is answered after the count.
+  const refusedCallers = new WeakMap<FastifyRequest, unknown>()
   app.post<{ Body: IntrospectionRequestBody }>(
     '/oauth/introspect',
-    { schema: { body: introspectionRequest, consumes: ['application/x-www-form-urlencoded'] }, config: { ...rateLimitedAs('token', config), oauthErrors: true } },
+    {
+      schema: { body: introspectionRequest, consumes: ['application/x-www-form-urlencoded'] },
+      preHandler: async (request: FastifyRequest<{ Body: IntrospectionRequestBody }>) => {
+        try {
+          request.oauthClient = (await introspection.authenticateCaller(clientCredentialsOf(request, request.body))).clientId
+        } catch (error) {
+          refusedCallers.set(request, error)
+        }
+      },
+      config: { ...rateLimitedPerClient(config.introspectionsPerMinute, 'token', config), oauthErrors: true },
+    },
     async (request, reply) => {
-      const answer = await introspection.introspect(basicCredentialsOf(request), request.body.token!)
+      if (request.oauthClient === undefined) throw refusedCallers.get(request)
+      const answer = await introspection.introspect({ clientId: request.oauthClient }, request.body.token!)
       return reply.header('cache-control', 'no-store').send(answer)
     },
   )

@@ -1,6 +1,11 @@
 // Our access tokens (RFC 9068 profile): a JWS with `typ: at+jwt` and `kid`, signed with
 // the current key; verified against our own key set with a pinned algorithm list, so
 // `alg: none`, HS256-with-our-public-key and foreign keys are all refused.
+//
+// RFC 9068 §2.2 requires `client_id` in every token. A user's token names the apps that log
+// users in through the gateway, as one client (APP_CLIENT_ID), and its session (`sid`); a
+// client's token (client_credentials) names that client as both `sub` and `client_id`, and
+// has no session. `sid` is what tells the two apart.
 
 import { randomUUID } from 'node:crypto'
 import * as jose from 'jose'
@@ -50,13 +55,13 @@ export class AccessTokens {
 
   constructor(
     private readonly keys: SigningKeySet,
-    private readonly options: { issuer: string; audience: string; ttlSeconds: number },
+    private readonly options: { issuer: string; audience: string; ttlSeconds: number; appClientId: string },
   ) {
     this.verificationKeys = jose.createLocalJWKSet(keys.jwks)
   }
 
   async issue(subject: AccessTokenSubject): Promise<IssuedAccessToken> {
-    const claims: jose.JWTPayload = { sid: subject.sessionId }
+    const claims: jose.JWTPayload = { client_id: this.options.appClientId, sid: subject.sessionId }
     if (subject.scope) claims.scope = subject.scope
     return this.sign(claims, subject.userId, subject.audience ?? this.options.audience)
   }

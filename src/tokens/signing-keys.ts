@@ -1,13 +1,17 @@
 // Our signing keys: the first key signs, every key is published (public parts only) so
 // tokens signed before a rotation still verify. Production takes SIGNING_KEYS; development
 // generates one key once and keeps it on disk so `kid` stays stable across restarts.
+//
+// The key type decides the algorithm. ES256 is the default; RS256 is there because some
+// verification stacks know no other (fastify-jwt-jwks takes RS256 and EdDSA only,
+// jsonwebtoken and get-jwks cannot use Ed25519 keys; docs/verifying-tokens.md has the table).
 
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as jose from 'jose'
 import { ConfigError, type Config } from '../config.js'
 
-export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA'] as const
+export const SIGNING_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'] as const
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number]
 
 export interface SigningKey {
@@ -26,11 +30,14 @@ export interface SigningKeySet {
   jwks: { keys: jose.JWK[] }
 }
 
-const PUBLIC_MEMBERS = ['kty', 'crv', 'x', 'y', 'kid', 'alg', 'use'] as const
+const PUBLIC_MEMBERS = ['kty', 'crv', 'x', 'y', 'n', 'e', 'kid', 'alg', 'use'] as const
 
-export async function loadSigningKeys(config: Pick<Config, 'signingKeys' | 'dataDir' | 'production'>): Promise<SigningKeySet> {
+/** RFC 7518 §3.3: RSA keys of 2048 bits or more. */
+const MIN_RSA_MODULUS_BITS = 2048
+
+export async function loadSigningKeys(config: Pick<Config, 'signingKeys' | 'signingAlgorithm' | 'dataDir' | 'production'>): Promise<SigningKeySet> {
   const source = config.signingKeys
-  const jwks = source === undefined ? await loadOrCreateDevelopmentKeys(config.dataDir) : await readKeySource(source)
+  const jwks = source === undefined ? await loadOrCreateDevelopmentKeys(config.dataDir, config.signingAlgorithm ?? 'ES256') : await readKeySource(source)
   const problems: string[] = []
   const keys: SigningKey[] = []
   for (const [index, jwk] of jwks.entries()) {
@@ -39,6 +46,11 @@ export async function loadSigningKeys(config: Pick<Config, 'signingKeys' | 'data
     else if (key) keys.push(key)
   }
   if (keys.length === 0 && problems.length === 0) problems.push('SIGNING_KEYS holds no keys')
+  // SIGNING_ALGORITHM beside SIGNING_KEYS is a guard: it names what the first key must be.
+  const signer = keys[0]
+  if (problems.length === 0 && config.signingAlgorithm !== undefined && signer!.alg !== config.signingAlgorithm) {
+    problems.push(`SIGNING_ALGORITHM is ${config.signingAlgorithm}, but the first key of SIGNING_KEYS is an ${signer!.alg} key`)
+  }
   if (problems.length > 0) throw new ConfigError(problems)
   return { current: keys[0]!, all: keys, jwks: { keys: keys.map((key) => key.publicJwk) } }
 }
@@ -66,7 +78,7 @@ async function importSigningKey(jwk: jose.JWK, index: number, problems: string[]
   const where = `SIGNING_KEYS key #${index + 1}`
   const alg = algorithmFor(jwk)
   if (!alg) {
-    problems.push(`${where}: only EC P-256 (ES256) and OKP Ed25519 (EdDSA) keys are accepted`)
+    problems.push(`${where}: only EC P-256 (ES256), RSA (RS256) and OKP Ed25519 (EdDSA) keys are accepted`)
     return undefined
   }
   if (jwk.alg !== undefined && jwk.alg !== alg) {
@@ -75,6 +87,10 @@ async function importSigningKey(jwk: jose.JWK, index: number, problems: string[]
   }
   if (typeof jwk.d !== 'string') {
     problems.push(`${where}: a private key is required (the "d" member is missing)`)
+    return undefined
+  }
+  if (alg === 'RS256' && rsaModulusBits(jwk) < MIN_RSA_MODULUS_BITS) {
+    problems.push(`${where}: an RSA key needs a modulus of at least ${MIN_RSA_MODULUS_BITS} bits (RFC 7518 §3.3)`)
     return undefined
   }
   try {
@@ -94,26 +110,45 @@ async function importSigningKey(jwk: jose.JWK, index: number, problems: string[]
 
 function algorithmFor(jwk: jose.JWK): SigningAlgorithm | undefined {
   if (jwk.kty === 'EC' && jwk.crv === 'P-256') return 'ES256'
+  if (jwk.kty === 'RSA') return 'RS256'
   if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') return 'EdDSA'
   return undefined
 }
 
-/** Development only (production refuses a missing SIGNING_KEYS at configuration). */
-async function loadOrCreateDevelopmentKeys(dataDir: string): Promise<jose.JWK[]> {
+function rsaModulusBits(jwk: jose.JWK): number {
+  const modulus = typeof jwk.n === 'string' ? Buffer.from(jwk.n, 'base64url') : Buffer.alloc(0)
+  const leading = modulus.findIndex((byte) => byte !== 0)
+  return leading < 0 ? 0 : (modulus.length - leading) * 8 - Math.clz32(modulus[leading]!) + 24
+}
+
+/**
+ * Development only (production refuses a missing SIGNING_KEYS at configuration). The file
+ * keeps the key of each algorithm used so far: switching SIGNING_ALGORITHM puts that
+ * algorithm's key first and keeps the others published, so tokens already out still verify.
+ */
+async function loadOrCreateDevelopmentKeys(dataDir: string, algorithm: SigningAlgorithm): Promise<jose.JWK[]> {
   const file = join(dataDir, 'signing-keys.json')
+  let stored: jose.JWK[] = []
   try {
-    return await readKeySource(await readFile(file, 'utf8'))
+    stored = await readKeySource(await readFile(file, 'utf8'))
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof ConfigError)) throw error
     if (error instanceof ConfigError) throw new ConfigError([`${file} is not a valid JWK set; delete it to generate a new key`])
   }
-  const { privateKey } = await jose.generateKeyPair('ES256', { extractable: true })
-  const jwk = await jose.exportJWK(privateKey)
-  jwk.kid = await jose.calculateJwkThumbprint(jwk)
-  jwk.alg = 'ES256'
+  if (stored.length > 0 && algorithmFor(stored[0]!) === algorithm) return stored
+  const kept = stored.find((jwk) => algorithmFor(jwk) === algorithm) ?? (await generatedKey(algorithm))
+  const keys = [kept, ...stored.filter((jwk) => jwk !== kept)]
   await mkdir(dataDir, { recursive: true })
   const temporary = `${file}.${process.pid}.tmp`
-  await writeFile(temporary, JSON.stringify({ keys: [jwk] }, null, 2), { mode: 0o600 })
+  await writeFile(temporary, JSON.stringify({ keys }, null, 2), { mode: 0o600 })
   await rename(temporary, file)
-  return [jwk]
+  return keys
+}
+
+async function generatedKey(algorithm: SigningAlgorithm): Promise<jose.JWK> {
+  const { privateKey } = await jose.generateKeyPair(algorithm, { extractable: true, ...(algorithm === 'RS256' ? { modulusLength: 2048 } : {}) })
+  const jwk = await jose.exportJWK(privateKey)
+  jwk.kid = await jose.calculateJwkThumbprint(jwk)
+  jwk.alg = algorithm
+  return jwk
 }

@@ -16,14 +16,19 @@ export const REDIRECT_URI = 'https://app.example/callback'
 export const PUBLIC_URL = 'https://gateway.example'
 export const GOOGLE_CLIENT = { clientId: 'gateway-test-client', clientSecret: 'gateway-test-secret' }
 
-export interface TestGateway extends Gateway {
+/** The gateway as production builds it, with the Google emulator it logs users in at. */
+export interface GatewayUnderTest extends Gateway {
   config: Config
-  testRedis: TestRedis
   google: GoogleEmulator
   /** All three providers' emulators, for a gateway started with `listen`. */
   emulated?: EmulatedProviders
   /** Plays a user at Google for an authorization URL; returns the code the app would receive. */
   codeFor(authorizationUrl: string, account: EmulatedAccount): Promise<string>
+}
+
+/** A gateway over a redis-server of its own. */
+export interface TestGateway extends GatewayUnderTest {
+  testRedis: TestRedis
 }
 
 export interface TestGatewayOptions {
@@ -33,15 +38,22 @@ export interface TestGatewayOptions {
   env?: Record<string, string>
   /** Listen on a free localhost port (PUBLIC_URL http://localhost:<port>) for a real browser. */
   listen?: boolean
+  /**
+   * Redis settings (REDIS_CLUSTER_NODES, REDIS_SENTINELS…) of servers the test runs and
+   * shares, instead of a redis-server of the gateway's own.
+   */
+  redis?: Record<string, string>
 }
 
-export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+export async function startTestGateway(options: TestGatewayOptions & { redis: Record<string, string> }): Promise<GatewayUnderTest>
+export async function startTestGateway(options?: TestGatewayOptions): Promise<TestGateway>
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<GatewayUnderTest & { testRedis?: TestRedis }> {
   const port = options.listen ? await freeLoopbackPort() : undefined
   const publicUrl = port ? `http://localhost:${port}` : PUBLIC_URL
   // A gateway for a real browser gets all three providers, exactly as `npm run dev` has them.
   const emulated = options.listen ? await startEmulatedProviders({ publicUrl, redirectUris: [REDIRECT_URI] }) : undefined
   const [testRedis, google, databaseUrl, signingKeys] = await Promise.all([
-    startRedis(),
+    options.redis ? undefined : startRedis(),
     emulated?.google ?? startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI, `${publicUrl}/auth/callback/google`] }),
     options.databaseUrl ?? (options.database === 'pglite' ? undefined : createTestDatabase().then((db) => db.url)),
     testSigningKeys(),
@@ -50,7 +62,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     NODE_ENV: 'test',
     PUBLIC_URL: publicUrl,
     ...(port ? { PORT: String(port), DEMO_PAGE: 'true' } : {}),
-    REDIS_URL: testRedis.url,
+    ...(options.redis ?? { REDIS_URL: testRedis!.url }),
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: 'memory://' }),
     SIGNING_KEYS: signingKeys,
     GOOGLE_CLIENT_ID: GOOGLE_CLIENT.clientId,
@@ -68,6 +80,8 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   })
   const gateway = await createGateway(config, false)
   if (port) await gateway.app.listen({ port, host: '127.0.0.1' })
+  // METRICS_PORT in env: its listener starts as main.ts starts it.
+  if (gateway.metricsApp) await gateway.metricsApp.listen({ port: config.metricsPort, host: '127.0.0.1' })
   return {
     ...gateway,
     config,
@@ -82,7 +96,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     emulated,
     async close() {
       await gateway.close()
-      await Promise.all([testRedis.stop(), emulated ? emulated.stop() : google.stop()])
+      await Promise.all([testRedis?.stop(), emulated ? emulated.stop() : google.stop()])
     },
   }
 }
@@ -95,7 +109,7 @@ async function testSigningKeys(): Promise<string> {
 
 /** Runs login/start, plays the user at Google, and posts the code back: the whole browserless login. */
 export async function loginWithGoogle(
-  gateway: TestGateway,
+  gateway: GatewayUnderTest,
   account: EmulatedAccount,
   headers: Record<string, string> = {},
 ) {
@@ -120,7 +134,7 @@ export async function loginWithGoogle(
  * What a native app does on its own: PKCE, nonce and the authorization at Google, without
  * the gateway's /auth/login/start. Returns what the app then posts to /auth/login.
  */
-export async function nativeAppAuthorization(gateway: TestGateway, account: EmulatedAccount) {
+export async function nativeAppAuthorization(gateway: GatewayUnderTest, account: EmulatedAccount) {
   const configuration = await googleClientConfiguration(gateway)
   const codeVerifier = oidc.randomPKCECodeVerifier()
   const nonce = oidc.randomNonce()
@@ -137,7 +151,7 @@ export async function nativeAppAuthorization(gateway: TestGateway, account: Emul
 }
 
 /** An openid-client configuration for the emulated Google app, as any of its clients would have. */
-export function googleClientConfiguration(gateway: TestGateway) {
+export function googleClientConfiguration(gateway: GatewayUnderTest) {
   const { clientId, clientSecret } = gateway.config.providers.google!.settings as { clientId: string; clientSecret: string }
   return oidc.discovery(new URL(gateway.google.issuer), clientId, clientSecret, undefined, {
     execute: [oidc.allowInsecureRequests],
@@ -145,7 +159,7 @@ export function googleClientConfiguration(gateway: TestGateway) {
 }
 
 /** What Google's SDK hands a native app: an ID token issued to the app's own client id, and its nonce. */
-export async function googleSdkIdToken(gateway: TestGateway, account: EmulatedAccount) {
+export async function googleSdkIdToken(gateway: GatewayUnderTest, account: EmulatedAccount) {
   const { code, codeVerifier, nonce } = await nativeAppAuthorization(gateway, account)
   const callback = new URL(REDIRECT_URI)
   callback.searchParams.set('code', code)
