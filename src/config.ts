@@ -78,7 +78,7 @@ export interface Config {
   demoPage: boolean
   /** Port of the Prometheus listener (GET /metrics, on HOST); undefined: no metrics. */
   metricsPort?: number
-  /** Requests per minute, client address and route: login routes (start, code, signup, redirect flow), and refresh/logout. */
+  /** Requests per minute, client address and route: login routes (start, code, signup, redirect flow), and logout, /oauth/token and admin (refresh is counted per session: refreshesPerMinute). */
   rateLimits: { login: number; token: number }
   /** Introspection calls per minute and authenticated client (unauthenticated attempts count per address, as `token`). */
   introspectionsPerMinute: number
