@@ -6,7 +6,7 @@
 // the failure checks and the main/exit-code wrapper. Each benchmark keeps only its targets,
 // its ratios and its own consistency checks.
 
-import { fork } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
@@ -16,7 +16,7 @@ import type { FastifyInstance } from 'fastify'
 import * as jose from 'jose'
 import { loadConfig, type Config } from '../src/config.js'
 import { createGateway, type Gateway } from '../src/gateway.js'
-import { freeLoopbackPort } from '../src/loopback.js'
+import { freeLoopbackPort, waitForLoopbackPort } from '../src/loopback.js'
 import { randomId } from '../src/secrets.js'
 import type { SessionTokens, TokenSet } from '../src/sessions/session-tokens.js'
 import type { RedisClient } from '../src/storage/redis.js'
@@ -330,4 +330,40 @@ export function printTable(rows: Measurement[], extra: Column[]): void {
   console.log(format(header))
   console.log(widths.map((width) => '-'.repeat(width)).join('  '))
   for (const line of lines) console.log(format(line))
+}
+
+export interface RunningRedis {
+  url: string
+  /** The unix socket path (only when started with one). */
+  socket: string
+  stop(): Promise<void>
+}
+
+/** A throw-away redis-server: no persistence, noeviction (the gateway refuses anything else). */
+export async function startRedis(dir: string, withSocket = false): Promise<RunningRedis> {
+  const port = await freeLoopbackPort()
+  const socket = join(dir, 'redis.sock')
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']
+  if (withSocket) args.push('--unixsocket', socket, '--unixsocketperm', '700')
+  const child: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const killOnExit = () => child.kill('SIGKILL')
+  process.once('exit', killOnExit)
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? new Error('redis-server is not installed (apt-get install redis-server)') : error),
+    )
+    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} during start-up`)))
+  })
+  failed.catch(() => {})
+  await Promise.race([failed, waitForLoopbackPort(port, 'redis-server')])
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    socket,
+    async stop() {
+      process.removeListener('exit', killOnExit)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      await exited
+    },
+  }
 }

@@ -15,8 +15,8 @@
 // are compared. Exits non-zero when any request failed; the cost is reported, never
 // asserted.
 
-import { spawn, fork, type ChildProcess } from 'node:child_process'
-import { freeLoopbackPort, waitForLoopbackPort } from '../src/loopback.js'
+import { fork } from 'node:child_process'
+import { freeLoopbackPort } from '../src/loopback.js'
 import type { SessionTokens } from '../src/sessions/session-tokens.js'
 import {
   hasFailures,
@@ -29,6 +29,7 @@ import {
   redisCpuSeconds,
   runBench,
   startGateway,
+  startRedis,
   startSessions,
   tempDir,
 } from './harness.js'
@@ -145,7 +146,9 @@ async function startTarget(target: Target, redisUrl: string): Promise<RunningTar
 
 async function main(): Promise<number> {
   const dir = await tempDir('gateway-metrics-bench-redis-')
-  const redisUrl = await startRedis(dir)
+  const redis = await startRedis(dir)
+  onCleanUp(() => redis.stop())
+  const redisUrl = redis.url
   printSetup(SETTINGS)
   const targets = {
     'without metrics': await startTarget('without metrics', redisUrl),
@@ -192,29 +195,6 @@ async function main(): Promise<number> {
   return failed.length > 0 ? 1 : 0
 }
 
-/** A throw-away redis-server (no persistence, noeviction, as the gateway requires), stopped on cleanup. */
-async function startRedis(dir: string): Promise<string> {
-  const port = await freeLoopbackPort()
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']
-  const child: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const killOnExit = () => child.kill('SIGKILL')
-  process.once('exit', killOnExit)
-  onCleanUp(async () => {
-    process.removeListener('exit', killOnExit)
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    await exited
-  })
-  const failed = new Promise<never>((_, reject) => {
-    child.once('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'ENOENT' ? new Error('redis-server is not installed (apt-get install redis-server)') : error),
-    )
-    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} during start-up`)))
-  })
-  failed.catch(() => {})
-  await Promise.race([failed, waitForLoopbackPort(port, 'redis-server')])
-  return `redis://127.0.0.1:${port}`
-}
 
 const childTarget = process.env.METRICS_COST_TARGET as Target | undefined
 if (childTarget && process.send) {

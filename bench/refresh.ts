@@ -16,13 +16,11 @@
 // Exits non-zero when any request failed (a benchmark of 401s is meaningless); the ratio
 // itself is reported, never asserted. See bench/README.md.
 
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Session } from 'node:inspector/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Gateway } from '../src/gateway.js'
-import { freeLoopbackPort, waitForLoopbackPort } from '../src/loopback.js'
 import { randomId } from '../src/secrets.js'
 import type { SessionTokens } from '../src/sessions/session-tokens.js'
 import { AccessTokens } from '../src/tokens/access-tokens.js'
@@ -39,6 +37,7 @@ import {
   redisCpuSeconds,
   runBench,
   serve,
+  startRedis,
   startGateway,
   startSessions,
   tempDir,
@@ -289,42 +288,6 @@ function parseCommandStats(info: string): Record<string, { calls: number; usecPe
     stats[match[1]!] = { calls: Number(match[2]), usecPerCall: Number(match[3]) }
   }
   return stats
-}
-
-interface RunningRedis {
-  url: string
-  /** The unix socket path (only when started with one). */
-  socket: string
-  stop(): Promise<void>
-}
-
-/** A throw-away redis-server: no persistence, noeviction (the gateway refuses anything else). */
-async function startRedis(dir: string, withSocket: boolean): Promise<RunningRedis> {
-  const port = await freeLoopbackPort()
-  const socket = join(dir, 'redis.sock')
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']
-  if (withSocket) args.push('--unixsocket', socket, '--unixsocketperm', '700')
-  const child: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const killOnExit = () => child.kill('SIGKILL')
-  process.once('exit', killOnExit)
-  const failed = new Promise<never>((_, reject) => {
-    child.once('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'ENOENT' ? new Error('redis-server is not installed (apt-get install redis-server)') : error),
-    )
-    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} during start-up`)))
-  })
-  failed.catch(() => {})
-  await Promise.race([failed, waitForLoopbackPort(port, 'redis-server')])
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    socket,
-    async stop() {
-      process.removeListener('exit', killOnExit)
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      await exited
-    },
-  }
 }
 
 await runBench(main)
