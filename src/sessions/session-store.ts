@@ -179,15 +179,7 @@ export type RotationResult =
 
 export type Channel = 'cookie' | 'body'
 
-type ScriptedRedis = Redis & {
-  startSession(...args: (string | number | Buffer)[]): Promise<string[]>
-  rotateRefreshTokenBuffer(...args: (string | number | Buffer)[]): Promise<Buffer[]>
-  endSession(...args: (string | number | Buffer)[]): Promise<number>
-  endAllSessions(...args: (string | number)[]): Promise<number>
-}
-
 export class SessionStore {
-  private readonly redis: ScriptedRedis
 
   /**
    * `waitReplicas` (REDIS_WAIT_REPLICAS): starts, rotations and ends return only once that
@@ -195,14 +187,14 @@ export class SessionStore {
    * token that was rotated away.
    */
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly waitReplicas = 0,
   ) {
+    // Called by name through replicatedWrite (with WAIT when REDIS_WAIT_REPLICAS is set).
     redis.defineCommand('startSession', { numberOfKeys: 2, lua: START_SESSION })
     redis.defineCommand('rotateRefreshToken', { numberOfKeys: 3, lua: ROTATE })
     redis.defineCommand('endSession', { numberOfKeys: 2, lua: END_SESSION })
     redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
-    this.redis = redis as ScriptedRedis
   }
 
   /** Stores a new session; returns the ids of sessions it ended (single policy, or over the cap). */
