@@ -4,7 +4,7 @@
 
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { IncomingMessage, Server } from 'node:http'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import {
   googleSdkIdToken,
   loginWithGoogle,
@@ -119,13 +119,19 @@ t.test('PostgreSQL stopped: login and signup 503, refresh and JWKS keep working,
   t.equal(await gateway.database.prisma.user.count(), 2, 'no half-written user: exactly the two complete accounts')
 })
 
-t.test('PostgreSQL lost right after the signup wrote the account: 503, and the same ticket then signs in that account', async (t) => {
+/** A gateway on a private PostgreSQL cluster reached through a TCP proxy that can freeze or cut its connections. */
+async function gatewayBehindPostgresProxy(t: Test) {
   const cluster = await startPostgresCluster()
   t.teardown(() => cluster.stop())
   const proxy = await startTcpProxy(cluster.port)
   t.teardown(() => proxy.close())
   const gateway = await startTestGateway({ databaseUrl: throughProxy(cluster.url, proxy) })
   t.teardown(() => gateway.close())
+  return { proxy, gateway }
+}
+
+t.test('PostgreSQL lost right after the signup wrote the account: 503, and the same ticket then signs in that account', async (t) => {
+  const { proxy, gateway } = await gatewayBehindPostgresProxy(t)
 
   const { signupToken } = (await loginWithGoogle(gateway, { sub: 'cut-after-create' })).json()
   // The account is written; the connection drops on the next query (the new user's scopes).
@@ -147,12 +153,7 @@ t.test('PostgreSQL lost right after the signup wrote the account: 503, and the s
 })
 
 t.test('PostgreSQL frozen: login and signup answer 503 within about 2 s, then work with the same credentials', async (t) => {
-  const cluster = await startPostgresCluster()
-  t.teardown(() => cluster.stop())
-  const proxy = await startTcpProxy(cluster.port)
-  t.teardown(() => proxy.close())
-  const gateway = await startTestGateway({ databaseUrl: throughProxy(cluster.url, proxy) })
-  t.teardown(() => gateway.close())
+  const { proxy, gateway } = await gatewayBehindPostgresProxy(t)
 
   await loginWithGoogle(gateway, { sub: 'frozen-db', name: 'Freya' })
   const { idToken, nonce } = await googleSdkIdToken(gateway, { sub: 'frozen-db', name: 'Freya' })
