@@ -135,8 +135,14 @@ export class OpenIdConnectProvider implements IdentityProvider {
     // A native app may hold its token for a while: only exp bounds its age.
     checkIdTokenClaims(this.name, claims, {})
     // A nonce the client used must come back; a nonce the client did not send must not appear.
-    if (claims.nonce !== nonce) throw new InvalidGrant(`the ${this.name} ID token nonce does not match`)
-    return { profile: this.profileFromClaims(claims as oidc.IDToken), expiresAt: claims.exp! * 1000 }
+    if (claims.nonce !== this.nonceClaimFor(nonce)) throw new InvalidGrant(`the ${this.name} ID token nonce does not match`)
+    const audience = typeof claims.aud === 'string' ? claims.aud : audiences.find((allowed) => claims.aud!.includes(allowed))!
+    return { profile: this.profileFromClaims(claims as oidc.IDToken), expiresAt: claims.exp! * 1000, audience }
+  }
+
+  /** The `nonce` claim a native ID token must carry for the nonce the client sent: that nonce itself. */
+  protected nonceClaimFor(nonce: string | undefined): string | undefined {
+    return nonce
   }
 
   /** Maps standard OIDC claims; email only when the provider says it is verified. */

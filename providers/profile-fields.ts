@@ -3,6 +3,7 @@
 // with U+0000 or a bidirectional override, an http photo) counts as missing, so the user is
 // asked for it, and nothing the database cannot store ever reaches it.
 
+import type { GivenName } from './types.js'
 import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../src/identity/profile-text.js'
 
 const valueOf = (checked: CheckedText) => (checked.ok ? checked.value : undefined)
@@ -20,4 +21,15 @@ export function nicknameOf(value: unknown): string | undefined {
 /** Photos only over https. */
 export function photoOf(value: unknown): string | undefined {
   return typeof value === 'string' ? valueOf(checkPhoto(value)) : undefined
+}
+
+/**
+ * A display name from given and family name, in the order the script writes it: family
+ * name first and no space for Hangul, Han and Kana (홍길동), given name first otherwise.
+ */
+export function nameOf(name: GivenName): string | undefined {
+  const given = typeof name.givenName === 'string' ? name.givenName.trim() : ''
+  const family = typeof name.familyName === 'string' ? name.familyName.trim() : ''
+  const eastAsian = /^[\p{Script=Hangul}\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]*$/u.test(given + family)
+  return nicknameOf(eastAsian ? `${family}${given}` : `${given} ${family}`.trim())
 }

@@ -3,6 +3,7 @@
 
 import type { Config } from '../src/config.js'
 import { UnsupportedProvider } from '../src/errors.js'
+import { apple } from './apple.js'
 import { genericOidcProviders } from './generic-oidc.js'
 import { google } from './google.js'
 import { kakao } from './kakao.js'
@@ -10,7 +11,7 @@ import { naver } from './naver.js'
 import type { ProviderCallObserver } from './provider-http.js'
 import type { IdentityProvider, ProviderDefinition } from './types.js'
 
-export const providerDefinitions: readonly ProviderDefinition<any>[] = [kakao, naver, google]
+export const providerDefinitions: readonly ProviderDefinition<any>[] = [kakao, naver, google, apple]
 
 /** A provider the configuration enabled: its definition and the settings read for it. */
 export interface ConfiguredProvider {

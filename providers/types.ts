@@ -13,6 +13,24 @@ export interface ProviderProfile {
   nickname?: string
   /** An https URL. */
   photo?: string
+  /**
+   * Provider tokens the gateway keeps (encrypted) for one purpose only: revoking the grant
+   * when the account is deleted (Apple's refresh token). Never shown, never logged.
+   */
+  grant?: ProviderGrant
+}
+
+/** What revoking a provider grant later needs: the token, and the client id it was issued to. */
+export interface ProviderGrant {
+  clientId: string
+  refreshToken?: string
+  accessToken?: string
+}
+
+/** A person's name as a provider hands it to an app once (Apple), never in its tokens. */
+export interface GivenName {
+  givenName?: string
+  familyName?: string
 }
 
 /** Parameters of an authorization request the gateway (or a native app) started. */
@@ -40,6 +58,8 @@ export interface VerifiedIdToken {
   profile: ProviderProfile
   /** Milliseconds since the epoch: the gateway refuses the same token again until then. */
   expiresAt: number
+  /** The client id of ours the token was issued to (one of the allow-listed audiences). */
+  audience: string
 }
 
 export interface IdentityProvider {
@@ -48,8 +68,18 @@ export interface IdentityProvider {
   buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL>
   /** Exchanges the code server-side, validates any ID token, and reads the profile. */
   exchangeCode(credential: CodeCredential): Promise<ProviderProfile>
-  /** Verifies an ID token a native SDK obtained (signature, iss, aud allow-list, exp, nonce). */
-  verifyIdToken?(idToken: string, nonce?: string): Promise<VerifiedIdToken>
+  /**
+   * Verifies an ID token a native SDK obtained (signature, iss, aud allow-list, exp, nonce).
+   * `code`: the authorization code the same sign-in gave the app (Apple), exchanged so the
+   * gateway holds the provider's refresh token; only adapters with `acceptsNativeCode`.
+   */
+  verifyIdToken?(idToken: string, nonce?: string, code?: string): Promise<VerifiedIdToken>
+  /** True when a native sign-in may bring an authorization code along with its ID token. */
+  readonly acceptsNativeCode?: boolean
+  /** `form_post`: the provider POSTs the callback (Apple); absent: it redirects with a query. */
+  readonly responseMode?: 'form_post'
+  /** The name in a callback's `user` field (Apple's form_post); undefined when there is none usable. */
+  nameFromCallback?(user: string): GivenName | undefined
   /** Checks a native SDK's access token belongs to our app, then reads the profile. */
   verifyAccessToken?(accessToken: string): Promise<ProviderProfile>
 }

@@ -1,5 +1,5 @@
 // Development start: the gateway exactly as `npm start` runs it, plus loopback emulators of
-// Kakao, Naver and Google standing in for every provider that has no credentials configured,
+// Kakao, Naver, Google and Apple standing in for every provider that has no credentials configured,
 // so a newcomer can log in at /demo without registering an app anywhere.
 
 import { startEmulatedProviders } from '../emulators/providers.js'
@@ -9,13 +9,13 @@ const publicUrl = process.env.PUBLIC_URL ?? `http://localhost:${port}`
 process.env.ALLOWED_REDIRECT_URIS ??= `${publicUrl}/dev/callback`
 process.env.DEMO_PAGE ??= 'true'
 
-const emulated = ['GOOGLE', 'KAKAO', 'NAVER'].filter((provider) => !process.env[`${provider}_CLIENT_ID`])
+const emulated = ['GOOGLE', 'KAKAO', 'NAVER', 'APPLE'].filter((provider) => !process.env[`${provider}_CLIENT_ID`])
 if (emulated.length > 0) {
   const base = Number(process.env.EMULATOR_BASE_PORT ?? 3101)
   const emulators = await startEmulatedProviders({
     publicUrl,
     redirectUris: process.env.ALLOWED_REDIRECT_URIS.split(',').map((uri) => uri.trim()),
-    ports: { google: base, kakao: base + 1, kakaoApi: base + 2, naver: base + 3 },
+    ports: { google: base, kakao: base + 1, kakaoApi: base + 2, naver: base + 3, apple: base + 4 },
   })
   for (const [name, value] of Object.entries(emulators.env)) {
     if (emulated.some((provider) => name.startsWith(`${provider}_`))) process.env[name] = value

@@ -15,6 +15,7 @@ import type { TokenIntrospection } from './clients/introspection.js'
 import type { Config } from './config.js'
 import type { UserDirectory } from './identity/users.js'
 import type { LoginService } from './login/login.js'
+import type { IdentityLinks } from './identity/identity-links.js'
 import type { GatewayMetrics } from './metrics/gateway-metrics.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { RefreshSessions } from './sessions/refresh-sessions.js'
@@ -38,6 +39,7 @@ import { healthRoutes } from './routes/health.js'
 import { loginRoutes } from './routes/login.js'
 import { registerOpenApi } from './routes/openapi.js'
 import { meRoutes } from './routes/me.js'
+import { identityRoutes } from './routes/identities.js'
 import { oauthTokenRoutes } from './routes/oauth-token.js'
 import { redirectFlowRoutes } from './routes/redirect-flow.js'
 import { sessionRoutes } from './routes/sessions.js'
@@ -52,6 +54,7 @@ export interface GatewayServices {
   sessions: RefreshSessions
   sessionTokens: SessionTokens
   users: UserDirectory
+  links: IdentityLinks
   login: LoginService
   signup: SignupService
   browser: BrowserPolicy
@@ -160,6 +163,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   await app.register(tokenRoutes)
   await app.register(browserSessionRoutes)
   await app.register(meRoutes)
+  await app.register(identityRoutes)
   await app.register(redirectFlowRoutes)
   await app.register(sessionRoutes)
   await app.register(oauthTokenRoutes)

@@ -53,6 +53,8 @@ export interface Config {
   tokenAudience: string
   /** Raw SIGNING_KEYS (JWK set JSON or a file path); undefined: generate and persist in dev. */
   signingKeys?: string
+  /** Raw ENCRYPTION_KEYS (JWK set of 256-bit oct keys, JSON or a file path); undefined: generate and persist in dev. */
+  encryptionKeys?: string
   /** SIGNING_ALGORITHM: the type of the generated development key, and what SIGNING_KEYS' first key must be when set. */
   signingAlgorithm?: SigningAlgorithm
   /** The `client_id` of users' access tokens (RFC 9068 §2.2): the apps that log users in, as one client. */
@@ -174,6 +176,7 @@ export function loadConfig(env: Env = process.env): Config {
     refreshReuseGrace: read.integer('REFRESH_REUSE_GRACE', 10, 0, 300),
     tokenAudience: read.text('TOKEN_AUDIENCE') ?? publicUrl,
     signingKeys,
+    encryptionKeys: read.text('ENCRYPTION_KEYS'),
     signingAlgorithm: readSigningAlgorithm(read),
     appClientId: readAppClientId(read),
     signupRequiredFields: signupRequiredFields as ProfileField[],
@@ -201,6 +204,10 @@ export function loadConfig(env: Env = process.env): Config {
     if (!signingKeys) problems.push('SIGNING_KEYS is required in production (generated keys are refused)')
     if (redisSettings.length === 0) problems.push('REDIS_URL is required in production (or REDIS_CLUSTER_NODES, or REDIS_SENTINELS with REDIS_SENTINEL_NAME)')
     if (!databaseUrl) problems.push('DATABASE_URL is required in production (the embedded database is for development)')
+    // Apple's refresh token is kept (encrypted) to revoke the grant when an account is deleted.
+    if (!config.encryptionKeys && Object.hasOwn(providers, 'apple')) {
+      problems.push('ENCRYPTION_KEYS is required in production when Sign in with Apple is on (it encrypts the Apple tokens kept for revocation)')
+    }
   }
   if (config.sessionMaxAge < config.refreshTokenTtl) {
     problems.push('SESSION_MAX_AGE must be at least REFRESH_TOKEN_TTL')

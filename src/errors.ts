@@ -23,6 +23,10 @@ export class InvalidSignupToken extends GatewayError { readonly code = 'invalid_
 export class InvalidToken extends GatewayError { readonly code = 'invalid_token' }
 export class OriginNotAllowed extends GatewayError { readonly code = 'origin_not_allowed' }
 export class IdentityAlreadyLinked extends GatewayError { readonly code = 'identity_already_linked' }
+/** The user already holds an identity of this provider (one per provider). */
+export class ProviderAlreadyLinked extends GatewayError { readonly code = 'provider_already_linked' }
+/** Unlinking would leave the account with no way to log in. */
+export class LastIdentity extends GatewayError { readonly code = 'last_identity' }
 /** The provider answered with something we cannot use (bad credentials, malformed body, 5xx). */
 export class ProviderError extends GatewayError { readonly code = 'provider_error' }
 export class ProviderTimeout extends GatewayError { readonly code = 'provider_timeout' }

@@ -17,6 +17,8 @@ import { BrowserPolicy } from './http/browser.js'
 import { buildMetricsApp } from './http/metrics.js'
 import { UserScopes } from './identity/user-scopes.js'
 import { UserDirectory } from './identity/users.js'
+import { IdentityLinks } from './identity/identity-links.js'
+import { loadGrantVault } from './identity/grant-vault.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
 import { UsedIdTokens } from './login/used-id-tokens.js'
@@ -44,6 +46,7 @@ export interface Gateway {
 
 export async function createGateway(config: Config, logger: FastifyServerOptions['logger'] = true): Promise<Gateway> {
   const keys = await loadSigningKeys(config)
+  const vault = await loadGrantVault(config)
   // The database first: opening the embedded one takes the data folder's lock, so a second
   // gateway on the same DATA_DIR stops here, before it starts a local redis-server over the
   // first one's Redis files.
@@ -75,6 +78,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.scopeCacheTtl })
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma)
+  const links = new IdentityLinks({ users, vault, audit })
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
   const clients = new ClientDirectory(database.prisma)
   const auditTrail = new AuditTrail(users, audit)
@@ -86,8 +90,10 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     sessions,
     sessionTokens,
     users,
+    links,
     login: new LoginService({
       providers,
+      links,
       transactions: new LoginTransactions(redis, config.loginTransactionTtl),
       scopes,
       usedIdTokens: new UsedIdTokens(redis),

@@ -24,6 +24,10 @@ t.test('GET /openapi.json describes the contract', async (t) => {
     'GET /auth/me',
     'GET /auth/authorize/{provider}',
     'GET /auth/callback/{provider}',
+    'POST /auth/callback/{provider}',
+    'POST /auth/identities',
+    'POST /auth/identities/start',
+    'DELETE /auth/identities/{identityId}',
     'GET /auth/sessions',
     'DELETE /auth/sessions/{sessionId}',
     'POST /auth/logout-all',
@@ -35,7 +39,7 @@ t.test('GET /openapi.json describes the contract', async (t) => {
     t.ok(operations.includes(operation), operation)
   }
   const login = document.paths['/auth/login'].post.requestBody.content['application/json'].schema
-  t.same(Object.keys(login.properties).sort(), ['accessToken', 'code', 'codeVerifier', 'idToken', 'nonce', 'provider', 'redirectUri', 'resource', 'state'])
+  t.same(Object.keys(login.properties).sort(), ['accessToken', 'code', 'codeVerifier', 'idToken', 'name', 'nonce', 'provider', 'redirectUri', 'resource', 'state'])
   t.equal(login.additionalProperties, false, 'unknown fields are refused, as documented')
   t.same(login.required, ['provider'])
 })

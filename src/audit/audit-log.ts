@@ -29,6 +29,9 @@ export type AuditAction =
   | 'roles.listed'
   /** An operator was shown a user's record, roles or audit trail (detail: which, and how the user was found). */
   | 'user.viewed'
+  /** A user linked another provider identity (target: "identity:<id>", detail: the provider), or was refused. */
+  | 'identity.linked'
+  | 'identity.unlinked'
   /** An operator's search for users that found nobody (detail: by what, never the value searched). */
   | 'users.searched'
 
@@ -45,7 +48,7 @@ export interface AuditEntry extends RequestOrigin {
   /** "user", "system", or the id of the operator or client that acted. */
   actor: string
   outcome: 'success' | 'denied'
-  /** What an operator's action was about besides a user: "client:<id>", "role:<name>". */
+  /** What the action was about besides a user: "client:<id>", "role:<name>", "identity:<id>". */
   target?: string
   /** The particulars, e.g. "https://orders.example: read:order". Never a secret. */
   detail?: string

@@ -2,7 +2,8 @@
 // The refresh token never reaches this script (HttpOnly cookie); the access token lives in
 // memory only.
 
-const PROVIDER_LABELS = { kakao: 'Kakao', naver: 'Naver', google: 'Google' }
+const PROVIDER_LABELS = { kakao: 'Kakao', naver: 'Naver', google: 'Google', apple: 'Apple' }
+const labelOf = (provider) => PROVIDER_LABELS[provider] ?? provider
 let accessToken
 
 const $ = (id) => document.getElementById(id)
@@ -38,7 +39,7 @@ async function showSignedOut() {
       const link = document.createElement('a')
       link.dataset.provider = provider
       link.href = `/auth/authorize/${provider}?returnTo=${encodeURIComponent(returnTo)}`
-      link.textContent = `Log in with ${PROVIDER_LABELS[provider] ?? provider}`
+      link.textContent = `Log in with ${labelOf(provider)}`
       link.addEventListener('click', () => sessionStorage.setItem(LOGIN_PENDING, provider))
       return link
     }),
@@ -59,10 +60,49 @@ async function showSignedIn(tokens) {
   $('nickname').textContent = me.data.nickname
   $('user-id').textContent = me.data.id
   $('email').textContent = me.data.email ?? '(none)'
-  $('identities').textContent = me.data.identities.map((identity) => identity.provider).join(', ')
   $('expires').textContent = `${tokens.expiresIn} s`
+  await showIdentities(me.data.identities)
   show('signed-in')
   return true
+}
+
+/** The account's identities, each with Unlink, and a Link button per provider not linked yet. */
+async function showIdentities(identities) {
+  $('identities').replaceChildren(
+    ...identities.map((identity) => {
+      const item = document.createElement('li')
+      item.dataset.provider = identity.provider
+      item.textContent = `${labelOf(identity.provider)}${identity.email ? ` (${identity.email})` : ''}, linked ${new Date(identity.linkedAt).toLocaleString()} `
+      const unlink = document.createElement('button')
+      unlink.textContent = 'Unlink'
+      unlink.addEventListener('click', async () => {
+        const removed = await api('DELETE', `/auth/identities/${identity.id}`)
+        if (!removed.ok) return notice(`Unlink refused: ${removed.data?.message ?? `status ${removed.status}`}`, true)
+        notice(`${labelOf(identity.provider)} is no longer linked to this account.`)
+        const me = await api('GET', '/auth/me')
+        if (me.ok) await showIdentities(me.data.identities)
+      })
+      item.append(unlink)
+      return item
+    }),
+  )
+  const { data } = await api('GET', '/auth/providers')
+  const linked = new Set(identities.map((identity) => identity.provider))
+  $('link-providers').replaceChildren(
+    ...data.providers
+      .filter((provider) => !linked.has(provider))
+      .map((provider) => {
+        const button = document.createElement('button')
+        button.dataset.provider = provider
+        button.textContent = `Link ${labelOf(provider)}`
+        button.addEventListener('click', async () => {
+          const started = await api('POST', '/auth/identities/start', { provider, returnTo: `${location.origin}/demo` })
+          if (!started.ok) return notice(`Linking could not start: ${started.data?.message ?? `status ${started.status}`}`, true)
+          location.assign(started.data.authorizationUrl)
+        })
+        return button
+      }),
+  )
 }
 
 /** Rotates the refresh cookie; false when the session has ended. */
@@ -92,7 +132,7 @@ async function showSignup() {
     notice('The signup has expired; please log in again.')
     return showSignedOut()
   }
-  $('signup-provider').textContent = PROVIDER_LABELS[pending.data.provider] ?? pending.data.provider
+  $('signup-provider').textContent = labelOf(pending.data.provider)
   const form = $('signup-form')
   form.nickname.value = pending.data.profile.nickname ?? ''
   form.email.value = pending.data.profile.email ?? ''
@@ -131,5 +171,7 @@ sessionStorage.removeItem(LOGIN_PENDING)
 if (params.get('error')) notice(`Login did not complete: ${params.get('error')}`, true)
 if (params.get('signup') === 'required') await showSignup()
 else if (await resumeSession()) {
-  notice(loginPending ? `Logged in with ${PROVIDER_LABELS[loginPending] ?? loginPending}.` : 'Welcome back: the session was resumed from the refresh cookie.')
+  if (params.get('linked')) notice(`${labelOf(params.get('linked'))} is now linked to this account.`)
+  else if (params.get('link_error')) notice(`Linking did not complete: ${params.get('link_error')}`, true)
+  else notice(loginPending ? `Logged in with ${labelOf(loginPending)}.` : 'Welcome back: the session was resumed from the refresh cookie.')
 }

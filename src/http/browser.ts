@@ -33,15 +33,19 @@ function cookieName(base: string, secure: boolean): string {
 
 /**
  * The short-lived cookies of the redirect flow. The binding cookie must come back on the
- * provider's top-level redirect, so it is SameSite=Lax; the pending signup ticket is only
- * ever sent to POST /auth/signup, so it is Strict. Neither is readable by scripts.
+ * provider's top-level redirect, so it is SameSite=Lax; a provider that POSTs its callback
+ * (Apple's form_post) makes that a cross-site POST, which only a SameSite=None cookie
+ * survives, and None requires Secure (browsers accept Secure on http://localhost too).
+ * The pending signup ticket is only ever sent to POST /auth/signup, so it is Strict. None
+ * is readable by scripts.
  */
 const FLOW_COOKIES = {
   loginBinding: { base: 'login_binding', path: '/auth/callback', sameSite: 'lax' },
+  formPostBinding: { base: 'form_post_binding', path: '/auth/callback', sameSite: 'none' },
   signupTicket: { base: 'signup_ticket', path: '/auth/signup', sameSite: 'strict' },
 } as const
 
-type FlowCookie = keyof typeof FLOW_COOKIES
+export type FlowCookie = keyof typeof FLOW_COOKIES
 
 export class BrowserPolicy {
   private readonly origins: Set<string>
@@ -121,6 +125,11 @@ export class BrowserPolicy {
     reply.setCookie(cookieName(FLOW_COOKIES[cookie].base, this.cookie.secure), value, { ...this.flowCookieAttributes(cookie), maxAge: maxAgeSeconds })
   }
 
+  /** Sets the cookie that binds a started redirect flow to this browser (RFC 9700 §4.7). */
+  bindFlowToBrowser(reply: FastifyReply, started: { browserBinding: string; expiresIn: number; formPost: boolean }): void {
+    this.setFlowCookie(reply, started.formPost ? 'formPostBinding' : 'loginBinding', started.browserBinding, started.expiresIn)
+  }
+
   clearFlowCookie(reply: FastifyReply, cookie: FlowCookie): void {
     reply.clearCookie(cookieName(FLOW_COOKIES[cookie].base, this.cookie.secure), this.flowCookieAttributes(cookie))
   }
@@ -131,7 +140,7 @@ export class BrowserPolicy {
 
   private flowCookieAttributes(cookie: FlowCookie) {
     const { path, sameSite } = FLOW_COOKIES[cookie]
-    return { path, sameSite, httpOnly: true, secure: this.cookie.secure }
+    return { path, sameSite, httpOnly: true, secure: this.cookie.secure || sameSite === 'none' }
   }
 }
 

@@ -32,6 +32,8 @@ const STATUS_BY_CODE: Record<string, number> = {
   insufficient_scope: 403,
   not_found: 404,
   identity_already_linked: 409,
+  provider_already_linked: 409,
+  last_identity: 409,
   conflict: 409,
   rate_limited: 429,
   provider_error: 502,

@@ -2,13 +2,29 @@
 // provider's stable subject (provider, subject), never by email (OIDC Core §5.7).
 
 import type { PrismaClient } from '../generated/prisma/client.js'
-import { IdentityAlreadyLinked } from '../errors.js'
+import { IdentityAlreadyLinked, InvalidToken, LastIdentity, NotFound, ProviderAlreadyLinked } from '../errors.js'
 import { randomId } from '../secrets.js'
 import { inDatabase } from '../storage/database.js'
 
 export interface ExternalIdentity {
   provider: string
   subject: string
+}
+
+/** An identity as it is linked: who the provider says it is, and what we keep of it. */
+export interface IdentityToLink extends ExternalIdentity {
+  /** The address the provider vouched for. */
+  email?: string
+  /** The provider grant, encrypted (grant-vault.ts), kept for revocation at deletion. */
+  sealedGrant?: string
+}
+
+/** One identity of a user, as the user sees it. */
+export interface LinkedIdentity {
+  id: string
+  provider: string
+  linkedAt: string
+  email?: string
 }
 
 export interface NewUserProfile {
@@ -26,7 +42,7 @@ export interface PublicUser {
 }
 
 export interface UserWithIdentities extends PublicUser {
-  identities: { provider: string; linkedAt: string }[]
+  identities: LinkedIdentity[]
 }
 
 export class UserDirectory {
@@ -47,7 +63,7 @@ export class UserDirectory {
    * transaction), so a failure never leaves a user without its identity.
    * Throws IdentityAlreadyLinked when the identity got an account meanwhile.
    */
-  async createWithIdentity(profile: NewUserProfile, identity: ExternalIdentity): Promise<PublicUser> {
+  async createWithIdentity(profile: NewUserProfile, identity: IdentityToLink): Promise<PublicUser> {
     try {
       const user = await inDatabase(() =>
         this.prisma.user.create({
@@ -56,7 +72,7 @@ export class UserDirectory {
             nickname: profile.nickname,
             email: profile.email ?? null,
             photo: profile.photo ?? null,
-            identities: { create: { provider: identity.provider, subject: identity.subject } },
+            identities: { create: identityRow(identity) },
           },
         }),
       )
@@ -71,16 +87,83 @@ export class UserDirectory {
 
   async findWithIdentities(publicId: string): Promise<UserWithIdentities | undefined> {
     const user = await inDatabase(() =>
-      this.prisma.user.findUnique({
-        where: { publicId },
-        include: { identities: { select: { provider: true, linkedAt: true }, orderBy: { linkedAt: 'asc' } } },
-      }),
+      this.prisma.user.findUnique({ where: { publicId }, include: { identities: { select: IDENTITY_FIELDS, orderBy: { linkedAt: 'asc' } } } }),
     )
     if (!user) return undefined
-    return {
-      ...toPublicUser(user),
-      identities: user.identities.map((identity) => ({ provider: identity.provider, linkedAt: identity.linkedAt.toISOString() })),
+    return { ...toPublicUser(user), identities: user.identities.map(toLinkedIdentity) }
+  }
+
+  /** The user's identities, oldest first. */
+  async identitiesOf(publicId: string): Promise<LinkedIdentity[]> {
+    const identities = await inDatabase(() =>
+      this.prisma.identity.findMany({ where: { user: { publicId } }, select: IDENTITY_FIELDS, orderBy: { linkedAt: 'asc' } }),
+    )
+    return identities.map(toLinkedIdentity)
+  }
+
+  /** Keeps the newest provider grant of an identity that logged in again (Apple hands a new one per code). */
+  async replaceGrant(identity: ExternalIdentity, sealedGrant: string): Promise<void> {
+    await inDatabase(() =>
+      this.prisma.identity.update({ where: { provider_subject: { provider: identity.provider, subject: identity.subject } }, data: { sealedGrant } }),
+    )
+  }
+
+  /**
+   * Links another identity to the user. The unique keys decide races: of two users linking
+   * one identity exactly one gets it, and a user never holds two of one provider.
+   * Throws IdentityAlreadyLinked (someone else's) or ProviderAlreadyLinked (the user has one).
+   */
+  async link(userPublicId: string, identity: IdentityToLink): Promise<LinkedIdentity> {
+    const user = await inDatabase(() => this.prisma.user.findUnique({ where: { publicId: userPublicId }, select: { id: true } }))
+    if (!user) throw new InvalidToken('the user of this access token no longer exists')
+    try {
+      const linked = await inDatabase(() =>
+        this.prisma.identity.create({ data: { ...identityRow(identity), userId: user.id }, select: IDENTITY_FIELDS }),
+      )
+      return toLinkedIdentity(linked)
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'P2002') throw error
+      const owner = await inDatabase(() =>
+        this.prisma.identity.findUnique({ where: { provider_subject: { provider: identity.provider, subject: identity.subject } }, select: { userId: true } }),
+      )
+      if (owner && owner.userId !== user.id) throw new IdentityAlreadyLinked('this identity belongs to another account', { cause: error })
+      throw new ProviderAlreadyLinked(`this account already has a ${identity.provider} identity`, { cause: error })
     }
+  }
+
+  /**
+   * Unlinks one of the user's identities, never the last: the user row is locked first, so
+   * two parallel unlinks of a user's two identities cannot both see "one left over".
+   * Returns the unlinked identity's provider.
+   */
+  async unlink(userPublicId: string, identityPublicId: string): Promise<string> {
+    return inDatabase(() =>
+      this.prisma.$transaction(async (tx) => {
+        const [user] = await tx.$queryRaw<{ id: bigint }[]>`SELECT id FROM users WHERE public_id = ${userPublicId} FOR UPDATE`
+        if (!user) throw new InvalidToken('the user of this access token no longer exists')
+        const identities = await tx.identity.findMany({ where: { userId: user.id }, select: { publicId: true, provider: true } })
+        const target = identities.find((identity) => identity.publicId === identityPublicId)
+        if (!target) throw new NotFound('this account has no identity with that id')
+        if (identities.length === 1) throw new LastIdentity('the only identity of an account cannot be unlinked; link another one first')
+        await tx.identity.delete({ where: { publicId: identityPublicId } })
+        return target.provider
+      }),
+    )
+  }
+}
+
+const IDENTITY_FIELDS = { publicId: true, provider: true, linkedAt: true, email: true } as const
+
+function identityRow(identity: IdentityToLink) {
+  return { provider: identity.provider, subject: identity.subject, email: identity.email ?? null, sealedGrant: identity.sealedGrant ?? null }
+}
+
+function toLinkedIdentity(identity: { publicId: string; provider: string; linkedAt: Date; email: string | null }): LinkedIdentity {
+  return {
+    id: identity.publicId,
+    provider: identity.provider,
+    linkedAt: identity.linkedAt.toISOString(),
+    ...(identity.email ? { email: identity.email } : {}),
   }
 }
 

@@ -15,6 +15,8 @@ export interface LoginTransaction {
   returnTo?: string
   /** Hash of the cookie that binds a redirect-flow login to the browser that started it. */
   browserBindingHash?: string
+  /** A redirect flow that links the identity to this user (public id) instead of logging in. */
+  linkUserId?: string
 }
 
 export interface StartedTransaction {
@@ -32,7 +34,7 @@ export class LoginTransactions {
     private readonly ttlSeconds: number,
   ) {}
 
-  async begin(binding: Pick<LoginTransaction, 'provider' | 'redirectUri' | 'returnTo' | 'browserBindingHash'>): Promise<StartedTransaction> {
+  async begin(binding: Pick<LoginTransaction, 'provider' | 'redirectUri' | 'returnTo' | 'browserBindingHash' | 'linkUserId'>): Promise<StartedTransaction> {
     const state = oidc.randomState()
     const transaction: LoginTransaction = { ...binding, nonce: oidc.randomNonce(), codeVerifier: oidc.randomPKCECodeVerifier() }
     const codeChallenge = await oidc.calculatePKCECodeChallenge(transaction.codeVerifier)

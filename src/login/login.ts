@@ -6,7 +6,7 @@ import type { ProfileField } from '../config.js'
 import { GatewayError, IdentityAlreadyLinked, InvalidRedirectUri, InvalidRequest, InvalidState } from '../errors.js'
 import { hashSecret, randomSecret } from '../secrets.js'
 import type { ProviderRegistry } from '../../providers/registry.js'
-import type { ProviderProfile } from '../../providers/types.js'
+import type { GivenName, IdentityProvider, ProviderProfile } from '../../providers/types.js'
 import type { PublicUser, UserDirectory } from '../identity/users.js'
 import type { SessionClient } from '../sessions/refresh-sessions.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
@@ -14,17 +14,27 @@ import type { SignupTickets } from '../signup/signup-tickets.js'
 import type { LoginTransactions } from './login-transactions.js'
 import type { UsedIdTokens } from './used-id-tokens.js'
 import type { UserScopes } from '../identity/user-scopes.js'
+import type { IdentityLinks } from '../identity/identity-links.js'
+import type { LinkedIdentity } from '../identity/users.js'
+import type { RequestOrigin } from '../audit/audit-log.js'
+import { nameOf } from '../../providers/profile-fields.js'
 import { undoInBackground } from '../storage/storage-budget.js'
 
-export interface CodeLogin {
-  code: string
-  redirectUri: string
-  /** From POST /auth/login/start: the gateway holds verifier and nonce. */
-  state?: string
-  /** A native app's own PKCE run. */
-  codeVerifier?: string
-  nonce?: string
-}
+/** What proves a provider identity: the credentials POST /auth/login and POST /auth/identities take. */
+export type ProviderCredential =
+  | {
+      kind: 'code'
+      code: string
+      redirectUri: string
+      /** From POST /auth/login/start: the gateway holds verifier and nonce. */
+      state?: string
+      /** A native app's own PKCE run. */
+      codeVerifier?: string
+      nonce?: string
+    }
+  /** `code`: the authorization code of the same native sign-in (Apple), for the provider's grant. */
+  | { kind: 'idToken'; idToken: string; nonce?: string; code?: string }
+  | { kind: 'accessToken'; accessToken: string }
 
 /** Who is logging in from where: decides where the refresh token goes. */
 export type ClientContext = SessionClient
@@ -41,6 +51,8 @@ export type LoginOutcome =
 
 export interface LoginDependencies {
   providers: ProviderRegistry
+  /** Links proved identities to accounts and keeps their provider grants. */
+  links: IdentityLinks
   transactions: LoginTransactions
   /** Checks an RFC 8707 resource before anything else happens. */
   scopes: Pick<UserScopes, 'checkResource'>
@@ -59,7 +71,7 @@ export interface LoginDependencies {
 }
 
 /** How a login ended: signed in, sent to signup, or refused with the contract's error code. */
-export type LoginEnding = LoginOutcome['status'] | { refused: string }
+export type LoginEnding = LoginOutcome['status'] | 'linked' | { refused: string }
 
 export interface LoginObserver {
   /** `provider` is the name the client sent, known or not. */
@@ -72,6 +84,8 @@ export interface StartedRedirect {
   /** Secret for the browser-binding cookie; only its hash is kept. */
   browserBinding: string
   expiresIn: number
+  /** The provider POSTs the callback cross-site (form_post): the binding cookie must allow that. */
+  formPost: boolean
 }
 
 /** What the provider sent back to /auth/callback/{provider}. */
@@ -80,11 +94,15 @@ export interface ProviderCallback {
   code?: string
   /** e.g. access_denied when the user cancelled at the provider. */
   error?: string
+  /** Apple's form_post `user`: the name, sent on the first authorization only. */
+  user?: string
 }
 
+/** How a redirect flow ended: a login, an identity linked to the user who started it, or an error code for the app. */
 export type RedirectOutcome = { returnTo: string } & (
   | { outcome: LoginOutcome }
-  | { error: string }
+  | { linked: string }
+  | { error: string; linking?: true }
 )
 
 export class LoginService {
@@ -99,69 +117,83 @@ export class LoginService {
     return { authorizationUrl: authorizationUrl.href, state: started.state, expiresIn: started.expiresIn }
   }
 
-  loginWithCode(providerName: string, credential: CodeLogin, client: ClientContext): Promise<LoginOutcome> {
-    return this.counted(providerName, () => this.codeLogin(providerName, credential, client), statusOf)
+  /**
+   * A login with any credential. `name`: what a native app got from the provider on the
+   * first authorization (Apple), used only for a new account's missing nickname.
+   */
+  login(providerName: string, credential: ProviderCredential, client: ClientContext, name?: GivenName): Promise<LoginOutcome> {
+    return this.counted(
+      providerName,
+      async () => {
+        const provider = this.deps.providers.get(providerName)
+        // Only a provider that hands the name to the app outside its tokens (Apple) takes one from the app.
+        if (name !== undefined && !provider.nameFromCallback) throw new InvalidRequest(`${provider.name} supplies the profile itself; send no name`)
+        await this.deps.scopes.checkResource(client.resource)
+        return this.withProvenIdentity(provider, credential, (profile) => this.signInIdentity(provider.name, withName(profile, name), client))
+      },
+      statusOf,
+    )
   }
 
-  private async codeLogin(providerName: string, credential: CodeLogin, client: ClientContext): Promise<LoginOutcome> {
+  /** Links the identity `credential` proves to the user; returns the user's identities. */
+  async link(userId: string, providerName: string, credential: ProviderCredential, origin: RequestOrigin): Promise<LinkedIdentity[]> {
     const provider = this.deps.providers.get(providerName)
+    return this.withProvenIdentity(provider, credential, (profile) => this.deps.links.link(userId, provider.name, profile, origin))
+  }
+
+  /**
+   * Has the provider vouch for the credential, then runs `then` with the profile. Nothing
+   * is written before the provider vouched. An ID token is accepted once: reserved after
+   * verification, given back when `then` fails (the failure is ours, the token still good).
+   */
+  private async withProvenIdentity<T>(provider: IdentityProvider, credential: ProviderCredential, then: (profile: ProviderProfile) => Promise<T>): Promise<T> {
+    switch (credential.kind) {
+      case 'code':
+        return then(await this.exchangeCode(provider, credential))
+      case 'accessToken':
+        if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
+        return then(await provider.verifyAccessToken(credential.accessToken))
+      case 'idToken': {
+        if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
+        if (credential.code !== undefined && !provider.acceptsNativeCode) {
+          throw new InvalidRequest(`${provider.name} takes an idToken alone; send a code as its own credential`)
+        }
+        const verified = await provider.verifyIdToken(credential.idToken, credential.nonce, credential.code)
+        const reservation = await this.deps.usedIdTokens.reserve(credential.idToken, verified.expiresAt)
+        try {
+          const result = await then(verified.profile)
+          await reservation.spend()
+          return result
+        } catch (error) {
+          // If even the release fails (Redis lost), the reservation runs out by itself.
+          undoInBackground(() => reservation.release())
+          throw error
+        }
+      }
+    }
+  }
+
+  private async exchangeCode(provider: IdentityProvider, credential: Extract<ProviderCredential, { kind: 'code' }>): Promise<ProviderProfile> {
     this.checkRedirectUri(credential.redirectUri)
-    await this.deps.scopes.checkResource(client.resource)
     let { codeVerifier, nonce } = credential
     if (credential.state !== undefined) {
       const transaction = await this.deps.transactions.consume(credential.state)
       // A state is good once, for the provider and redirect URI it was started with (RFC 9700 §4.4, §4.7).
-      if (!transaction || transaction.provider !== provider.name || transaction.redirectUri !== credential.redirectUri) {
+      if (!transaction || transaction.provider !== provider.name || transaction.redirectUri !== credential.redirectUri || transaction.linkUserId !== undefined) {
         throw new InvalidState('the state is unknown, used, expired, or belongs to another login')
       }
       ;({ codeVerifier, nonce } = transaction)
     }
-    const profile = await provider.exchangeCode({ code: credential.code, redirectUri: credential.redirectUri, codeVerifier, nonce, state: credential.state })
-    return this.signInIdentity(provider.name, profile, client)
-  }
-
-  /** An ID token from a native SDK: verified against the provider's keys, and accepted once. */
-  loginWithIdToken(providerName: string, idToken: string, nonce: string | undefined, client: ClientContext): Promise<LoginOutcome> {
-    return this.counted(providerName, () => this.idTokenLogin(providerName, idToken, nonce, client), statusOf)
-  }
-
-  private async idTokenLogin(providerName: string, idToken: string, nonce: string | undefined, client: ClientContext): Promise<LoginOutcome> {
-    const provider = this.deps.providers.get(providerName)
-    if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
-    await this.deps.scopes.checkResource(client.resource)
-    const verified = await provider.verifyIdToken(idToken, nonce)
-    // Reserved only now: a token the client got wrong never costs a write. From here on the
-    // provider has vouched, so any failure is ours and gives the token back for a retry.
-    const reservation = await this.deps.usedIdTokens.reserve(idToken, verified.expiresAt)
-    try {
-      const outcome = await this.signInIdentity(provider.name, verified.profile, client)
-      await reservation.spend()
-      return outcome
-    } catch (error) {
-      // If even the release fails (Redis lost), the reservation runs out by itself.
-      undoInBackground(() => reservation.release())
-      throw error
-    }
-  }
-
-  /** A provider access token from a native SDK: the adapter checks it was issued to our app. */
-  loginWithAccessToken(providerName: string, accessToken: string, client: ClientContext): Promise<LoginOutcome> {
-    return this.counted(providerName, () => this.accessTokenLogin(providerName, accessToken, client), statusOf)
-  }
-
-  private async accessTokenLogin(providerName: string, accessToken: string, client: ClientContext): Promise<LoginOutcome> {
-    const provider = this.deps.providers.get(providerName)
-    if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
-    await this.deps.scopes.checkResource(client.resource)
-    return this.signInIdentity(provider.name, await provider.verifyAccessToken(accessToken), client)
+    return provider.exchangeCode({ code: credential.code, redirectUri: credential.redirectUri, codeVerifier, nonce, state: credential.state })
   }
 
   /**
    * The server-side redirect flow: the provider sends the browser back to the gateway's
    * own callback, never to the app with a code. The transaction is bound to the browser
    * by a cookie, so an attacker cannot finish their login in a victim's browser (RFC 9700 §4.7).
+   * `linkUserId`: the flow links the identity to that user instead of logging in.
    */
-  async startRedirect(providerName: string, returnTo: string): Promise<StartedRedirect> {
+  async startRedirect(providerName: string, returnTo: string, linkUserId?: string): Promise<StartedRedirect> {
     const provider = this.deps.providers.get(providerName)
     this.checkReturnTo(returnTo)
     const browserBinding = randomSecret()
@@ -171,9 +203,10 @@ export class LoginService {
       redirectUri,
       returnTo,
       browserBindingHash: hashSecret(browserBinding),
+      linkUserId,
     })
     const authorizationUrl = await provider.buildAuthorizationUrl({ redirectUri, ...started })
-    return { authorizationUrl: authorizationUrl.href, browserBinding, expiresIn: started.expiresIn }
+    return { authorizationUrl: authorizationUrl.href, browserBinding, expiresIn: started.expiresIn, formPost: provider.responseMode === 'form_post' }
   }
 
   finishRedirect(
@@ -182,8 +215,10 @@ export class LoginService {
     browserBinding: string | undefined,
     client: ClientContext,
   ): Promise<RedirectOutcome> {
-    // The refusals this flow hands back to the app (a cancel at the provider too) count as refusals.
-    const endingOf = (result: RedirectOutcome): LoginEnding => ('error' in result ? { refused: result.error } : result.outcome.status)
+    // The refusals this flow hands back to the app (a cancel at the provider too) count as
+    // refusals; a link is no login and is not counted as one.
+    const endingOf = (result: RedirectOutcome): LoginEnding =>
+      'error' in result ? { refused: result.error } : 'linked' in result ? 'linked' : result.outcome.status
     return this.counted(providerName, () => this.redirectLogin(providerName, callback, browserBinding, client), endingOf)
   }
 
@@ -203,9 +238,10 @@ export class LoginService {
     ) {
       throw new InvalidState('the state is unknown, used, expired, or was started in another browser')
     }
-    const { returnTo } = transaction
+    const { returnTo, linkUserId } = transaction
+    const linking = linkUserId !== undefined ? ({ linking: true } as const) : {}
     if (callback.error !== undefined || callback.code === undefined) {
-      return { returnTo, error: callback.error === 'access_denied' ? 'access_denied' : 'provider_error' }
+      return { returnTo, error: callback.error === 'access_denied' || callback.error === 'user_cancelled_authorize' ? 'access_denied' : 'provider_error', ...linking }
     }
     try {
       const profile = await provider.exchangeCode({
@@ -215,10 +251,15 @@ export class LoginService {
         nonce: transaction.nonce,
         state: callback.state,
       })
-      return { returnTo, outcome: await this.signInIdentity(provider.name, profile, client) }
+      if (linkUserId !== undefined) {
+        await this.deps.links.link(linkUserId, provider.name, profile, { ip: client.ip, userAgent: client.label })
+        return { returnTo, linked: provider.name }
+      }
+      const name = callback.user === undefined ? undefined : provider.nameFromCallback?.(callback.user)
+      return { returnTo, outcome: await this.signInIdentity(provider.name, withName(profile, name), client) }
     } catch (error) {
       // The browser is mid-navigation: send it back to the app with the error code only.
-      if (error instanceof GatewayError) return { returnTo, error: error.code }
+      if (error instanceof GatewayError) return { returnTo, error: error.code, ...linking }
       throw error
     }
   }
@@ -256,19 +297,23 @@ export class LoginService {
   async signInIdentity(provider: string, profile: ProviderProfile, client: ClientContext): Promise<LoginOutcome> {
     const identity = { provider, subject: profile.subject }
     const existing = await this.deps.users.findByIdentity(identity)
-    if (existing) return this.authenticated(existing, false, client)
+    if (existing) {
+      if (profile.grant) await this.deps.links.keepGrant(identity, profile.grant)
+      return this.authenticated(existing, false, client)
+    }
 
-    const { subject: _subject, ...known } = profile
+    const { subject: _subject, grant: _grant, ...known } = profile
+    const toLink = await this.deps.links.toLink(provider, profile)
     const missing = this.deps.signupRequiredFields.filter((field) => !known[field])
     if (missing.length > 0 || !known.nickname) {
-      const ticket = await this.deps.tickets.issue({ provider, subject: profile.subject, profile: known })
+      const ticket = await this.deps.tickets.issue({ provider, subject: profile.subject, profile: known, sealedGrant: toLink.sealedGrant })
       return { status: 'signup_required', ...ticket, profile: known, missing: missing.length > 0 ? missing : ['nickname'] }
     }
     try {
-      const user = await this.deps.users.createWithIdentity({ ...known, nickname: known.nickname }, identity)
+      const user = await this.deps.users.createWithIdentity({ ...known, nickname: known.nickname }, toLink)
       return this.authenticated(user, true, client)
     } catch (error) {
-      // A parallel first login of the same identity won the race: sign in as that user.
+      // A parallel first login (or a link) of the same identity won the race: sign in as its owner.
       if (!(error instanceof IdentityAlreadyLinked)) throw error
       const winner = await this.deps.users.findByIdentity(identity)
       if (!winner) throw error
@@ -290,3 +335,10 @@ export class LoginService {
 }
 
 const statusOf = (outcome: LoginOutcome): LoginEnding => outcome.status
+
+/** The provider's profile, with a nickname made from the name the app passed when the provider gave none. */
+function withName(profile: ProviderProfile, name: GivenName | undefined): ProviderProfile {
+  if (profile.nickname !== undefined || name === undefined) return profile
+  const nickname = nameOf(name)
+  return nickname === undefined ? profile : { ...profile, nickname }
+}

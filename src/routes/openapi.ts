@@ -11,7 +11,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       info: {
         title: 'Social-login gateway',
         version: '1',
-        description: 'Kakao, Naver and Google login behind one API, with the gateway\'s own tokens. Every error is { "error", "message" }.',
+        description: 'Kakao, Naver, Google and Apple login behind one API, with the gateway\'s own tokens. Every error is { "error", "message" }.',
       },
       servers: [{ url: app.gateway.config.publicUrl }],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },

@@ -2,11 +2,14 @@
 // redirects the browser to the gateway, which finishes the login and sends the browser
 // back to the app. No token or signup ticket ever travels in a URL: the refresh token
 // lands in its cookie, a pending signup in an HttpOnly cookie only POST /auth/signup sees.
+// Apple answers with a form POST instead (response_mode=form_post): POST /auth/callback/apple.
+// The same callbacks finish the web way of linking another identity (POST /auth/identities/start).
 
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { InvalidRequest } from '../errors.js'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
-import type { ProviderCallback } from '../login/login.js'
+import type { ProviderCallback, RedirectOutcome } from '../login/login.js'
 import { providerName, urlString } from './shapes.js'
 
 const providerParams = {
@@ -22,52 +25,97 @@ const authorizeQuery = {
   properties: { returnTo: urlString },
 } as const
 
-// Providers add their own parameters to the callback (scope, authuser, iss...): allowed, ignored.
-const callbackQuery = {
-  type: 'object',
-  required: ['state'],
-  properties: {
-    state: { type: 'string', minLength: 1, maxLength: 256 },
-    code: { type: 'string', minLength: 1, maxLength: 2048 },
-    error: { type: 'string', maxLength: 256 },
-  },
+const callbackFields = {
+  state: { type: 'string', minLength: 1, maxLength: 256 },
+  code: { type: 'string', minLength: 1, maxLength: 2048 },
+  error: { type: 'string', maxLength: 256 },
 } as const
 
+// Providers add their own parameters to the callback (scope, authuser, iss...): allowed, ignored.
+const callbackQuery = { type: 'object', required: ['state'], properties: callbackFields } as const
+
+// Apple's form: the ID token is ignored (the one from our own code exchange counts), `user`
+// carries the name on the first authorization only.
+const formPostCallback = {
+  type: 'object',
+  required: ['state'],
+  properties: { ...callbackFields, id_token: { type: 'string', maxLength: 8192 }, user: { type: 'string', maxLength: 4096 } },
+} as const
+
+const FORM_BODY_LIMIT = 16 * 1024
+
 export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
-  const { login, browser, config } = app.gateway
+  const { login, browser, config, providers } = app.gateway
+  const limited = { config: rateLimitedAs('login', config) }
 
   app.get<{ Params: { provider: string }; Querystring: { returnTo: string } }>(
     '/auth/authorize/:provider',
-    { schema: { params: providerParams, querystring: authorizeQuery }, config: rateLimitedAs('login', config) },
+    { schema: { params: providerParams, querystring: authorizeQuery }, ...limited },
     async (request, reply) => {
       const started = await login.startRedirect(request.params.provider, request.query.returnTo)
-      browser.setFlowCookie(reply, 'loginBinding', started.browserBinding, started.expiresIn)
+      browser.bindFlowToBrowser(reply, started)
       return reply.header('cache-control', 'no-store').redirect(started.authorizationUrl, 302)
     },
   )
 
   app.get<{ Params: { provider: string }; Querystring: ProviderCallback }>(
     '/auth/callback/:provider',
-    { schema: { params: providerParams, querystring: callbackQuery }, config: rateLimitedAs('login', config) },
+    { schema: { params: providerParams, querystring: callbackQuery }, ...limited },
     async (request, reply) => {
-      const client = clientOf(request, 'cookie')
-      const binding = browser.flowCookieOf(request, 'loginBinding')
       const { state, code, error } = request.query
-      const result = await login.finishRedirect(request.params.provider, { state, code, error }, binding, client)
-      browser.clearFlowCookie(reply, 'loginBinding')
-      reply.header('cache-control', 'no-store')
-
-      const returnTo = new URL(result.returnTo)
-      if ('error' in result) {
-        returnTo.searchParams.set('error', result.error)
-      } else if (result.outcome.status === 'authenticated') {
-        const { tokens } = result.outcome
-        browser.setRefreshCookie(reply, tokens.refreshToken, tokens.refreshExpiresIn)
-      } else {
-        browser.setFlowCookie(reply, 'signupTicket', result.outcome.signupToken, config.signupTicketTtl)
-        returnTo.searchParams.set('signup', 'required')
-      }
-      return reply.redirect(returnTo.href, 302)
+      return finish(request, reply, 'loginBinding', { state, code, error })
     },
   )
+
+  // The only form body the gateway reads, in this plugin alone: the rest stays JSON-only.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, async (_request: FastifyRequest, body: string) =>
+    singleValuedForm(body),
+  )
+  app.post<{ Params: { provider: string }; Body: ProviderCallback }>(
+    '/auth/callback/:provider',
+    { schema: { params: providerParams, body: formPostCallback, consumes: ['application/x-www-form-urlencoded'] }, ...limited },
+    async (request, reply) => {
+      if (providers.get(request.params.provider).responseMode !== 'form_post') {
+        throw new InvalidRequest(`${request.params.provider} answers with a redirect (GET), not a form POST`)
+      }
+      const { state, code, error, user } = request.body
+      return finish(request, reply, 'formPostBinding', { state, code, error, user })
+    },
+  )
+
+  async function finish(request: FastifyRequest<{ Params: { provider: string } }>, reply: FastifyReply, cookie: 'loginBinding' | 'formPostBinding', callback: ProviderCallback) {
+    const binding = browser.flowCookieOf(request, cookie)
+    const result = await login.finishRedirect(request.params.provider, callback, binding, clientOf(request, 'cookie'))
+    browser.clearFlowCookie(reply, cookie)
+    reply.header('cache-control', 'no-store')
+    return reply.redirect(returnUrlFor(result, reply).href, 302)
+  }
+
+  /** Where the browser goes back to, and what it learns there: never a token, only codes. */
+  function returnUrlFor(result: RedirectOutcome, reply: FastifyReply): URL {
+    const returnTo = new URL(result.returnTo)
+    if ('error' in result) {
+      returnTo.searchParams.set(result.linking ? 'link_error' : 'error', result.error)
+    } else if ('linked' in result) {
+      returnTo.searchParams.set('linked', result.linked)
+    } else if (result.outcome.status === 'authenticated') {
+      const { tokens } = result.outcome
+      browser.setRefreshCookie(reply, tokens.refreshToken, tokens.refreshExpiresIn)
+    } else {
+      browser.setFlowCookie(reply, 'signupTicket', result.outcome.signupToken, config.signupTicketTtl)
+      returnTo.searchParams.set('signup', 'required')
+    }
+    return returnTo
+  }
+}
+
+/** A form whose every field appears once: a repeated `state` or `code` is someone's trick. */
+function singleValuedForm(body: string): Record<string, string> {
+  const form = new URLSearchParams(body)
+  const fields: Record<string, string> = Object.create(null)
+  for (const [name, value] of form) {
+    if (Object.hasOwn(fields, name)) throw new InvalidRequest(`the field ${name} is repeated`)
+    fields[name] = value
+  }
+  return fields
 }

@@ -10,7 +10,9 @@ import type { ProviderProfile } from '../../providers/types.js'
 export interface SignupTicket {
   provider: string
   subject: string
-  profile: Omit<ProviderProfile, 'subject'>
+  profile: Omit<ProviderProfile, 'subject' | 'grant'>
+  /** The provider grant, already encrypted (grant-vault.ts), for the identity signup links. */
+  sealedGrant?: string
   /**
    * Set when an earlier use of this ticket failed in storage after the account may have
    * been written: the retry then finishes with the account the identity is linked to.

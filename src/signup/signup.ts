@@ -3,7 +3,7 @@
 
 import type { ProfileField } from '../config.js'
 import { InvalidRequest, InvalidSignupToken, StorageUnavailable } from '../errors.js'
-import type { ExternalIdentity, NewUserProfile, PublicUser, UserDirectory } from '../identity/users.js'
+import type { IdentityToLink, NewUserProfile, PublicUser, UserDirectory } from '../identity/users.js'
 import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from './signup-tickets.js'
@@ -59,7 +59,7 @@ export class SignupService {
       await claimed.release()
       throw new InvalidRequest(`missing required fields: ${missing.join(', ')}`)
     }
-    const identity = { provider: ticket.provider, subject: ticket.subject }
+    const identity = { provider: ticket.provider, subject: ticket.subject, email: ticket.profile.email, sealedGrant: ticket.sealedGrant }
     // The client did nothing wrong when storage fails: the same ticket works again once
     // storage is back, and finishes with the account this attempt may already have written.
     const keepTicketOnOutage = async <T>(step: () => Promise<T>): Promise<T> => {
@@ -75,7 +75,7 @@ export class SignupService {
     return { tokens, user }
   }
 
-  private async accountFor(identity: ExternalIdentity, profile: NewUserProfile, interrupted: boolean): Promise<PublicUser> {
+  private async accountFor(identity: IdentityToLink, profile: NewUserProfile, interrupted: boolean): Promise<PublicUser> {
     if (interrupted) {
       const written = await this.deps.users.findByIdentity(identity)
       if (written) return written

@@ -6,10 +6,11 @@
 // verification stacks know no other (fastify-jwt-jwks takes RS256 and EdDSA only,
 // jsonwebtoken and get-jwks cannot use Ed25519 keys; docs/verifying-tokens.md has the table).
 
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as jose from 'jose'
 import { ConfigError, type Config } from '../config.js'
+import { readJwkSet, writeKeyFile } from './key-files.js'
 
 export const SIGNING_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'] as const
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number]
@@ -37,7 +38,7 @@ const MIN_RSA_MODULUS_BITS = 2048
 
 export async function loadSigningKeys(config: Pick<Config, 'signingKeys' | 'signingAlgorithm' | 'dataDir' | 'production'>): Promise<SigningKeySet> {
   const source = config.signingKeys
-  const jwks = source === undefined ? await loadOrCreateDevelopmentKeys(config.dataDir, config.signingAlgorithm ?? 'ES256') : await readKeySource(source)
+  const jwks = source === undefined ? await loadOrCreateDevelopmentKeys(config.dataDir, config.signingAlgorithm ?? 'ES256') : await readJwkSet(source, 'SIGNING_KEYS')
   const problems: string[] = []
   const keys: SigningKey[] = []
   for (const [index, jwk] of jwks.entries()) {
@@ -53,25 +54,6 @@ export async function loadSigningKeys(config: Pick<Config, 'signingKeys' | 'sign
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return { current: keys[0]!, all: keys, jwks: { keys: keys.map((key) => key.publicJwk) } }
-}
-
-async function readKeySource(source: string): Promise<jose.JWK[]> {
-  let text = source
-  if (!source.trimStart().startsWith('{') && !source.trimStart().startsWith('[')) {
-    try {
-      text = await readFile(source, 'utf8')
-    } catch {
-      throw new ConfigError([`SIGNING_KEYS: cannot read the key file "${source}"`])
-    }
-  }
-  try {
-    const parsed = JSON.parse(text) as unknown
-    const keys = Array.isArray(parsed) ? parsed : (parsed as { keys?: unknown }).keys ?? [parsed]
-    if (!Array.isArray(keys)) throw new Error('not a JWK set')
-    return keys as jose.JWK[]
-  } catch {
-    throw new ConfigError(['SIGNING_KEYS must be a JWK set ({"keys":[...]}) as JSON or a path to such a file'])
-  }
 }
 
 async function importSigningKey(jwk: jose.JWK, index: number, problems: string[]): Promise<SigningKey | undefined> {
@@ -130,7 +112,7 @@ async function loadOrCreateDevelopmentKeys(dataDir: string, algorithm: SigningAl
   const file = join(dataDir, 'signing-keys.json')
   let stored: jose.JWK[] = []
   try {
-    stored = await readKeySource(await readFile(file, 'utf8'))
+    stored = await readJwkSet(await readFile(file, 'utf8'), 'SIGNING_KEYS')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof ConfigError)) throw error
     if (error instanceof ConfigError) throw new ConfigError([`${file} is not a valid JWK set; delete it to generate a new key`])
@@ -138,10 +120,7 @@ async function loadOrCreateDevelopmentKeys(dataDir: string, algorithm: SigningAl
   if (stored.length > 0 && algorithmFor(stored[0]!) === algorithm) return stored
   const kept = stored.find((jwk) => algorithmFor(jwk) === algorithm) ?? (await generatedKey(algorithm))
   const keys = [kept, ...stored.filter((jwk) => jwk !== kept)]
-  await mkdir(dataDir, { recursive: true })
-  const temporary = `${file}.${process.pid}.tmp`
-  await writeFile(temporary, JSON.stringify({ keys }, null, 2), { mode: 0o600 })
-  await rename(temporary, file)
+  await writeKeyFile(file, keys)
   return keys
 }
 

@@ -1,5 +1,6 @@
 // A gateway for tests, built exactly as production builds it (createGateway), over a real
-// redis-server, a real database (PostgreSQL or PGlite) and the Google emulator on loopback.
+// redis-server, a real database (PostgreSQL or PGlite) and the Google emulator on loopback
+// (Apple's too, on request; all four providers' for a gateway a real browser drives).
 
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
@@ -7,7 +8,8 @@ import { loadConfig, type Config } from '../../src/config.js'
 import { createGateway, type Gateway } from '../../src/gateway.js'
 import { freeLoopbackPort } from '../../src/loopback.js'
 import { startGoogleEmulator, type EmulatedAccount, type GoogleEmulator } from '../../emulators/google.js'
-import { startEmulatedProviders, type EmulatedProviders } from '../../emulators/providers.js'
+import type { AppleEmulator } from '../../emulators/apple.js'
+import { startEmulatedApple, startEmulatedProviders, type EmulatedProviders } from '../../emulators/providers.js'
 import { createTestDatabase } from './postgres.js'
 import { startRedis, type TestRedis } from './redis.js'
 
@@ -20,8 +22,10 @@ export const GOOGLE_CLIENT = { clientId: 'gateway-test-client', clientSecret: 'g
 export interface GatewayUnderTest extends Gateway {
   config: Config
   google: GoogleEmulator
-  /** All three providers' emulators, for a gateway started with `listen`. */
+  /** All four providers' emulators, for a gateway started with `listen`. */
   emulated?: EmulatedProviders
+  /** The Apple emulator, for a gateway started with `listen` or `apple`. */
+  apple?: AppleEmulator
   /** Plays a user at Google for an authorization URL; returns the code the app would receive. */
   codeFor(authorizationUrl: string, account: EmulatedAccount): Promise<string>
 }
@@ -38,6 +42,8 @@ export interface TestGatewayOptions {
   env?: Record<string, string>
   /** Listen on a free localhost port (PUBLIC_URL http://localhost:<port>) for a real browser. */
   listen?: boolean
+  /** Sign in with Apple too, at the Apple emulator (which `listen` starts anyway). */
+  apple?: boolean
   /**
    * Redis settings (REDIS_CLUSTER_NODES, REDIS_SENTINELS…) of servers the test runs and
    * shares, instead of a redis-server of the gateway's own.
@@ -50,8 +56,9 @@ export async function startTestGateway(options?: TestGatewayOptions): Promise<Te
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<GatewayUnderTest & { testRedis?: TestRedis }> {
   const port = options.listen ? await freeLoopbackPort() : undefined
   const publicUrl = port ? `http://localhost:${port}` : PUBLIC_URL
-  // A gateway for a real browser gets all three providers, exactly as `npm run dev` has them.
+  // A gateway for a real browser gets all four providers, exactly as `npm run dev` has them.
   const emulated = options.listen ? await startEmulatedProviders({ publicUrl, redirectUris: [REDIRECT_URI] }) : undefined
+  const apple = options.apple && !emulated ? await startEmulatedApple({ redirectUris: [REDIRECT_URI, `${publicUrl}/auth/callback/apple`] }) : undefined
   const [testRedis, google, databaseUrl, signingKeys] = await Promise.all([
     options.redis ? undefined : startRedis(),
     emulated?.google ?? startGoogleEmulator({ ...GOOGLE_CLIENT, redirectUris: [REDIRECT_URI, `${publicUrl}/auth/callback/google`] }),
@@ -76,6 +83,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     RATE_LIMIT_TOKEN: '1000000',
     RATE_LIMIT_REFRESH: '1000000',
     ...emulated?.env,
+    ...apple?.env,
     ...options.env,
   })
   const gateway = await createGateway(config, false)
@@ -94,9 +102,10 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       return code
     },
     emulated,
+    apple: emulated?.apple ?? apple?.emulator,
     async close() {
       await gateway.close()
-      await Promise.all([testRedis?.stop(), emulated ? emulated.stop() : google.stop()])
+      await Promise.all([testRedis?.stop(), emulated ? emulated.stop() : google.stop(), apple?.emulator.stop()])
     },
   }
 }

@@ -1,0 +1,187 @@
+// Sign in with Apple (developer.apple.com/documentation/sign_in_with_apple). An OpenID
+// Connect provider with its own habits, all kept here:
+//   - the client_secret is an ES256 JWT signed with the developer's .p8 key, made per
+//     client id (apple-client-secret.ts);
+//   - web: asking for the name or email scope forces response_mode=form_post, so Apple
+//     POSTs the callback; the name arrives once, in that POST, never in the ID token;
+//   - native (iOS): the app brings the identityToken (aud = its bundle ID) and may bring
+//     the authorizationCode, which the gateway exchanges as that bundle ID so it holds
+//     Apple's refresh token, the only thing that can revoke the grant at deletion;
+//   - an iOS app passes Apple the SHA-256 of its raw nonce: the token carries the hash;
+//   - email_verified and is_private_email come as booleans or as "true"/"false".
+
+import { createHash, createPrivateKey, type KeyObject } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import * as oidc from 'openid-client'
+import { InvalidGrant } from '../src/errors.js'
+import { splitList } from '../src/env-values.js'
+import { AppleClientSecrets, APPLE_MAX_CLIENT_SECRET_SECONDS } from './apple-client-secret.js'
+import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
+import { emailOf } from './profile-fields.js'
+import { readProviderUrl } from './settings.js'
+import type { AuthorizationRequest, CodeCredential, GivenName, ProviderDefinition, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
+
+export interface AppleSettings extends OpenIdConnectSettings {
+  teamId: string
+  keyId: string
+  privateKey: KeyObject
+  clientSecretLifetimeSeconds: number
+}
+
+/** Thirty days: well inside Apple's six-month limit, renewed after fifteen. */
+const DEFAULT_CLIENT_SECRET_SECONDS = 30 * 24 * 60 * 60
+
+export const apple: ProviderDefinition<AppleSettings> = {
+  name: 'apple',
+  readSettings(env, problems, production) {
+    const clientId = env.APPLE_CLIENT_ID?.trim()
+    if (!clientId) return undefined
+    const teamId = env.APPLE_TEAM_ID?.trim() ?? ''
+    const keyId = env.APPLE_KEY_ID?.trim() ?? ''
+    if (!/^[A-Z0-9]{10}$/.test(teamId)) problems.push('APPLE_TEAM_ID must be the 10-character Team ID (Apple Developer > Membership)')
+    if (!/^[A-Z0-9]{10}$/.test(keyId)) problems.push('APPLE_KEY_ID must be the 10-character id of the Sign in with Apple key')
+    const privateKey = readApplePrivateKey(env.APPLE_PRIVATE_KEY, problems)
+    const lifetime = env.APPLE_CLIENT_SECRET_TTL?.trim()
+    const clientSecretLifetimeSeconds = lifetime === undefined || lifetime === '' ? DEFAULT_CLIENT_SECRET_SECONDS : Number(lifetime)
+    if (!Number.isInteger(clientSecretLifetimeSeconds) || clientSecretLifetimeSeconds < 2 || clientSecretLifetimeSeconds > APPLE_MAX_CLIENT_SECRET_SECONDS) {
+      problems.push(`APPLE_CLIENT_SECRET_TTL must be a whole number of seconds from 2 to ${APPLE_MAX_CLIENT_SECRET_SECONDS}`)
+    }
+    const issuer = readProviderUrl(env, 'APPLE_ISSUER', 'https://appleid.apple.com', problems, production)
+    return {
+      issuer,
+      clientId,
+      clientSecret: '',
+      // Apple's scopes; `openid` is implied and not one of them.
+      scope: 'name email',
+      audiences: [clientId, ...splitList(env.APPLE_AUDIENCES)],
+      teamId,
+      keyId,
+      privateKey: privateKey!,
+      clientSecretLifetimeSeconds,
+    }
+  },
+  create: (settings, runtime) => new AppleProvider(settings, runtime),
+}
+
+/** The .p8 key as PEM text or a path to the file; it must be an EC P-256 private key. */
+function readApplePrivateKey(value: string | undefined, problems: string[]): KeyObject | undefined {
+  const source = value?.trim()
+  if (!source) {
+    problems.push('APPLE_PRIVATE_KEY is required when APPLE_CLIENT_ID is set (the .p8 key, as PEM text or a file path)')
+    return undefined
+  }
+  let pem = source
+  if (!source.startsWith('-----BEGIN')) {
+    try {
+      pem = readFileSync(source, 'utf8')
+    } catch {
+      problems.push(`APPLE_PRIVATE_KEY: cannot read the file "${source}"`)
+      return undefined
+    }
+  }
+  try {
+    const key = createPrivateKey(pem.replace(/\\n/g, '\n'))
+    if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return key
+  } catch {
+    // reported below
+  }
+  problems.push('APPLE_PRIVATE_KEY is not an EC P-256 private key in PEM (the .p8 file Apple lets you download once)')
+  return undefined
+}
+
+export class AppleProvider extends OpenIdConnectProvider {
+  readonly responseMode = 'form_post'
+  readonly acceptsNativeCode = true
+  private readonly secrets: AppleClientSecrets
+  /** Token-endpoint configurations for the bundle IDs whose native codes we exchange. */
+  private readonly nativeConfigurations = new Map<string, Promise<oidc.Configuration>>()
+
+  constructor(
+    private readonly apple: AppleSettings,
+    runtime: ProviderRuntime,
+  ) {
+    super('apple', apple, runtime)
+    this.secrets = new AppleClientSecrets({ teamId: apple.teamId, keyId: apple.keyId, privateKey: apple.privateKey, lifetimeSeconds: apple.clientSecretLifetimeSeconds })
+  }
+
+  override async buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL> {
+    const url = await super.buildAuthorizationUrl(request)
+    url.searchParams.set('response_mode', 'form_post')
+    return url
+  }
+
+  override async exchangeCode(credential: CodeCredential): Promise<ProviderProfile> {
+    const tokens = await this.exchangeCodeForTokens(credential)
+    const claims = tokens.claims()
+    if (!claims) throw new InvalidGrant('apple returned no ID token')
+    return { ...this.profileFromClaims(claims), grant: grantOf(this.apple.clientId, tokens) }
+  }
+
+  /** A native sign-in; with its code, exchanged as the bundle ID the identity token was issued to. */
+  override async verifyIdToken(idToken: string, nonce?: string, code?: string): Promise<VerifiedIdToken> {
+    const verified = await super.verifyIdToken(idToken, nonce)
+    if (code === undefined) return verified
+    const configuration = await this.configurationFor(verified.audience)
+    const tokens = await this.call(() => oidc.genericGrantRequest(configuration, 'authorization_code', { code }))
+    // The code must come from the same sign-in: another person's code would hand us their grant.
+    if (tokens.claims()?.sub !== verified.profile.subject) throw new InvalidGrant('the apple authorization code belongs to another sign-in')
+    return { ...verified, profile: { ...verified.profile, grant: grantOf(verified.audience, tokens) } }
+  }
+
+  /** The form_post `user` field: `{"name":{"firstName","lastName"},"email"}`, on the first authorization only. */
+  nameFromCallback(user: string): GivenName | undefined {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(user)
+    } catch {
+      return undefined
+    }
+    const name = (parsed as { name?: { firstName?: unknown; lastName?: unknown } } | null)?.name
+    if (typeof name !== 'object' || name === null) return undefined
+    const text = (value: unknown) => (typeof value === 'string' ? value.slice(0, 100) : undefined)
+    return { givenName: text(name.firstName), familyName: text(name.lastName) }
+  }
+
+  /** iOS apps hand Apple the SHA-256 (hex) of their raw nonce, and the gateway the raw one. */
+  protected override nonceClaimFor(nonce: string | undefined): string | undefined {
+    return nonce === undefined ? undefined : createHash('sha256').update(nonce).digest('hex')
+  }
+
+  protected override profileFromClaims(claims: oidc.IDToken): ProviderProfile {
+    // Private relay addresses (…@privaterelay.appleid.com) are verified addresses too.
+    const verified = claims.email_verified === true || claims.email_verified === 'true'
+    return { subject: String(claims.sub), email: verified ? emailOf(claims.email) : undefined }
+  }
+
+  /** client_secret_post with the secret made for the client id of each request. */
+  protected override clientAuthentication(): oidc.ClientAuth {
+    // oauth4webapi awaits the client authentication step, so it may sign a new secret first.
+    const authenticate = async (_server: unknown, client: oidc.ClientMetadata, body: URLSearchParams) => {
+      body.set('client_id', client.client_id)
+      body.set('client_secret', await this.secrets.for(client.client_id))
+    }
+    return authenticate as unknown as oidc.ClientAuth
+  }
+
+  private configurationFor(clientId: string): Promise<oidc.Configuration> {
+    if (clientId === this.apple.clientId) return this.discover()
+    let configuration = this.nativeConfigurations.get(clientId)
+    if (!configuration) {
+      configuration = this.discover().then((web) => {
+        const native = new oidc.Configuration(web.serverMetadata(), clientId, undefined, this.clientAuthentication())
+        native.timeout = web.timeout
+        native[oidc.customFetch] = this.http.fetch
+        if (this.apple.issuer.startsWith('http:') && this.runtime.allowInsecureLoopback) oidc.allowInsecureRequests(native)
+        oidc.enableNonRepudiationChecks(native)
+        return native
+      })
+      configuration.catch(() => this.nativeConfigurations.delete(clientId))
+      this.nativeConfigurations.set(clientId, configuration)
+    }
+    return configuration
+  }
+}
+
+function grantOf(clientId: string, tokens: oidc.TokenEndpointResponse): ProviderProfile['grant'] {
+  return tokens.refresh_token ? { clientId, refreshToken: tokens.refresh_token } : undefined
+}
