@@ -216,3 +216,42 @@ t.test('the gateway signs its client_secret once, and a new one once half its li
   t.equal(third.outcome, 'ok')
   t.ok(third.clientSecretIat! > first.clientSecretIat!, 'a new secret, accepted by Apple')
 })
+
+t.test('bad form posts to the Apple callback get a 4xx JSON answer and change nothing', async (t) => {
+  const before = { users: await gateway.database.prisma.user.count(), identities: await gateway.database.prisma.identity.count() }
+  const post = (payload: string, contentType = 'application/x-www-form-urlencoded') =>
+    gateway.app.inject({ method: 'POST', url: '/auth/callback/apple', headers: { 'content-type': contentType }, payload })
+  const cases = [
+    ['no state', post('code=abc')],
+    ['NUL bytes', post('state=%00%00&code=a%00b&user=%00')],
+    ['an oversized form', post(`state=s&user=${'x'.repeat(20_000)}`)],
+    ['a JSON body', post(JSON.stringify({ state: 's', code: 'c' }), 'application/json')],
+    ['a text body', post('state=s', 'text/plain')],
+    ['an unknown state', post('state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA&code=c')],
+  ] as const
+  for (const [what, pending] of cases) {
+    const response = await pending
+    t.ok(response.statusCode >= 400 && response.statusCode < 500, `${what}: ${response.statusCode}`)
+    t.match(response.json(), { error: String, message: String }, `${what}: { error, message }`)
+  }
+  // A first POST whose `user` is not JSON, or names no usable name, still logs in: the user is asked for a nickname.
+  const { form, binding } = await throughApple(gateway, { sub: '001234.bad-user', email: 'bad-user@example.com', name: { firstName: 'Unused' } })
+  const callback = await postCallback({ ...form.fields, user: '{"name":{"firstName":"\u202eevil"}' }, binding)
+  t.equal(callback.statusCode, 302)
+  t.equal(callback.headers.location, `${RETURN_TO}?signup=required`, 'no usable name: signup asks for one')
+  t.same(
+    { users: await gateway.database.prisma.user.count(), identities: await gateway.database.prisma.identity.count() },
+    before,
+    'no user or identity was written',
+  )
+
+  const signup = await gateway.app.inject({
+    method: 'POST',
+    url: '/auth/signup',
+    headers: { origin: APP_ORIGIN },
+    cookies: { '__Secure-signup_ticket': cookiesOf(callback)['__Secure-signup_ticket']! },
+    payload: { nickname: 'Typed' },
+  })
+  t.equal(signup.statusCode, 201, { body: signup.body })
+  t.equal((await keptGrant('001234.bad-user')).grant?.clientId, servicesId, 'the grant rode the signup ticket to the new account')
+})
