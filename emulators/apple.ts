@@ -20,9 +20,9 @@
 // makes the next call of an endpoint fail or hang. Everything is kept in memory.
 
 import { createHash, randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import * as jose from 'jose'
+import { close, listen } from './loopback-server.js'
 import { readRequestBody } from './request-body.js'
 
 export interface AppleEmulatorOptions {
@@ -303,17 +303,6 @@ function callbackFromAnswer(status: number, location: string | null, html: strin
   const fields: Record<string, string> = {}
   for (const [, name, value] of html.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) fields[unescapeHtml(name!)] = unescapeHtml(value!)
   return { action: unescapeHtml(action), fields }
-}
-
-async function listen(server: Server, port: number, host: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  return (server.address() as AddressInfo).port
 }
 
 export async function startAppleEmulator(options: AppleEmulatorOptions): Promise<AppleEmulator> {
@@ -694,13 +683,6 @@ export async function startAppleEmulator(options: AppleEmulatorOptions): Promise
     fail(endpoint, fault) {
       faults.set(endpoint, fault)
     },
-    async stop() {
-      if (!server.listening) return
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        // Hanging requests included: their connections are cut.
-        server.closeAllConnections()
-      })
-    },
+    stop: () => close(server),
   }
 }

@@ -13,9 +13,9 @@
 // Everything is kept in memory.
 
 import { createHash, randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import * as jose from 'jose'
+import { close, listen } from './loopback-server.js'
 import { readRequestBody } from './request-body.js'
 
 export interface KakaoAccount {
@@ -313,25 +313,6 @@ function accountFromForm(form: URLSearchParams): KakaoAccount {
   const agreed = form.getAll('agree')
   account.declines = CONSENT_ITEMS.filter((item) => !agreed.includes(item))
   return account
-}
-
-async function listen(server: Server, port: number, host: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  return (server.address() as AddressInfo).port
-}
-
-async function close(server: Server): Promise<void> {
-  if (!server.listening) return
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve())
-    server.closeAllConnections()
-  })
 }
 
 export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise<KakaoEmulator> {
