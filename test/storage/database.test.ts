@@ -130,7 +130,7 @@ async function checkSchemaAgreesWithClient(t: Test, db: Database) {
   )
   t.same(
     indexes.map((i) => i.indexname),
-    ['identities_pkey', 'identities_provider_subject_key', 'identities_user_id_idx', 'users_pkey', 'users_public_id_key'],
+    ['identities_pkey', 'identities_provider_subject_key', 'identities_public_id_key', 'identities_user_id_provider_key', 'users_pkey', 'users_public_id_key'],
     'indexes are named as Prisma names them',
   )
   const foreignKeys = await prisma.$queryRawUnsafe<{ conname: string; def: string }[]>(
