@@ -16,6 +16,7 @@ import type { Config } from './config.js'
 import type { UserDirectory } from './identity/users.js'
 import type { LoginService } from './login/login.js'
 import type { IdentityLinks } from './identity/identity-links.js'
+import type { AccountDeletion } from './identity/account-deletion.js'
 import type { GatewayMetrics } from './metrics/gateway-metrics.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { RefreshSessions } from './sessions/refresh-sessions.js'
@@ -55,6 +56,7 @@ export interface GatewayServices {
   sessionTokens: SessionTokens
   users: UserDirectory
   links: IdentityLinks
+  accountDeletion: AccountDeletion
   login: LoginService
   signup: SignupService
   browser: BrowserPolicy

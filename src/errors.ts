@@ -21,6 +21,8 @@ export class InvalidGrant extends GatewayError { readonly code = 'invalid_grant'
 export class InvalidSignupToken extends GatewayError { readonly code = 'invalid_signup_token' }
 /** A bearer access token that is missing, malformed, forged, expired or whose session ended. */
 export class InvalidToken extends GatewayError { readonly code = 'invalid_token' }
+/** A sensitive action (deleting the account) needs a login within the last minutes (`auth_time`). */
+export class ReauthenticationRequired extends GatewayError { readonly code = 'reauthentication_required' }
 export class OriginNotAllowed extends GatewayError { readonly code = 'origin_not_allowed' }
 export class IdentityAlreadyLinked extends GatewayError { readonly code = 'identity_already_linked' }
 /** The user already holds an identity of this provider (one per provider). */

@@ -18,6 +18,7 @@ import { buildMetricsApp } from './http/metrics.js'
 import { UserScopes } from './identity/user-scopes.js'
 import { UserDirectory } from './identity/users.js'
 import { IdentityLinks } from './identity/identity-links.js'
+import { AccountDeletion } from './identity/account-deletion.js'
 import { loadGrantVault } from './identity/grant-vault.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
@@ -91,6 +92,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     sessionTokens,
     users,
     links,
+    accountDeletion: new AccountDeletion({ prisma: database.prisma, sessions, audit }),
     login: new LoginService({
       providers,
       links,

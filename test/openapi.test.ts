@@ -28,6 +28,8 @@ t.test('GET /openapi.json describes the contract', async (t) => {
     'POST /auth/identities',
     'POST /auth/identities/start',
     'DELETE /auth/identities/{identityId}',
+    'DELETE /auth/me',
+    'DELETE /admin/users/{userId}',
     'GET /auth/sessions',
     'DELETE /auth/sessions/{sessionId}',
     'POST /auth/logout-all',

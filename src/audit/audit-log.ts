@@ -32,6 +32,8 @@ export type AuditAction =
   /** A user linked another provider identity (target: "identity:<id>", detail: the provider), or was refused. */
   | 'identity.linked'
   | 'identity.unlinked'
+  /** An account was deleted (actor: "user" or the operator); its other rows lose their addresses. */
+  | 'user.deleted'
   /** An operator's search for users that found nobody (detail: by what, never the value searched). */
   | 'users.searched'
 

@@ -28,6 +28,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   invalid_client: 401,
   invalid_signup_token: 401,
   invalid_token: 401,
+  reauthentication_required: 401,
   origin_not_allowed: 403,
   insufficient_scope: 403,
   not_found: 404,

@@ -5,6 +5,7 @@
 
 import type { FastifyInstance } from 'fastify'
 import type { UserRecord, UserSearch } from '../admin/user-lookup.js'
+import { NotFound } from '../errors.js'
 import { requireAdminClient } from '../http/admin-credential.js'
 import { originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
@@ -87,7 +88,7 @@ const auditEvents = {
 type UserParams = { userId: string }
 
 export async function adminRoutes(app: FastifyInstance): Promise<void> {
-  const { accessTokens, clients, audit, forcedLogout, administration, config } = app.gateway
+  const { accessTokens, clients, audit, forcedLogout, administration, accountDeletion, config } = app.gateway
   // preValidation: an unauthenticated caller is refused (audited, or only counted when it shows
   // no genuine token) before its input is looked at.
   app.addHook('preValidation', requireAdminClient({ accessTokens, clients, audit, ownResource: config.tokenAudience }))
@@ -112,6 +113,27 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request, reply) => {
       await forcedLogout.ofUser(request.params.userId, `client:${request.adminClient!.clientId}`, originOf(request))
+      return reply.code(204).send()
+    },
+  )
+
+  app.delete<{ Params: UserParams }>(
+    '/admin/users/:userId',
+    {
+      ...limited,
+      schema: {
+        summary: 'Delete a user: sessions end at once, the account and its identities are gone, provider cleanup follows',
+        tags: ADMIN_TAGS,
+        security: ADMIN_SECURITY,
+        params: userParams,
+        querystring: noQuery,
+        response: adminResponses({ 204: noContent }, [404]),
+      },
+    },
+    async (request, reply) => {
+      if (!(await accountDeletion.delete(request.params.userId, `client:${request.adminClient!.clientId}`))) {
+        throw new NotFound(`no user "${request.params.userId}"`)
+      }
       return reply.code(204).send()
     },
   )

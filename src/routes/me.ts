@@ -1,13 +1,41 @@
 import type { FastifyInstance } from 'fastify'
-import { InvalidToken } from '../errors.js'
+import { InvalidToken, ReauthenticationRequired } from '../errors.js'
 import { requireBearer } from '../http/bearer.js'
 
+/** Deleting the account needs a login this recent (the access token's `auth_time`). */
+const RECENT_LOGIN_SECONDS = 10 * 60
+
 export async function meRoutes(app: FastifyInstance): Promise<void> {
-  const { users, accessTokens, sessions } = app.gateway
+  const { users, accessTokens, sessions, accountDeletion, browser } = app.gateway
 
   app.get('/auth/me', { preHandler: requireBearer(accessTokens, sessions) }, async (request, reply) => {
     const user = await users.findWithIdentities(request.principal!.userId)
     if (!user) throw new InvalidToken('the user of this access token no longer exists')
     return reply.header('cache-control', 'no-store').send(user)
   })
+
+  // Deleting the account: sessions end at once, the data is gone, provider cleanup follows as
+  // a job. A stolen access token alone must not do this: the login has to be recent.
+  app.delete(
+    '/auth/me',
+    {
+      preHandler: requireBearer(accessTokens, sessions),
+      schema: {
+        summary: 'Delete the account',
+        description: '401 reauthentication_required when the login behind the access token (auth_time) is older than 10 minutes.',
+        tags: ['identities'],
+        security: [{ bearer: [] }],
+        response: { 204: { description: 'deleted', type: 'null' } },
+      },
+    },
+    async (request, reply) => {
+      const { userId, authTime } = request.principal!
+      if (authTime === undefined || Date.now() / 1000 - authTime > RECENT_LOGIN_SECONDS) {
+        throw new ReauthenticationRequired('log in again (within the last 10 minutes) to delete the account')
+      }
+      if (!(await accountDeletion.delete(userId, 'user'))) throw new InvalidToken('the user of this access token no longer exists')
+      browser.clearRefreshCookie(reply)
+      return reply.code(204).header('cache-control', 'no-store').send()
+    },
+  )
 }

@@ -40,6 +40,8 @@ export interface IssuedRefreshToken {
   refreshExpiresIn: number
   /** On a rotation: the user's cached scopes for the resource, as the rotation read them in the same call. */
   cachedScopes?: string
+  /** Seconds since the epoch: when the user logged in to start this session (OIDC `auth_time`). */
+  authTime: number
 }
 
 /**
@@ -91,7 +93,8 @@ export class RefreshSessions {
     }
     await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
     const refreshToken = composeRefreshToken({ userId, sessionId, generation: 0, secret, tag: familyTag(familyKey, 0) })
-    return { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge) }
+    const authTime = Math.floor(Date.now() / 1000)
+    return { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge), authTime }
   }
 
   /** Exchanges a refresh token for its successor; throws InvalidGrant for anything unusable. */
@@ -147,6 +150,7 @@ export class RefreshSessions {
       refreshToken: composeRefreshToken({ userId, sessionId, generation: live.generation, secret, tag: live.tag }),
       refreshExpiresIn: Math.floor(live.ttlMs / 1000),
       cachedScopes: live.cachedScopes,
+      authTime: Math.floor(live.createdAt / 1000),
     }
   }
 

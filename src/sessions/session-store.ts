@@ -70,7 +70,7 @@ const ROTATE = `${NOW}${TAG}
 -- ARGV: 1 presented generation, 2 presented secret hash, 3 presented tag, 4 successor secret hash,
 --       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1'),
 --       10 refreshes allowed per session and minute
-local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count')
+local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count', 'created')
 if not s[1] then return {'unknown'} end
 local live, presented = tonumber(s[1]), tonumber(ARGV[1])
 local remaining = tonumber(s[6]) - now
@@ -96,14 +96,14 @@ if presented == live and ARGV[2] == s[2] and genuine then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZADD', KEYS[2], now, ARGV[8])
   if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
-  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8], redis.call('HGET', KEYS[3], s[8]) or ''}
+  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
 end
 -- The predecessor of a live token nobody has presented yet: its answer was lost, or a
 -- parallel request raced it. Same successor, however late, until the session ends.
 if presented == live - 1 and ARGV[2] == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
   local wait = overLimit()
   if wait then return {'limited', tostring(wait)} end
-  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or ''}
+  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
 end
 -- A token this session really issued and has since rotated, on either channel: reuse.
 if presented < live and genuine then
@@ -169,6 +169,8 @@ export interface LiveToken {
   ttlMs: number
   resource: string
   cachedScopes: string
+  /** When the session started (Redis time, ms): the login its tokens' `auth_time` names. */
+  createdAt: number
 }
 
 export type RotationResult =
@@ -243,11 +245,19 @@ export class SessionStore {
     const text = (value: Buffer | undefined) => value?.toString() ?? ''
     switch (text(outcome)) {
       case 'rotated': {
-        const [gen, liveTag, ttl, resource, scopes] = rest
-        return { outcome: 'rotated', generation: Number(text(gen)), tag: text(liveTag), ttlMs: Number(text(ttl)), resource: text(resource), cachedScopes: text(scopes) }
+        const [gen, liveTag, ttl, resource, scopes, created] = rest
+        return {
+          outcome: 'rotated',
+          generation: Number(text(gen)),
+          tag: text(liveTag),
+          ttlMs: Number(text(ttl)),
+          resource: text(resource),
+          cachedScopes: text(scopes),
+          createdAt: Number(text(created)),
+        }
       }
       case 'grace': {
-        const [gen, liveTag, sealed, ttl, resource, scopes] = rest
+        const [gen, liveTag, sealed, ttl, resource, scopes, created] = rest
         return {
           outcome: 'grace',
           generation: Number(text(gen)),
@@ -256,6 +266,7 @@ export class SessionStore {
           ttlMs: Number(text(ttl)),
           resource: text(resource),
           cachedScopes: text(scopes),
+          createdAt: Number(text(created)),
         }
       }
       case 'limited':

@@ -35,8 +35,8 @@ export class SessionTokens {
   }
 
   private async withAccessToken(issued: IssuedRefreshToken, scope: string | undefined): Promise<TokenSet> {
-    const { userId, sessionId, resource } = issued
-    const { accessToken, expiresIn } = await this.accessTokens.issue({ userId, sessionId, scope, audience: resource })
+    const { userId, sessionId, resource, authTime } = issued
+    const { accessToken, expiresIn } = await this.accessTokens.issue({ userId, sessionId, scope, audience: resource, authTime })
     return {
       accessToken,
       tokenType: 'Bearer',

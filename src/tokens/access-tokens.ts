@@ -20,11 +20,15 @@ export interface AccessTokenSubject {
   scope?: string
   /** RFC 8707 resource the token is for; default TOKEN_AUDIENCE (the gateway itself). */
   audience?: string
+  /** Seconds since the epoch: when the user logged in (RFC 9068 §2.2.1 `auth_time`); kept across refreshes. */
+  authTime?: number
 }
 
 export interface VerifiedAccessToken {
   userId: string
   sessionId: string
+  /** When the user logged in; undefined for a token from before the claim existed. */
+  authTime?: number
   scope?: string
   tokenId: string
   expiresAt: number
@@ -62,6 +66,7 @@ export class AccessTokens {
 
   async issue(subject: AccessTokenSubject): Promise<IssuedAccessToken> {
     const claims: jose.JWTPayload = { client_id: this.options.appClientId, sid: subject.sessionId }
+    if (subject.authTime !== undefined) claims.auth_time = subject.authTime
     if (subject.scope) claims.scope = subject.scope
     return this.sign(claims, subject.userId, subject.audience ?? this.options.audience)
   }
@@ -97,6 +102,7 @@ export class AccessTokens {
       tokenId: String(payload.jti),
       expiresAt: payload.exp! * 1000,
       scope: typeof payload.scope === 'string' ? payload.scope : undefined,
+      authTime: typeof payload.auth_time === 'number' ? payload.auth_time : undefined,
     }
   }
 

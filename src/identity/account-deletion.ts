@@ -1,0 +1,54 @@
+// Deleting an account, by the user or by an operator: every session ends at once, the
+// user and their identities are gone, the audit trail keeps that the account was deleted
+// but no address or device of its owner, and the cleanup each provider needs (unlinking,
+// revoking the grant we kept) is written as a job in the same transaction, so it happens
+// even if the gateway stops right after.
+
+import type { AuditLog } from '../audit/audit-log.js'
+import type { PrismaClient } from '../generated/prisma/client.js'
+import type { RefreshSessions } from '../sessions/refresh-sessions.js'
+import { inDatabase } from '../storage/database.js'
+
+/** What one identity's provider cleanup needs: who it was there, and the grant (still encrypted). */
+export interface ProviderCleanup {
+  provider: string
+  subject: string
+  sealedGrant?: string
+}
+
+export const PROVIDER_CLEANUP = 'provider.cleanup'
+
+export class AccountDeletion {
+  constructor(
+    private readonly deps: {
+      prisma: PrismaClient
+      sessions: Pick<RefreshSessions, 'endAll'>
+      audit: AuditLog
+    },
+  ) {}
+
+  /** Deletes the account of `userId` (public id); false when there is none. `actor`: "user" or the operator. */
+  async delete(userId: string, actor: string): Promise<boolean> {
+    // Sessions first: whatever happens next, nobody keeps using this account. No address is
+    // recorded for an account that is going away.
+    await this.deps.sessions.endAll(userId, actor, {})
+    const deleted = await inDatabase(() =>
+      this.deps.prisma.$transaction(async (tx) => {
+        const user = await tx.user.findUnique({ where: { publicId: userId }, select: { id: true, identities: { select: { provider: true, subject: true, sealedGrant: true } } } })
+        if (!user) return false
+        const cleanups: ProviderCleanup[] = user.identities.map(({ provider, subject, sealedGrant }) => ({ provider, subject, ...(sealedGrant ? { sealedGrant } : {}) }))
+        if (cleanups.length > 0) await tx.job.createMany({ data: cleanups.map((cleanup) => ({ kind: PROVIDER_CLEANUP, payload: JSON.stringify(cleanup) })) })
+        await tx.user.delete({ where: { id: user.id } })
+        // The trail stays (what happened, when), without where from or on which device.
+        await tx.auditEvent.updateMany({ where: { userId }, data: { ip: null, userAgent: null } })
+        return true
+      }),
+    )
+    if (!deleted) return false
+    // A login that slipped in between the first end and the delete holds a session of a user
+    // who no longer exists: end it too.
+    await this.deps.sessions.endAll(userId, actor, {})
+    await this.deps.audit.record({ action: 'user.deleted', userId, actor, outcome: 'success' })
+    return true
+  }
+}
