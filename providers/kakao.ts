@@ -14,19 +14,22 @@
 
 import { isLosslessNumber, parse as parseLossless } from 'lossless-json'
 import * as oidc from 'openid-client'
-import { InvalidGrant, InvalidRequest, ProviderError } from '../src/errors.js'
+import { InvalidGrant, InvalidRequest, InvalidToken, ProviderError } from '../src/errors.js'
+import { sameSecret } from '../src/secrets.js'
 import { classifyProviderFailure, OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
 import { splitList } from '../src/env-values.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { describeCauses } from './provider-http.js'
 import { readProviderUrl } from './settings.js'
-import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
+import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderRuntime, RevocationNotice } from './types.js'
 
 export interface KakaoSettings extends OpenIdConnectSettings {
   /** kapi base URL, without a trailing slash. */
   apiUrl: string
   /** Numeric Kakao app ids whose access tokens a native SDK may bring; empty: none accepted. */
   appIds: string[]
+  /** KAKAO_ADMIN_KEY: what Kakao's unlink callback presents (`KakaoAK <key>`); unset: the callback is refused. */
+  adminKey?: string
 }
 
 /** openid plus the consent items a login needs (Kakao's docs: `openid` must be in an explicit scope). */
@@ -51,7 +54,8 @@ export const kakao: ProviderDefinition<KakaoSettings> = {
     }
     const scope = env.KAKAO_SCOPE?.trim() || DEFAULT_SCOPE
     if (!scope.split(/[\s,]+/).includes('openid')) problems.push('KAKAO_SCOPE must include openid (the gateway uses Kakao in OpenID Connect mode)')
-    return { clientId, clientSecret, issuer, apiUrl, scope, audiences: [clientId, ...audiences], appIds }
+    const adminKey = env.KAKAO_ADMIN_KEY?.trim() || undefined
+    return { clientId, clientSecret, issuer, apiUrl, scope, audiences: [clientId, ...audiences], appIds, adminKey }
   },
   create: (settings, runtime) => new KakaoProvider(settings, runtime),
 }
@@ -66,6 +70,23 @@ export class KakaoProvider extends OpenIdConnectProvider {
     super('kakao', settings, runtime, KAKAO_ERROR_CODES)
     this.http.nameEndpoint(`${settings.apiUrl}/v2/user/me`, 'userinfo')
     this.http.nameEndpoint(`${settings.apiUrl}/v1/user/access_token_info`, 'token_info')
+  }
+
+  /**
+   * Kakao's unlink callback (Kakao Login > Unlink callback): `Authorization: KakaoAK <admin
+   * key>`, the app's id, the member id and why (referrer_type: ACCOUNT_DELETE,
+   * FORCED_ACCOUNT_DELETE, UNLINK_FROM_APPS, UNLINK_FROM_ADMIN, INCOMPLETE_SIGN_UP).
+   */
+  readRevocationNotice(notice: { authorization?: string; fields: Record<string, string | undefined> }): RevocationNotice {
+    const { adminKey, appIds } = this.settings
+    if (!adminKey) {
+      throw new InvalidToken('the Kakao unlink callback is not accepted here', { detail: 'set KAKAO_ADMIN_KEY to the app\'s primary admin key to accept Kakao\'s unlink callback' })
+    }
+    if (!sameSecret(notice.authorization ?? '', `KakaoAK ${adminKey}`)) throw new InvalidToken('the callback does not carry this app\'s admin key')
+    const { app_id: appId, user_id: userId, referrer_type: reason } = notice.fields
+    if (appId === undefined || !appIds.includes(appId)) throw new InvalidRequest('app_id is not one of this gateway\'s Kakao apps')
+    if (userId === undefined || !/^[1-9][0-9]{0,19}$/.test(userId)) throw new InvalidRequest('user_id must be a Kakao member id')
+    return { subject: userId, reason: reason && /^[A-Z_]{1,64}$/.test(reason) ? reason : 'UNKNOWN' }
   }
 
   /** The code grant, then the profile API with the access token; both must name the same member. */

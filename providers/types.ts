@@ -62,6 +62,13 @@ export interface VerifiedIdToken {
   audience: string
 }
 
+/** A provider telling us a user took back their consent or left it (Kakao's unlink callback). */
+export interface RevocationNotice {
+  subject: string
+  /** The provider's reason, e.g. Kakao's referrer_type; for the audit trail. */
+  reason: string
+}
+
 export interface IdentityProvider {
   /** The name clients use in `provider`, e.g. "google". */
   readonly name: string
@@ -78,6 +85,11 @@ export interface IdentityProvider {
   readonly acceptsNativeCode?: boolean
   /** `form_post`: the provider POSTs the callback (Apple); absent: it redirects with a query. */
   readonly responseMode?: 'form_post'
+  /**
+   * Authenticates a provider's revocation callback (its `Authorization` header and fields)
+   * and reads who it is about; throws InvalidToken for a caller that is not the provider.
+   */
+  readRevocationNotice?(notice: { authorization?: string; fields: Record<string, string | undefined> }): RevocationNotice
   /** The name in a callback's `user` field (Apple's form_post); undefined when there is none usable. */
   nameFromCallback?(user: string): GivenName | undefined
   /** Checks a native SDK's access token belongs to our app, then reads the profile. */

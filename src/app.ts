@@ -17,6 +17,7 @@ import type { UserDirectory } from './identity/users.js'
 import type { LoginService } from './login/login.js'
 import type { IdentityLinks } from './identity/identity-links.js'
 import type { AccountDeletion } from './identity/account-deletion.js'
+import type { ProviderRevocations } from './identity/provider-revocations.js'
 import type { GatewayMetrics } from './metrics/gateway-metrics.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { RefreshSessions } from './sessions/refresh-sessions.js'
@@ -41,6 +42,7 @@ import { loginRoutes } from './routes/login.js'
 import { registerOpenApi } from './routes/openapi.js'
 import { meRoutes } from './routes/me.js'
 import { identityRoutes } from './routes/identities.js'
+import { providerCallbackRoutes } from './routes/provider-callbacks.js'
 import { oauthTokenRoutes } from './routes/oauth-token.js'
 import { redirectFlowRoutes } from './routes/redirect-flow.js'
 import { sessionRoutes } from './routes/sessions.js'
@@ -57,6 +59,7 @@ export interface GatewayServices {
   users: UserDirectory
   links: IdentityLinks
   accountDeletion: AccountDeletion
+  revocations: ProviderRevocations
   login: LoginService
   signup: SignupService
   browser: BrowserPolicy
@@ -166,6 +169,7 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   await app.register(browserSessionRoutes)
   await app.register(meRoutes)
   await app.register(identityRoutes)
+  await app.register(providerCallbackRoutes)
   await app.register(redirectFlowRoutes)
   await app.register(sessionRoutes)
   await app.register(oauthTokenRoutes)

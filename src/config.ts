@@ -53,6 +53,8 @@ export interface Config {
   tokenAudience: string
   /** Raw SIGNING_KEYS (JWK set JSON or a file path); undefined: generate and persist in dev. */
   signingKeys?: string
+  /** LAST_IDENTITY_REVOKED: a provider revoked a user's only identity: delete the account, or keep it without identities. */
+  lastIdentityRevoked: 'delete' | 'keep'
   /** Raw ENCRYPTION_KEYS (JWK set of 256-bit oct keys, JSON or a file path); undefined: generate and persist in dev. */
   encryptionKeys?: string
   /** SIGNING_ALGORITHM: the type of the generated development key, and what SIGNING_KEYS' first key must be when set. */
@@ -138,6 +140,9 @@ export function loadConfig(env: Env = process.env): Config {
     else providers[definition.name] = { definition, settings }
   }
 
+  const lastIdentityRevoked = read.text('LAST_IDENTITY_REVOKED') ?? 'delete'
+  if (lastIdentityRevoked !== 'delete' && lastIdentityRevoked !== 'keep') problems.push('LAST_IDENTITY_REVOKED must be "delete" or "keep"')
+
   const signupRequiredFields = read.list('SIGNUP_REQUIRED_FIELDS') ?? ['nickname']
   for (const field of signupRequiredFields) {
     if (!(PROFILE_FIELDS as readonly string[]).includes(field)) {
@@ -177,6 +182,7 @@ export function loadConfig(env: Env = process.env): Config {
     tokenAudience: read.text('TOKEN_AUDIENCE') ?? publicUrl,
     signingKeys,
     encryptionKeys: read.text('ENCRYPTION_KEYS'),
+    lastIdentityRevoked: lastIdentityRevoked as Config['lastIdentityRevoked'],
     signingAlgorithm: readSigningAlgorithm(read),
     appClientId: readAppClientId(read),
     signupRequiredFields: signupRequiredFields as ProfileField[],

@@ -19,6 +19,7 @@ import { UserScopes } from './identity/user-scopes.js'
 import { UserDirectory } from './identity/users.js'
 import { IdentityLinks } from './identity/identity-links.js'
 import { AccountDeletion } from './identity/account-deletion.js'
+import { ProviderRevocations } from './identity/provider-revocations.js'
 import { loadGrantVault } from './identity/grant-vault.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
@@ -80,6 +81,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma)
   const links = new IdentityLinks({ users, vault, audit })
+  const accountDeletion = new AccountDeletion({ prisma: database.prisma, sessions, audit })
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
   const clients = new ClientDirectory(database.prisma)
   const auditTrail = new AuditTrail(users, audit)
@@ -92,7 +94,8 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     sessionTokens,
     users,
     links,
-    accountDeletion: new AccountDeletion({ prisma: database.prisma, sessions, audit }),
+    accountDeletion,
+    revocations: new ProviderRevocations({ prisma: database.prisma, sessions, deletion: accountDeletion, audit, lastIdentityRevoked: config.lastIdentityRevoked }),
     login: new LoginService({
       providers,
       links,

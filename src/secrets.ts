@@ -1,6 +1,6 @@
 // Random identifiers and secrets, and how secrets are stored: only as hashes.
 
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 
 const POOL_BYTES = 4096
 let pool = Buffer.alloc(0)
@@ -36,6 +36,12 @@ export function randomSecret(): string {
 /** The storage form of a secret: looking it up by hash is a constant-time comparison in effect. */
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('base64url')
+}
+
+/** Whether a presented secret equals the expected one, in time that depends on neither (digests compared). */
+export function sameSecret(presented: string, expected: string): boolean {
+  const digest = (text: string) => createHash('sha256').update(text).digest()
+  return timingSafeEqual(digest(presented), digest(expected))
 }
 
 /** Encrypts `plaintext` so that only a holder of `secret` can read it (AES-256-GCM): iv ‖ tag ‖ body. */

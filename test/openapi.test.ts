@@ -30,6 +30,8 @@ t.test('GET /openapi.json describes the contract', async (t) => {
     'DELETE /auth/identities/{identityId}',
     'DELETE /auth/me',
     'DELETE /admin/users/{userId}',
+    'GET /webhooks/kakao/unlink',
+    'POST /webhooks/kakao/unlink',
     'GET /auth/sessions',
     'DELETE /auth/sessions/{sessionId}',
     'POST /auth/logout-all',

@@ -27,8 +27,12 @@ export class AccountDeletion {
     },
   ) {}
 
-  /** Deletes the account of `userId` (public id); false when there is none. `actor`: "user" or the operator. */
-  async delete(userId: string, actor: string): Promise<boolean> {
+  /**
+   * Deletes the account of `userId` (public id); false when there is none. `actor`: "user",
+   * the operator, or the provider. `revokedBy`: the provider that already ended its side
+   * (its callback caused this), so no cleanup job is written for it.
+   */
+  async delete(userId: string, actor: string, revokedBy?: string): Promise<boolean> {
     // Sessions first: whatever happens next, nobody keeps using this account. No address is
     // recorded for an account that is going away.
     await this.deps.sessions.endAll(userId, actor, {})
@@ -36,7 +40,7 @@ export class AccountDeletion {
       this.deps.prisma.$transaction(async (tx) => {
         const user = await tx.user.findUnique({ where: { publicId: userId }, select: { id: true, identities: { select: { provider: true, subject: true, sealedGrant: true } } } })
         if (!user) return false
-        const cleanups: ProviderCleanup[] = user.identities.map(({ provider, subject, sealedGrant }) => ({ provider, subject, ...(sealedGrant ? { sealedGrant } : {}) }))
+        const cleanups: ProviderCleanup[] = user.identities.filter((identity) => identity.provider !== revokedBy).map(({ provider, subject, sealedGrant }) => ({ provider, subject, ...(sealedGrant ? { sealedGrant } : {}) }))
         if (cleanups.length > 0) await tx.job.createMany({ data: cleanups.map((cleanup) => ({ kind: PROVIDER_CLEANUP, payload: JSON.stringify(cleanup) })) })
         await tx.user.delete({ where: { id: user.id } })
         // The trail stays (what happened, when), without where from or on which device.

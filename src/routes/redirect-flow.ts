@@ -8,6 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidRequest } from '../errors.js'
 import { clientOf } from '../http/browser.js'
+import { acceptFormBodies } from '../http/form-body.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { ProviderCallback, RedirectOutcome } from '../login/login.js'
 import { providerName, urlString } from './shapes.js'
@@ -67,10 +68,7 @@ export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
     },
   )
 
-  // The only form body the gateway reads, in this plugin alone: the rest stays JSON-only.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, async (_request: FastifyRequest, body: string) =>
-    singleValuedForm(body),
-  )
+  acceptFormBodies(app, FORM_BODY_LIMIT)
   app.post<{ Params: { provider: string }; Body: ProviderCallback }>(
     '/auth/callback/:provider',
     { schema: { params: providerParams, body: formPostCallback, consumes: ['application/x-www-form-urlencoded'] }, ...limited },
@@ -107,15 +105,4 @@ export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
     }
     return returnTo
   }
-}
-
-/** A form whose every field appears once: a repeated `state` or `code` is someone's trick. */
-function singleValuedForm(body: string): Record<string, string> {
-  const form = new URLSearchParams(body)
-  const fields: Record<string, string> = Object.create(null)
-  for (const [name, value] of form) {
-    if (Object.hasOwn(fields, name)) throw new InvalidRequest(`the field ${name} is repeated`)
-    fields[name] = value
-  }
-  return fields
 }
