@@ -81,6 +81,8 @@ export interface AppleRevocation {
 
 export type AppleFault = { kind: 'status'; status: number; body?: unknown } | { kind: 'hang' }
 
+export type AppleNotificationType = 'consent-revoked' | 'account-delete' | 'email-disabled' | 'email-enabled'
+
 export interface AppleEmulator {
   /** `http://127.0.0.1:<port>`: APPLE_ISSUER, and the ID tokens' `iss`. */
   issuer: string
@@ -96,6 +98,14 @@ export interface AppleEmulator {
   ): Promise<{ identityToken: string; authorizationCode: string; fullName?: { givenName?: string; familyName?: string }; email?: string }>
   /** Signs arbitrary claims with the emulator's ID token key (expired or otherwise odd tokens). */
   signIdToken(claims: Record<string, unknown>): Promise<string>
+  /**
+   * A server-to-server notification as Apple sends it to the registered endpoint: the body
+   * `{"payload": <JWS>}` signed with the emulator's key; `events` is a JSON string
+   * `{type, sub, event_time, ...}`. `claims` overrides the JWS claims (aud, iat, jti...).
+   */
+  notification(event: { type: AppleNotificationType; sub: string; email?: string }, claims?: Record<string, unknown>): Promise<{ payload: string }>
+  /** Sends a notification to `url` (the gateway's /webhooks/apple); returns the HTTP status. */
+  notify(url: string, event: { type: AppleNotificationType; sub: string; email?: string }): Promise<number>
   /** Every /auth/token call, oldest first. */
   tokenRequests(): AppleTokenRequestRecord[]
   /** Every authenticated /auth/revoke call, oldest first. */
@@ -355,6 +365,12 @@ export async function startAppleEmulator(options: AppleEmulatorOptions): Promise
 
   async function signIdToken(claims: Record<string, unknown>): Promise<string> {
     return new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid }).sign(privateKey)
+  }
+
+  async function notification(event: { type: AppleNotificationType; sub: string; email?: string }, claims: Record<string, unknown> = {}) {
+    const events = JSON.stringify({ ...event, event_time: Date.now() })
+    const payload = await signIdToken({ iss: issuer, aud: servicesId, iat: now(), jti: randomBytes(16).toString('hex'), events, ...claims })
+    return { payload }
   }
 
   function idTokenClaims(grant: Grant, extra: { nonce?: string; native?: boolean; hashes?: Record<string, string> } = {}) {
@@ -678,6 +694,11 @@ export async function startAppleEmulator(options: AppleEmulatorOptions): Promise
       return result
     },
     signIdToken,
+    notification,
+    async notify(url, event) {
+      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(await notification(event)) })
+      return response.status
+    },
     tokenRequests: () => tokenLog.map((record) => ({ ...record })),
     revocations: () => revocationLog.map((record) => ({ ...record })),
     fail(endpoint, fault) {

@@ -13,13 +13,13 @@
 import { createHash, createPrivateKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import * as oidc from 'openid-client'
-import { InvalidGrant } from '../src/errors.js'
+import { InvalidGrant, InvalidRequest } from '../src/errors.js'
 import { splitList } from '../src/env-values.js'
 import { AppleClientSecrets, APPLE_MAX_CLIENT_SECRET_SECONDS } from './apple-client-secret.js'
 import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
 import { emailOf } from './profile-fields.js'
 import { readProviderUrl } from './settings.js'
-import type { AuthorizationRequest, CodeCredential, GivenName, ProviderDefinition, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
+import type { AuthorizationRequest, CodeCredential, GivenName, ProviderNotice, ProviderDefinition, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
 
 export interface AppleSettings extends OpenIdConnectSettings {
   teamId: string
@@ -27,6 +27,9 @@ export interface AppleSettings extends OpenIdConnectSettings {
   privateKey: KeyObject
   clientSecretLifetimeSeconds: number
 }
+
+/** How old a server notification may be: older ones are refused, and jti are remembered this long. */
+const NOTICE_MAX_AGE_SECONDS = 60 * 60
 
 /** Thirty days: well inside Apple's six-month limit, renewed after fifteen. */
 const DEFAULT_CLIENT_SECRET_SECONDS = 30 * 24 * 60 * 60
@@ -126,6 +129,30 @@ export class AppleProvider extends OpenIdConnectProvider {
     // The code must come from the same sign-in: another person's code would hand us their grant.
     if (tokens.claims()?.sub !== verified.profile.subject) throw new InvalidGrant('the apple authorization code belongs to another sign-in')
     return { ...verified, profile: { ...verified.profile, grant: grantOf(verified.audience, tokens) } }
+  }
+
+  /**
+   * A server-to-server notification: `{"payload": <JWS>}` signed by a key of Apple's JWKS,
+   * iss = the issuer, aud = one of our client ids, a fresh iat, a jti (heard once: the
+   * domain remembers it), and `events`, a JSON string `{type, sub, event_time}`.
+   */
+  async readNotice(notice: { fields: Record<string, unknown> }): Promise<ProviderNotice> {
+    const { payload } = notice.fields
+    if (typeof payload !== 'string') throw new InvalidRequest('payload must be the notification JWS')
+    const claims = await this.verifySignedByProvider(payload, { requiredClaims: ['iat', 'jti', 'events'], maxTokenAge: `${NOTICE_MAX_AGE_SECONDS}s` })
+    let events: { type?: unknown; sub?: unknown }
+    try {
+      events = typeof claims.events === 'string' ? JSON.parse(claims.events) : {}
+    } catch {
+      throw new InvalidRequest('the notification events are not JSON')
+    }
+    const { type, sub } = events ?? {}
+    if (typeof type !== 'string' || typeof sub !== 'string' || sub === '' || sub.length > 255) {
+      throw new InvalidRequest('the notification names no event type or subject')
+    }
+    if (typeof claims.jti !== 'string' || claims.jti === '' || claims.jti.length > 255) throw new InvalidRequest('the notification has no usable jti')
+    const event = type === 'consent-revoked' || type === 'account-delete' ? 'revoked' : type === 'email-disabled' || type === 'email-enabled' ? type : 'ignored'
+    return { subject: sub, event, reason: type.slice(0, 64), once: { id: claims.jti, expiresAt: (claims.iat! + NOTICE_MAX_AGE_SECONDS) * 1000 } }
   }
 
   /** The form_post `user` field: `{"name":{"firstName","lastName"},"email"}`, on the first authorization only. */

@@ -21,7 +21,7 @@ import { splitList } from '../src/env-values.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { describeCauses } from './provider-http.js'
 import { readProviderUrl } from './settings.js'
-import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderRuntime, RevocationNotice } from './types.js'
+import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderNotice, ProviderRuntime } from './types.js'
 
 export interface KakaoSettings extends OpenIdConnectSettings {
   /** kapi base URL, without a trailing slash. */
@@ -77,16 +77,16 @@ export class KakaoProvider extends OpenIdConnectProvider {
    * key>`, the app's id, the member id and why (referrer_type: ACCOUNT_DELETE,
    * FORCED_ACCOUNT_DELETE, UNLINK_FROM_APPS, UNLINK_FROM_ADMIN, INCOMPLETE_SIGN_UP).
    */
-  readRevocationNotice(notice: { authorization?: string; fields: Record<string, string | undefined> }): RevocationNotice {
+  async readNotice(notice: { authorization?: string; fields: Record<string, unknown> }): Promise<ProviderNotice> {
     const { adminKey, appIds } = this.settings
     if (!adminKey) {
       throw new InvalidToken('the Kakao unlink callback is not accepted here', { detail: 'set KAKAO_ADMIN_KEY to the app\'s primary admin key to accept Kakao\'s unlink callback' })
     }
     if (!sameSecret(notice.authorization ?? '', `KakaoAK ${adminKey}`)) throw new InvalidToken('the callback does not carry this app\'s admin key')
     const { app_id: appId, user_id: userId, referrer_type: reason } = notice.fields
-    if (appId === undefined || !appIds.includes(appId)) throw new InvalidRequest('app_id is not one of this gateway\'s Kakao apps')
-    if (userId === undefined || !/^[1-9][0-9]{0,19}$/.test(userId)) throw new InvalidRequest('user_id must be a Kakao member id')
-    return { subject: userId, reason: reason && /^[A-Z_]{1,64}$/.test(reason) ? reason : 'UNKNOWN' }
+    if (typeof appId !== 'string' || !appIds.includes(appId)) throw new InvalidRequest('app_id is not one of this gateway\'s Kakao apps')
+    if (typeof userId !== 'string' || !/^[1-9][0-9]{0,19}$/.test(userId)) throw new InvalidRequest('user_id must be a Kakao member id')
+    return { subject: userId, event: 'revoked', reason: typeof reason === 'string' && /^[A-Z_]{1,64}$/.test(reason) ? reason : 'UNKNOWN' }
   }
 
   /** The code grant, then the profile API with the access token; both must name the same member. */

@@ -108,27 +108,8 @@ export class OpenIdConnectProvider implements IdentityProvider {
    * our allow-list (with azp when there are several), exp/iat, and the nonce.
    */
   async verifyIdToken(idToken: string, nonce?: string): Promise<VerifiedIdToken> {
-    const metadata = (await this.discover()).serverMetadata()
-    if (!metadata.jwks_uri) throw new ProviderError(`${this.name} publishes no jwks_uri`)
-    this.providerKeys ??= jose.createRemoteJWKSet(new URL(metadata.jwks_uri), {
-      timeoutDuration: this.runtime.httpTimeoutSeconds * 1000,
-      cooldownDuration: 30_000,
-      cacheMaxAge: 10 * 60_000,
-      [jose.customFetch]: this.http.fetch,
-    })
     const { audiences } = this.settings
-    let claims: jose.JWTPayload
-    try {
-      ;({ payload: claims } = await jose.jwtVerify(idToken, this.providerKeys, {
-        issuer: metadata.issuer,
-        audience: audiences,
-        algorithms: asymmetricAlgorithms(metadata.id_token_signing_alg_values_supported),
-        requiredClaims: ['sub', 'iat', 'exp'],
-        clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      }))
-    } catch (error) {
-      throw classifyIdTokenFailure(this.name, error)
-    }
+    const claims = await this.verifySignedByProvider(idToken, { requiredClaims: ['sub', 'iat', 'exp'] })
     if (Array.isArray(claims.aud) && claims.aud.length > 1 && !audiences.includes(String(claims.azp))) {
       throw new InvalidGrant(`the ${this.name} ID token was issued to another party (azp)`)
     }
@@ -138,6 +119,35 @@ export class OpenIdConnectProvider implements IdentityProvider {
     if (claims.nonce !== this.nonceClaimFor(nonce)) throw new InvalidGrant(`the ${this.name} ID token nonce does not match`)
     const audience = typeof claims.aud === 'string' ? claims.aud : audiences.find((allowed) => claims.aud!.includes(allowed))!
     return { profile: this.profileFromClaims(claims as oidc.IDToken), expiresAt: claims.exp! * 1000, audience }
+  }
+
+  /**
+   * A JWT the provider signed (an ID token, a server notification): signature against its
+   * JWKS (cached; an unknown kid triggers at most one refetch per cooldown), exact issuer,
+   * an audience from our allow-list, the provider's advertised asymmetric algorithms.
+   */
+  protected async verifySignedByProvider(token: string, options: { requiredClaims: string[]; maxTokenAge?: string }): Promise<jose.JWTPayload> {
+    const metadata = (await this.discover()).serverMetadata()
+    if (!metadata.jwks_uri) throw new ProviderError(`${this.name} publishes no jwks_uri`)
+    this.providerKeys ??= jose.createRemoteJWKSet(new URL(metadata.jwks_uri), {
+      timeoutDuration: this.runtime.httpTimeoutSeconds * 1000,
+      cooldownDuration: 30_000,
+      cacheMaxAge: 10 * 60_000,
+      [jose.customFetch]: this.http.fetch,
+    })
+    try {
+      const { payload } = await jose.jwtVerify(token, this.providerKeys, {
+        issuer: metadata.issuer,
+        audience: this.settings.audiences,
+        algorithms: asymmetricAlgorithms(metadata.id_token_signing_alg_values_supported),
+        requiredClaims: options.requiredClaims,
+        maxTokenAge: options.maxTokenAge,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      })
+      return payload
+    } catch (error) {
+      throw classifyIdTokenFailure(this.name, error)
+    }
   }
 
   /** The `nonce` claim a native ID token must carry for the nonce the client sent: that nonce itself. */

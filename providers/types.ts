@@ -62,11 +62,18 @@ export interface VerifiedIdToken {
   audience: string
 }
 
-/** A provider telling us a user took back their consent or left it (Kakao's unlink callback). */
-export interface RevocationNotice {
+/**
+ * A provider telling us about one of its users: they took back their consent or left it
+ * (Kakao's unlink callback, Apple's consent-revoked and account-delete), or their relay
+ * address stopped or started forwarding (Apple's email-disabled, email-enabled).
+ */
+export interface ProviderNotice {
   subject: string
-  /** The provider's reason, e.g. Kakao's referrer_type; for the audit trail. */
+  event: 'revoked' | 'email-disabled' | 'email-enabled' | 'ignored'
+  /** The provider's own word for it (Kakao's referrer_type, Apple's event type): for the audit trail. */
   reason: string
+  /** A notice id the provider sends once (Apple's jti), with how long it may still be presented (ms since the epoch). */
+  once?: { id: string; expiresAt: number }
 }
 
 export interface IdentityProvider {
@@ -86,10 +93,10 @@ export interface IdentityProvider {
   /** `form_post`: the provider POSTs the callback (Apple); absent: it redirects with a query. */
   readonly responseMode?: 'form_post'
   /**
-   * Authenticates a provider's revocation callback (its `Authorization` header and fields)
-   * and reads who it is about; throws InvalidToken for a caller that is not the provider.
+   * Authenticates a provider's call about one of its users (its `Authorization` header and
+   * fields) and reads it; throws InvalidToken or InvalidGrant for a caller that is not the provider.
    */
-  readRevocationNotice?(notice: { authorization?: string; fields: Record<string, string | undefined> }): RevocationNotice
+  readNotice?(notice: { authorization?: string; fields: Record<string, unknown> }): Promise<ProviderNotice>
   /** The name in a callback's `user` field (Apple's form_post); undefined when there is none usable. */
   nameFromCallback?(user: string): GivenName | undefined
   /** Checks a native SDK's access token belongs to our app, then reads the profile. */

@@ -81,6 +81,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma)
   const links = new IdentityLinks({ users, vault, audit })
+  const usedIdTokens = new UsedIdTokens(redis)
   const accountDeletion = new AccountDeletion({ prisma: database.prisma, sessions, audit })
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
   const clients = new ClientDirectory(database.prisma)
@@ -95,13 +96,13 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     users,
     links,
     accountDeletion,
-    revocations: new ProviderRevocations({ prisma: database.prisma, sessions, deletion: accountDeletion, audit, lastIdentityRevoked: config.lastIdentityRevoked }),
+    revocations: new ProviderRevocations({ prisma: database.prisma, sessions, deletion: accountDeletion, audit, usedTokens: usedIdTokens, lastIdentityRevoked: config.lastIdentityRevoked }),
     login: new LoginService({
       providers,
       links,
       transactions: new LoginTransactions(redis, config.loginTransactionTtl),
       scopes,
-      usedIdTokens: new UsedIdTokens(redis),
+      usedIdTokens,
       users,
       tickets,
       sessionTokens,

@@ -32,6 +32,7 @@ t.test('GET /openapi.json describes the contract', async (t) => {
     'DELETE /admin/users/{userId}',
     'GET /webhooks/kakao/unlink',
     'POST /webhooks/kakao/unlink',
+    'POST /webhooks/apple',
     'GET /auth/sessions',
     'DELETE /auth/sessions/{sessionId}',
     'POST /auth/logout-all',

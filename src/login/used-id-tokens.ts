@@ -38,7 +38,7 @@ export class UsedIdTokens {
     const fresh = await inRedis(() => this.redis.set(key, reservation, 'PX', RESERVATION_MS, 'NX'))
     if (fresh !== 'OK') {
       const holder = await inRedis(() => this.redis.get(key))
-      if (holder === SPENT) throw new InvalidGrant('this ID token was already used to log in')
+      if (holder === SPENT) throw new InvalidGrant('this token was already used')
       // Undecided: a login with this token is running, or failed and its reservation has not
       // run out. A 401 here would make the client throw away a token that may still work.
       throw new StorageUnavailable('another login with this ID token is in progress; retry shortly')

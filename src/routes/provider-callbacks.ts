@@ -1,7 +1,8 @@
-// Providers calling the gateway about a user: Kakao's unlink callback (GET or POST, form
-// fields). The adapter authenticates the call and reads who it is about; the domain unlinks
-// and ends sessions. Kakao stops calling an endpoint that keeps failing, so a user we do
-// not know is a 200 too; only a storage outage answers 503, so Kakao tries again.
+// Providers calling the gateway about their users: Kakao's unlink callback (GET or POST,
+// form fields) and Apple's server-to-server notifications (POST, `{"payload": "<JWS>"}`).
+// The adapter authenticates the call and reads it; the domain acts on it. Kakao stops
+// calling an endpoint that keeps failing, so a user we do not know is a 200 too; only a
+// storage outage answers 503, so the provider tries again.
 
 import type { FastifyInstance } from 'fastify'
 import { UnsupportedProvider } from '../errors.js'
@@ -17,27 +18,37 @@ const unlinkFields = {
   },
 } as const
 
-type UnlinkFields = { app_id?: string; user_id?: string; referrer_type?: string }
+const appleNotification = {
+  type: 'object',
+  required: ['payload'],
+  properties: { payload: { type: 'string', minLength: 1, maxLength: 8192 } },
+} as const
+
+const outcomeReply = { type: 'object', required: ['outcome'], properties: { outcome: { type: 'string' } } } as const
 
 export async function providerCallbackRoutes(app: FastifyInstance): Promise<void> {
   const { providers, revocations } = app.gateway
   acceptFormBodies(app, 4 * 1024)
 
-  const kakaoUnlink = async (authorization: string | undefined, fields: UnlinkFields) => {
-    const kakao = providers.get('kakao')
-    if (!kakao.readRevocationNotice) throw new UnsupportedProvider('kakao takes no unlink callback here')
-    const notice = kakao.readRevocationNotice({ authorization, fields })
-    const outcome = await revocations.revoked('kakao', notice.subject, notice.reason)
-    return { outcome }
+  const hear = async (providerName: string, authorization: string | undefined, fields: Record<string, unknown>) => {
+    const provider = providers.get(providerName)
+    if (!provider.readNotice) throw new UnsupportedProvider(`${providerName} sends no notifications here`)
+    const notice = await provider.readNotice({ authorization, fields })
+    return { outcome: await revocations.heard(provider.name, notice) }
   }
-  const schema = { summary: "Kakao's unlink callback", tags: ['provider callbacks'] }
+  const kakao = { summary: "Kakao's unlink callback", tags: ['provider callbacks'], response: { 200: outcomeReply } }
 
-  app.get<{ Querystring: UnlinkFields }>('/webhooks/kakao/unlink', { schema: { ...schema, querystring: unlinkFields } }, async (request) =>
-    kakaoUnlink(request.headers.authorization, request.query),
+  app.get<{ Querystring: Record<string, string> }>('/webhooks/kakao/unlink', { schema: { ...kakao, querystring: unlinkFields } }, async (request) =>
+    hear('kakao', request.headers.authorization, request.query),
   )
-  app.post<{ Body: UnlinkFields }>(
+  app.post<{ Body: Record<string, string> }>(
     '/webhooks/kakao/unlink',
-    { schema: { ...schema, body: unlinkFields, consumes: ['application/x-www-form-urlencoded'] } },
-    async (request) => kakaoUnlink(request.headers.authorization, request.body),
+    { schema: { ...kakao, body: unlinkFields, consumes: ['application/x-www-form-urlencoded'] } },
+    async (request) => hear('kakao', request.headers.authorization, request.body),
+  )
+  app.post<{ Body: { payload: string } }>(
+    '/webhooks/apple',
+    { schema: { summary: "Apple's server-to-server notifications", tags: ['provider callbacks'], body: appleNotification, response: { 200: outcomeReply } } },
+    async (request) => hear('apple', undefined, request.body),
   )
 }

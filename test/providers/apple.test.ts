@@ -255,3 +255,77 @@ t.test('bad form posts to the Apple callback get a 4xx JSON answer and change no
   t.equal(signup.statusCode, 201, { body: signup.body })
   t.equal((await keptGrant('001234.bad-user')).grant?.clientId, servicesId, 'the grant rode the signup ticket to the new account')
 })
+
+/** A native Apple sign-in that created an account: its user id and refresh token. */
+async function appleUser(sub: string) {
+  const rawNonce = randomBytes(16).toString('hex')
+  const signIn = await apple.nativeSignIn(bundleId, { sub, email: `${sub}@privaterelay.appleid.com`, name: { firstName: 'Nia' } }, { nonce: sha256Hex(rawNonce) })
+  const response = await login({ idToken: signIn.identityToken, nonce: rawNonce, code: signIn.authorizationCode, name: signIn.fullName })
+  if (response.statusCode !== 200) throw new Error(`login: ${response.statusCode} ${response.body}`)
+  return { userId: response.json().user.id as string, refreshToken: response.json().refreshToken as string }
+}
+
+const notify = (body: unknown) => gateway.app.inject({ method: 'POST', url: '/webhooks/apple', payload: body as Record<string, unknown> })
+const prisma = gateway.database.prisma
+
+t.test('Apple notifications: consent-revoked unlinks Apple and ends the sessions; account-delete of an only identity deletes the account', async (t) => {
+  const both = await appleUser('001234.notify-both')
+  const user = await prisma.user.findUniqueOrThrow({ where: { publicId: both.userId } })
+  await prisma.identity.create({ data: { provider: 'google', subject: 'google-of-notify-both', userId: user.id } })
+  const revoked = await notify(await apple.notification({ type: 'consent-revoked', sub: '001234.notify-both' }))
+  t.equal(revoked.statusCode, 200, { body: revoked.body })
+  t.same(revoked.json(), { outcome: 'unlinked' })
+  t.same(await prisma.identity.findMany({ where: { userId: user.id }, select: { provider: true } }), [{ provider: 'google' }])
+  t.equal((await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: both.refreshToken } })).statusCode, 401, 'the session ended')
+
+  const only = await appleUser('001234.notify-only')
+  const deleted = await notify(await apple.notification({ type: 'account-delete', sub: '001234.notify-only' }))
+  t.same(deleted.json(), { outcome: 'deleted' })
+  t.equal(await prisma.user.count({ where: { publicId: only.userId } }), 0, 'the account is gone')
+  t.notOk((await prisma.job.findMany()).some((job) => job.payload.includes('001234.notify-only')), 'Apple ended its side already: no revocation job')
+  t.equal((await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: only.refreshToken } })).statusCode, 401)
+})
+
+t.test('Apple notifications: email-disabled and email-enabled record whether the relay forwards', async (t) => {
+  await appleUser('001234.notify-mail')
+  const forwards = async () => (await prisma.identity.findUniqueOrThrow({ where: { provider_subject: { provider: 'apple', subject: '001234.notify-mail' } } })).emailForwards
+  t.equal(await forwards(), null, 'not told yet')
+  t.same((await notify(await apple.notification({ type: 'email-disabled', sub: '001234.notify-mail' }))).json(), { outcome: 'recorded' })
+  t.equal(await forwards(), false)
+  t.same((await notify(await apple.notification({ type: 'email-enabled', sub: '001234.notify-mail' }))).json(), { outcome: 'recorded' })
+  t.equal(await forwards(), true)
+})
+
+t.test('Apple notifications: forged, replayed, stale or for another audience are refused and change nothing', async (t) => {
+  const victim = await appleUser('001234.notify-victim')
+  const event = { type: 'account-delete', sub: '001234.notify-victim' } as const
+  const { privateKey } = await jose.generateKeyPair('RS256')
+  const forged = await new jose.SignJWT({ iss: apple.issuer, aud: servicesId, jti: 'forged-1', events: JSON.stringify({ ...event, event_time: Date.now() }) })
+    .setProtectedHeader({ alg: 'RS256', kid: 'not-apples' })
+    .setIssuedAt()
+    .sign(privateKey)
+  const now = Math.floor(Date.now() / 1000)
+  const cases = [
+    ['signed by another key', { payload: forged }],
+    ['another audience', await apple.notification(event, { aud: 'com.other.app' })],
+    ['another issuer', await apple.notification(event, { iss: 'https://evil.example' })],
+    ['two hours old', await apple.notification(event, { iat: now - 7200 })],
+    ['not a JWS', { payload: 'not.a.jws' }],
+    ['no payload', {}],
+    ['events not JSON', await apple.notification(event, { events: '{not json' })],
+  ] as const
+  for (const [what, body] of cases) {
+    const response = await notify(body)
+    t.ok(response.statusCode >= 400 && response.statusCode < 500, `${what}: ${response.statusCode}`)
+    t.match(response.json(), { error: String, message: String }, what)
+  }
+  t.equal(await prisma.user.count({ where: { publicId: victim.userId } }), 1, 'the account is still there')
+  t.equal((await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: victim.refreshToken } })).statusCode, 200, 'and its session')
+
+  const disabled = await apple.notification({ type: 'email-disabled', sub: '001234.notify-victim' })
+  t.equal((await notify(disabled)).statusCode, 200)
+  const replay = await notify(disabled)
+  t.equal(replay.statusCode, 401, 'a jti is heard once')
+  const unknown = await notify(await apple.notification({ type: 'consent-revoked', sub: '001234.nobody' }))
+  t.same(unknown.json(), { outcome: 'unknown' }, 'a user we do not know: 200, nothing changes')
+})
