@@ -108,6 +108,12 @@ export interface KakaoEmulator {
   deny(authorizationUrl: string | URL): Promise<URL>
   /** What Kakao's native SDK gives an app after a login. */
   sdkLogin(account: KakaoAccount, options?: SdkLoginOptions): Promise<KakaoSdkTokens>
+  /**
+   * Calls the app's unlink callback as Kakao does when a member unlinks the app (or leaves
+   * Kakao): POST form `app_id`, `user_id`, `referrer_type`, `Authorization: KakaoAK <adminKey>`.
+   * Returns the HTTP status.
+   */
+  sendUnlinkCallback(url: string, member: { id: string; referrerType?: string }, adminKey: string): Promise<number>
   /** Signs arbitrary ID token claims with the emulator's key (expired or otherwise odd tokens). */
   signIdToken(claims: Record<string, unknown>): Promise<string>
   /** The next ID token issued (by the token endpoint or sdkLogin) carries `edit(claims)` instead, validly signed. */
@@ -751,6 +757,11 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
       await Promise.all([close(authServer), close(apiServer)])
+    },
+    async sendUnlinkCallback(url, member, adminKey) {
+      const body = new URLSearchParams({ app_id: appId, user_id: member.id, referrer_type: member.referrerType ?? 'UNLINK_FROM_APPS' })
+      const response = await fetch(url, { method: 'POST', headers: { authorization: `KakaoAK ${adminKey}` }, body })
+      return response.status
     },
     authorize: (authorizationUrl, account) => play(authorizationUrl, account),
     deny: (authorizationUrl) => play(authorizationUrl, undefined),

@@ -140,3 +140,14 @@ t.test('without KAKAO_ADMIN_KEY the callback is refused', async (t) => {
   t.equal(response.statusCode, 401)
   t.same(await identitiesOf(member.userId, closed), [{ provider: 'kakao' }])
 })
+
+t.test("Kakao's own call over HTTP, as the emulator makes it, unlinks the member", async (t) => {
+  const listening = await startTestGateway({ database: 'pglite', env: kakaoEnv })
+  t.teardown(() => listening.close())
+  const address = await listening.app.listen({ port: 0, host: '127.0.0.1' })
+  const member = await kakaoUser(listening)
+  const status = await kakao.sendUnlinkCallback(`${address}/webhooks/kakao/unlink`, { id: member.memberId, referrerType: 'ACCOUNT_DELETE' }, ADMIN_KEY)
+  t.equal(status, 200)
+  t.equal(await listening.database.prisma.user.count({ where: { publicId: member.userId } }), 0, 'the only identity went: the account is deleted')
+  t.equal(await kakao.sendUnlinkCallback(`${address}/webhooks/kakao/unlink`, { id: member.memberId }, 'wrong-key'), 401)
+})
