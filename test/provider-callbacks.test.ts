@@ -4,21 +4,13 @@
 // not know is a 200 that changes nothing.
 
 import t from 'tap'
-import { startKakaoEmulator } from '../emulators/kakao.js'
-import { REDIRECT_URI, startTestGateway, type TestGateway } from './support/gateway.js'
+import { startTestGateway, type TestGateway } from './support/gateway.js'
+import { KAKAO_APP, startKakao } from './support/kakao.js'
 
-const KAKAO = { clientId: 'kakao-rest-api-key', clientSecret: 'kakao-client-secret', appId: '1234567' }
+const KAKAO = KAKAO_APP
 const ADMIN_KEY = 'kakao-admin-key-0123456789'
-const kakao = await startKakaoEmulator({ ...KAKAO, redirectUris: [REDIRECT_URI] })
+const { kakao, env: kakaoEnv } = await startKakao({ KAKAO_ADMIN_KEY: ADMIN_KEY })
 t.teardown(() => kakao.stop())
-const kakaoEnv = {
-  KAKAO_CLIENT_ID: KAKAO.clientId,
-  KAKAO_CLIENT_SECRET: KAKAO.clientSecret,
-  KAKAO_AUTH_URL: kakao.authUrl,
-  KAKAO_API_URL: kakao.apiUrl,
-  KAKAO_APP_IDS: KAKAO.appId,
-  KAKAO_ADMIN_KEY: ADMIN_KEY,
-}
 const gateway = await startTestGateway({ database: 'pglite', env: kakaoEnv })
 t.teardown(() => gateway.close())
 const prisma = gateway.database.prisma

@@ -6,28 +6,20 @@
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import t, { type Test } from 'tap'
-import { startKakaoEmulator, type KakaoAccount, type KakaoEndpoint, type KakaoFault } from '../../emulators/kakao.js'
+import type { KakaoAccount, KakaoEndpoint, KakaoFault } from '../../emulators/kakao.js'
 import type { KakaoSettings } from '../../providers/kakao.js'
 import { providerDefinitions } from '../../providers/registry.js'
 import type { ProviderDefinition } from '../../providers/types.js'
 import { REDIRECT_URI, startTestGateway, type TestGateway } from '../support/gateway.js'
+import { KAKAO_APP, startKakao } from '../support/kakao.js'
 
-const KAKAO = { clientId: 'kakao-rest-api-key', clientSecret: 'kakao-client-secret', appId: '1234567' }
+const KAKAO = KAKAO_APP
 const NATIVE_APP_KEY = 'kakao-native-app-key'
 // Through the registry: importing providers/kakao.js first would run into the settings → config → registry cycle.
 const kakaoDefinition = providerDefinitions.find((definition) => definition.name === 'kakao') as ProviderDefinition<KakaoSettings>
 
-const kakao = await startKakaoEmulator({ ...KAKAO, redirectUris: [REDIRECT_URI] })
+const { kakao, env: kakaoEnv } = await startKakao({ KAKAO_AUDIENCES: NATIVE_APP_KEY, PROVIDER_HTTP_TIMEOUT: '1' })
 t.teardown(() => kakao.stop())
-const kakaoEnv = {
-  KAKAO_CLIENT_ID: KAKAO.clientId,
-  KAKAO_CLIENT_SECRET: KAKAO.clientSecret,
-  KAKAO_AUTH_URL: kakao.authUrl,
-  KAKAO_API_URL: kakao.apiUrl,
-  KAKAO_AUDIENCES: NATIVE_APP_KEY,
-  KAKAO_APP_IDS: KAKAO.appId,
-  PROVIDER_HTTP_TIMEOUT: '1',
-}
 const gateway = await startTestGateway({ database: 'pglite', env: kakaoEnv })
 t.teardown(() => gateway.close())
 
