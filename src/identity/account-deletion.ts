@@ -33,6 +33,8 @@ export class AccountDeletion {
    * (its callback caused this), so no cleanup job is written for it.
    */
   async delete(userId: string, actor: string, revokedBy?: string): Promise<boolean> {
+    // An unknown id (an operator's typo) ends and records nothing.
+    if (!(await inDatabase(() => this.deps.prisma.user.findUnique({ where: { publicId: userId }, select: { id: true } })))) return false
     // Sessions first: whatever happens next, nobody keeps using this account. No address is
     // recorded for an account that is going away.
     await this.deps.sessions.endAll(userId, actor, {})
