@@ -74,7 +74,7 @@ export class RefreshSessions {
     const secret = newTokenSecret()
     const familyKey = newFamilyKey()
     const single = this.policy.sessionPolicy === 'single'
-    const ended = await this.store.start({
+    const { createdAt, ended } = await this.store.start({
       userId,
       sessionId,
       secretHash: hashOf(secret),
@@ -93,7 +93,8 @@ export class RefreshSessions {
     }
     await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
     const refreshToken = composeRefreshToken({ userId, sessionId, generation: 0, secret, tag: familyTag(familyKey, 0) })
-    const authTime = Math.floor(Date.now() / 1000)
+    // The session's own creation time, as its refreshes will read it back: one auth_time throughout.
+    const authTime = Math.floor(createdAt / 1000)
     return { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge), authTime }
   }
 

@@ -62,7 +62,7 @@ redis.call('HSET', KEYS[2], 'gen', 0, 'live', ARGV[2], 'prev', '', 'sealed', '',
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return ended
+return {tostring(now), ended}
 `
 
 const ROTATE = `${NOW}${TAG}
@@ -199,8 +199,11 @@ export class SessionStore {
     redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
   }
 
-  /** Stores a new session; returns the ids of sessions it ended (single policy, or over the cap). */
-  start(input: {
+  /**
+   * Stores a new session; returns when it was created (Redis time, ms: the `auth_time` its
+   * refreshes will report too) and the ids of sessions it ended (single policy, or over the cap).
+   */
+  async start(input: {
     userId: string
     sessionId: string
     secretHash: Buffer
@@ -212,16 +215,17 @@ export class SessionStore {
     endOtherSessions: boolean
     maxSessions: number
     resource: string
-  }): Promise<string[]> {
+  }): Promise<{ createdAt: number; ended: string[] }> {
     const { userId, sessionId } = input
-    return inRedis(() =>
-      replicatedWrite<string[]>(
+    const [created, ended] = await inRedis(() =>
+      replicatedWrite<[string, string[]]>(
         this.redis, this.waitReplicas, 'startSession',
         keys.index(userId), keys.session(userId, sessionId),
         sessionId, input.secretHash, input.familyKey, input.ttlMs, input.maxAgeMs, input.channel, input.label,
         input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions,
       ),
     )
+    return { createdAt: Number(created), ended }
   }
 
   async rotate(input: {
