@@ -16,6 +16,16 @@ import { ADMIN_SECURITY, ADMIN_TAGS, adminResponses, noContent, noQuery, operato
 
 const userParams = { type: 'object', required: ['userId'], properties: { userId } } as const
 
+/** An operator's action on one user that answers 204, or 404 for an unknown user. */
+const userActionSchema = (summary: string) => ({
+  summary,
+  tags: ADMIN_TAGS,
+  security: ADMIN_SECURITY,
+  params: userParams,
+  querystring: noQuery,
+  response: adminResponses({ 204: noContent }, [404]),
+})
+
 const auditQuery = {
   type: 'object',
   additionalProperties: false,
@@ -102,17 +112,10 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     '/admin/users/:userId/logout',
     {
       ...limited,
-      schema: {
-        summary: 'Forced logout: every session of the user ends at once',
-        tags: ADMIN_TAGS,
-        security: ADMIN_SECURITY,
-        params: userParams,
-        querystring: noQuery,
-        response: adminResponses({ 204: noContent }, [404]),
-      },
+      schema: userActionSchema('Forced logout: every session of the user ends at once'),
     },
     async (request, reply) => {
-      await forcedLogout.ofUser(request.params.userId, `client:${request.adminClient!.clientId}`, originOf(request))
+      await forcedLogout.ofUser(request.params.userId, operatorOf(request).actor, originOf(request))
       return reply.code(204).send()
     },
   )
@@ -121,17 +124,10 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     '/admin/users/:userId',
     {
       ...limited,
-      schema: {
-        summary: 'Delete a user: sessions end at once, the account and its identities are gone, provider cleanup follows',
-        tags: ADMIN_TAGS,
-        security: ADMIN_SECURITY,
-        params: userParams,
-        querystring: noQuery,
-        response: adminResponses({ 204: noContent }, [404]),
-      },
+      schema: userActionSchema('Delete a user: sessions end at once, the account and its identities are gone, provider cleanup follows'),
     },
     async (request, reply) => {
-      if (!(await accountDeletion.delete(request.params.userId, `client:${request.adminClient!.clientId}`))) {
+      if (!(await accountDeletion.delete(request.params.userId, operatorOf(request).actor))) {
         throw new NotFound(`no user "${request.params.userId}"`)
       }
       return reply.code(204).send()
