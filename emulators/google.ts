@@ -12,6 +12,11 @@
 // For tests of hostile tokens: `signIdToken()` signs any claims with the emulator's key
 // (what a native SDK would hand an app), and `tamperNextIdToken()` rewrites the claims of
 // the next ID token the token endpoint issues (the code flow), re-signed with that key.
+// Revocation (RFC 7009) at /revoke, listed in discovery as `revocation_endpoint` (Google's
+// oauth2.googleapis.com/revoke): `token` with client_secret_post or client_secret_basic;
+// revoking a token ends the whole grant, as at Google (this emulator issues access tokens
+// only: no refresh_token grant, so no offline access).
+// `revocations()` lists what was revoked; `failRevocation()` makes the next calls fail.
 // Everything is kept in memory.
 
 import { generateKeyPair, randomBytes } from 'node:crypto';
@@ -41,6 +46,14 @@ export interface GoogleEmulatorOptions {
   issParameter?: boolean;
 }
 
+/** A token revoked at /revoke. */
+export interface GoogleRevocation {
+  /** 'access_token' or 'refresh_token' (the RFC 7009 hint names). */
+  tokenType: string;
+  /** The account the token belonged to. */
+  sub?: string;
+}
+
 export interface GoogleEmulator {
   /** `http://127.0.0.1:<port>`: also the discovery base URL. */
   issuer: string;
@@ -57,6 +70,10 @@ export interface GoogleEmulator {
   signIdToken(claims: Record<string, unknown>): Promise<string>;
   /** The next ID token the token endpoint issues carries `edit(claims)` instead, validly signed. */
   tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>): void;
+  /** Every revocation that ended a live token at /revoke, oldest first (unknown or dead tokens are not in it). */
+  revocations(): GoogleRevocation[];
+  /** The next `times` calls of /revoke answer HTTP `status` (default 503) and revoke nothing. */
+  failRevocation(times: number, status?: number): void;
 }
 
 // ---------------------------------------------------------------------------
@@ -74,12 +91,23 @@ interface OidcGrant {
   save(): Promise<string>;
 }
 
+interface OidcToken {
+  kind: string;
+  accountId?: string;
+}
+
 interface KoaContext {
   path: string;
   status: number;
   body: unknown;
   type: string;
-  oidc?: { params?: Record<string, unknown>; prompts?: Set<string>; result?: Record<string, unknown> };
+  oidc?: {
+    params?: Record<string, unknown>;
+    prompts?: Set<string>;
+    result?: Record<string, unknown>;
+    route?: string;
+    entities?: Record<string, OidcToken | undefined>;
+  };
   response: { get(field: string): string };
   set(field: string, value: string): void;
 }
@@ -383,6 +411,11 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
           token.clientId === client.clientId,
       },
     },
+    // Google ends the app's whole authorization when either token is revoked: the grant goes
+    // too (oidc-provider would keep it for a revoked access token), so prompt=none cannot
+    // bring new tokens back without the user. revocations() relies on it: it listens to
+    // 'grant.revoked', which oidc-provider emits only when the grant goes.
+    revokeGrantPolicy: () => true,
     interactions: {
       url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}`,
       policy,
@@ -410,6 +443,21 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
   provider.on('server_error', (_ctx: unknown, err: unknown) => {
     console.error('google emulator: server_error', err);
   });
+
+  // A revocation that found a live token of the client destroys it and then revokes its
+  // grant: 'grant.revoked' on the revocation route names exactly those (an unknown, expired
+  // or foreign token never gets that far).
+  const revocationLog: GoogleRevocation[] = [];
+  provider.on('grant.revoked', (...args: unknown[]) => {
+    const ctx = args[0] as KoaContext | undefined;
+    if (ctx?.oidc?.route !== 'revocation') return;
+    const token = ctx.oidc.entities?.AccessToken ?? ctx.oidc.entities?.RefreshToken;
+    if (!token) return;
+    const revocation: GoogleRevocation = { tokenType: token.kind === 'RefreshToken' ? 'refresh_token' : 'access_token' };
+    if (token.accountId !== undefined) revocation.sub = token.accountId;
+    revocationLog.push(revocation);
+  });
+  const revocationFailures: number[] = [];
 
   if (!issParameter) {
     provider.use(async (ctx, next) => {
@@ -482,6 +530,13 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
 
   handler = (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/revoke' && revocationFailures.length > 0) {
+      const status = revocationFailures.shift()!;
+      req.resume();
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ error: status >= 500 ? 'temporarily_unavailable' : 'invalid_request', error_description: `emulated failure (HTTP ${status})` }));
+      return;
+    }
     const match = /^\/interaction\/([A-Za-z0-9_-]+)$/.exec(path);
     if (!match) {
       providerCallback(req, res);
@@ -571,6 +626,11 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
     signIdToken,
     tamperNextIdToken(edit) {
       idTokenEdits.push(edit);
+    },
+    revocations: () => revocationLog.map((entry) => ({ ...entry })),
+    failRevocation(times, status = 503) {
+      if (!Number.isInteger(status) || status < 100 || status > 599) throw new Error(`not an HTTP status: ${status}`);
+      for (let i = 0; i < times; i++) revocationFailures.push(status);
     },
   };
 }

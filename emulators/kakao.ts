@@ -1,15 +1,18 @@
 // A Kakao-like login server on loopback, following Kakao's documented wire format: kauth (discovery,
 // /oauth/authorize, /oauth/token, JWKS) on one port and kapi (/v2/user/me,
-// /v1/user/access_token_info, /v1/oidc/userinfo) on another, as Kakao serves them from
-// two hosts. oidc-provider cannot reproduce Kakao's quirks (KOE error codes, a member id
-// sent as a raw JSON number above 2^53, client_secret_post only, kapi's `{msg, code}`
-// errors), so this is a small node:http server with jose for the RS256 ID tokens.
+// /v1/user/access_token_info, /v1/oidc/userinfo, /v1/user/unlink) on another, as Kakao
+// serves them from two hosts. oidc-provider cannot reproduce Kakao's quirks (KOE error
+// codes, a member id sent as a raw JSON number above 2^53, client_secret_post only, kapi's
+// `{msg, code}` errors), so this is a small node:http server with jose for the RS256 ID tokens.
 //
 // Tests play the user with `authorize(url, account)`; a human gets a tiny consent form.
 // `sdkLogin()` hands out what Kakao's native SDK would give an app (access token and ID
 // token, possibly for a native app key or another app id). `fail()` injects faults into
 // the next call(s) of an endpoint; `down()`/`up()` refuse connections altogether.
 // `signIdToken()` and `tamperNextIdToken()` make hostile but validly signed ID tokens.
+// The app's own unlink (`POST /v1/user/unlink`, with the member's access token or the app's
+// admin key) ends the member's link as Kakao does, is recorded for `unlinks()`, and sends no
+// unlink callback (Kakao sends none for unlinks the app itself made).
 // Everything is kept in memory.
 
 import { createHash, randomBytes } from 'node:crypto'
@@ -35,7 +38,7 @@ export interface KakaoAccount {
 
 export type ConsentItem = 'profile_nickname' | 'profile_image' | 'account_email'
 
-export type KakaoEndpoint = 'discovery' | 'jwks' | 'token' | 'me' | 'tokenInfo' | 'userinfo'
+export type KakaoEndpoint = 'discovery' | 'jwks' | 'token' | 'me' | 'tokenInfo' | 'userinfo' | 'unlink'
 
 /** What the next call(s) of an endpoint get instead of the normal answer. */
 export type KakaoFault =
@@ -62,8 +65,15 @@ export interface KakaoRequestRecord {
   path: string
   authorization?: string
   contentType?: string
-  /** The parsed form body of token requests. */
+  /** The parsed form body of token and unlink requests. */
   form?: Record<string, string>
+}
+
+/** A successful `POST /v1/user/unlink`: whose link ended, and which credential the app used. */
+export interface KakaoUnlinkRecord {
+  memberId: string
+  /** `admin_key`: `Authorization: KakaoAK <admin key>` with target_id; `access_token`: the member's Bearer token. */
+  by: 'admin_key' | 'access_token'
 }
 
 export interface KakaoEmulatorOptions {
@@ -79,7 +89,12 @@ export interface KakaoEmulatorOptions {
   /** Port of kapi; 0 or absent: a free port. */
   apiPort?: number
   host?: string
+  /** The app's (primary) admin key, for `KakaoAK` calls; default DEFAULT_KAKAO_ADMIN_KEY. */
+  adminKey?: string
 }
+
+/** The admin key of an emulator started without `adminKey`. */
+export const DEFAULT_KAKAO_ADMIN_KEY = 'emulated-kakao-admin-key'
 
 export interface SdkLoginOptions {
   /** The app key the SDK used (a native app key); default the REST API key. */
@@ -101,6 +116,8 @@ export interface KakaoEmulator {
   /** kapi base URL. */
   apiUrl: string
   appId: string
+  /** The app's admin key: `Authorization: KakaoAK <adminKey>` on kapi calls. */
+  adminKey: string
   stop(): Promise<void>
   /** Plays the user: consents as `account` and returns the redirect (code and state, or an error) without following it. */
   authorize(authorizationUrl: string | URL, account: KakaoAccount): Promise<URL>
@@ -111,15 +128,20 @@ export interface KakaoEmulator {
   /**
    * Calls the app's unlink callback as Kakao does when a member unlinks the app (or leaves
    * Kakao): POST form `app_id`, `user_id`, `referrer_type`, `Authorization: KakaoAK <adminKey>`.
-   * Returns the HTTP status.
+   * Returns the HTTP status. `adminKey` defaults to the emulator's own.
    */
-  sendUnlinkCallback(url: string, member: { id: string; referrerType?: string }, adminKey: string): Promise<number>
+  sendUnlinkCallback(url: string, member: { id: string; referrerType?: string }, adminKey?: string): Promise<number>
   /** Signs arbitrary ID token claims with the emulator's key (expired or otherwise odd tokens). */
   signIdToken(claims: Record<string, unknown>): Promise<string>
   /** The next ID token issued (by the token endpoint or sdkLogin) carries `edit(claims)` instead, validly signed. */
   tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>): void
-  /** The user unlinks the app: their tokens then get kapi's -401 answer. */
+  /**
+   * The user unlinks the app: their tokens then get kapi's -401 answer, and the member is
+   * not linked (an unlink call for them gets -101) until they log in again.
+   */
   revokeConsent(memberId: string): void
+  /** Every successful `POST /v1/user/unlink`, oldest first (faulted and refused calls are not in it). */
+  unlinks(): KakaoUnlinkRecord[]
   /** The operator re-issues (or turns off, with undefined) the client secret in the console. */
   setClientSecret(secret: string | undefined): void
   /** The next `times` (default 1) calls of `endpoint` get `fault`. */
@@ -211,9 +233,12 @@ function errorPage(res: ServerResponse, status: number, code: string, message: s
 /** Kakao's docs separate scopes with commas, its SDK with spaces: accept both. */
 const splitScope = (scope: string) => scope.split(/[\s,]+/).filter(Boolean)
 
+/** A member number: a positive decimal that fits a Long. */
+const isMemberId = (id: string) => /^[1-9][0-9]{0,18}$/.test(id) && BigInt(id) <= 9223372036854775807n
+
 function checkAccount(account: KakaoAccount): void {
   if (!/^[1-9][0-9]{0,18}$/.test(account.id)) throw new Error(`kakao emulator: member id "${account.id}" is not a positive 64-bit decimal`)
-  if (BigInt(account.id) > 9223372036854775807n) throw new Error('kakao emulator: member id exceeds a Long')
+  if (!isMemberId(account.id)) throw new Error('kakao emulator: member id exceeds a Long')
 }
 
 /** The consent items an account ends up sharing for a request. */
@@ -329,6 +354,8 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
   const appId = String(options.appId)
   if (!/^[1-9][0-9]*$/.test(appId)) throw new Error('appId must be a positive decimal number')
   const host = options.host ?? '127.0.0.1'
+  const adminKey = options.adminKey ?? DEFAULT_KAKAO_ADMIN_KEY
+  if (!adminKey) throw new Error('adminKey must not be empty')
 
   const { privateKey, publicKey } = await jose.generateKeyPair('RS256', { extractable: true })
   const kid = token(8)
@@ -340,6 +367,11 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
   const refreshTokens = new Map<string, IssuedToken>()
   const accounts = new Map<string, KakaoAccount>()
   const connectedAt = new Map<string, string>()
+  /** Members linked to an app, as `${appId}:${memberId}`: from their login until an unlink. */
+  const links = new Set<string>()
+  /** Members whose link to this app ended at least once: a new link gets a new connected_at. */
+  const unlinkedOnce = new Set<string>()
+  const unlinkLog: KakaoUnlinkRecord[] = []
   const faults = new Map<KakaoEndpoint, { fault: KakaoFault; remaining: number }[]>()
   const timers = new Set<NodeJS.Timeout>()
   const requests: KakaoRequestRecord[] = []
@@ -353,10 +385,28 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
   const authUrl = `http://${urlHost}:${authPort}`
   const apiUrl = `http://${urlHost}:${apiPort}`
 
+  const timestamp = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z')
+
   function remember(account: KakaoAccount): void {
     checkAccount(account)
     accounts.set(account.id, { ...account })
-    if (!connectedAt.has(account.id)) connectedAt.set(account.id, new Date().toISOString().replace(/\.\d+Z$/, 'Z'))
+    if (!connectedAt.has(account.id)) connectedAt.set(account.id, timestamp())
+  }
+
+  /** The member is linked to the app (a login); a link made again after an unlink is connected anew. */
+  function link(toApp: string, memberId: string): void {
+    const key = `${toApp}:${memberId}`
+    if (links.has(key)) return
+    links.add(key)
+    if (toApp === appId && unlinkedOnce.has(memberId)) connectedAt.set(memberId, timestamp())
+  }
+
+  /** Ends the member's link to the app: its tokens die at once. */
+  function endLink(fromApp: string, memberId: string): void {
+    links.delete(`${fromApp}:${memberId}`)
+    if (fromApp === appId) unlinkedOnce.add(memberId)
+    for (const [value, issued] of accessTokens) if (issued.memberId === memberId && issued.appId === fromApp) accessTokens.delete(value)
+    for (const [value, issued] of refreshTokens) if (issued.memberId === memberId && issued.appId === fromApp) refreshTokens.delete(value)
   }
 
   async function signIdToken(claims: Record<string, unknown>): Promise<string> {
@@ -381,6 +431,7 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     const accessToken = token()
     const refreshToken = token()
     const record = { ...grant, expiresAt: Date.now() + ACCESS_TOKEN_TTL * 1000 }
+    link(grant.appId, grant.memberId)
     accessTokens.set(accessToken, record)
     refreshTokens.set(refreshToken, { ...record, expiresAt: Date.now() + REFRESH_TOKEN_TTL * 1000 })
     const edit = grant.openid ? idTokenEdits.shift() : undefined
@@ -409,6 +460,7 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
       if (path === '/v2/user/me') return 'me'
       if (path === '/v1/user/access_token_info') return 'tokenInfo'
       if (path === '/v1/oidc/userinfo') return 'userinfo'
+      if (path === '/v1/user/unlink') return 'unlink'
     }
     return 'unknown'
   }
@@ -421,6 +473,7 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     me: { connected_at: '2024-01-01T00:00:00Z', kakao_account: {} },
     tokenInfo: { expires_in: 3600 },
     userinfo: { nickname: 'no sub' },
+    unlink: {},
   }
 
   function dispatch(server: 'auth' | 'api', req: IncomingMessage, res: ServerResponse): void {
@@ -509,6 +562,8 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
         return tokenInfo(req, res, padding)
       case 'userinfo':
         return userinfo(req, res, padded)
+      case 'unlink':
+        return unlinkEndpoint(url, req, res, record, padding)
       default:
         if (server === 'api') return kapiError(res, 404, 'not found', -3)
         return errorPage(res, 404, 'NOT_FOUND', `no such page: ${url.pathname}`)
@@ -585,6 +640,8 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
       } catch (error) {
         return errorPage(res, 400, 'INVALID_ACCOUNT', error instanceof Error ? error.message : String(error))
       }
+      // Agreeing links the member to the app, whether or not the code is redeemed.
+      link(appId, account.id)
       const code = token(48)
       const issued: IssuedCode = {
         clientId: entry.clientId,
@@ -720,6 +777,51 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     sendJson(res, 200, padded(body))
   }
 
+  /**
+   * `POST /v1/user/unlink`: with the member's `Authorization: Bearer <access token>`, or the
+   * app's `Authorization: KakaoAK <admin key>` and `target_id_type=user_id&target_id=<id>`
+   * (form body or query). Answers `{"id":<member id>}`, the id a raw JSON number (a Long).
+   */
+  async function unlinkEndpoint(url: URL, req: IncomingMessage, res: ServerResponse, record: KakaoRequestRecord, padding?: string): Promise<void> {
+    if (req.method !== 'POST') return kapiError(res, 405, 'method not allowed', -3)
+    const params = new URLSearchParams(url.searchParams)
+    const body = await readRequestBody(req)
+    if (body !== '' && (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/x-www-form-urlencoded')) {
+      for (const [name, value] of new URLSearchParams(body)) params.set(name, value)
+    }
+    if (params.size > 0) record.form = Object.fromEntries(params)
+
+    const authorization = req.headers.authorization ?? ''
+    let memberId: string
+    let fromApp: string
+    let by: KakaoUnlinkRecord['by']
+    if (/^KakaoAK\s/i.test(authorization)) {
+      if (authorization.replace(/^KakaoAK\s+/i, '').trim() !== adminKey) return kapiError(res, 401, 'wrong admin key', -401)
+      const idType = params.get('target_id_type')
+      const target = params.get('target_id')
+      if (!idType || !target) return kapiError(res, 400, 'target_id_type and target_id are required with an admin key', -2)
+      if (idType !== 'user_id') return kapiError(res, 400, `target_id_type ${idType} is not supported; use user_id`, -2)
+      if (!isMemberId(target)) return kapiError(res, 400, `target_id ${target} is not a user id`, -2)
+      memberId = target
+      fromApp = appId
+      by = 'admin_key'
+    } else if (/^Bearer\s/i.test(authorization)) {
+      const found = bearer(req, res)
+      if (!found) return
+      memberId = found.memberId
+      fromApp = found.appId
+      by = 'access_token'
+    } else {
+      return kapiError(res, 401, 'no authentication key!', -401)
+    }
+    if (!links.has(`${fromApp}:${memberId}`)) return kapiError(res, 400, 'NotRegisteredUserException', -101)
+    endLink(fromApp, memberId)
+    unlinkLog.push({ memberId, by })
+    // No unlink callback: Kakao sends none for an unlink the app itself asked for.
+    const extra = padding !== undefined ? `,"padding":${JSON.stringify(padding)}` : ''
+    send(res, 200, `{"id":${memberId}${extra}}`)
+  }
+
   // --- playing the user --------------------------------------------------
 
   async function play(authorizationUrl: string | URL, account: KakaoAccount | undefined): Promise<URL> {
@@ -752,15 +854,16 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     authUrl,
     apiUrl,
     appId,
+    adminKey,
     requests,
     async stop() {
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
       await Promise.all([close(authServer), close(apiServer)])
     },
-    async sendUnlinkCallback(url, member, adminKey) {
+    async sendUnlinkCallback(url, member, key = adminKey) {
       const body = new URLSearchParams({ app_id: appId, user_id: member.id, referrer_type: member.referrerType ?? 'UNLINK_FROM_APPS' })
-      const response = await fetch(url, { method: 'POST', headers: { authorization: `KakaoAK ${adminKey}` }, body })
+      const response = await fetch(url, { method: 'POST', headers: { authorization: `KakaoAK ${key}` }, body })
       return response.status
     },
     authorize: (authorizationUrl, account) => play(authorizationUrl, account),
@@ -785,7 +888,9 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     revokeConsent(memberId) {
       for (const [value, issued] of accessTokens) if (issued.memberId === memberId) accessTokens.delete(value)
       for (const [value, issued] of refreshTokens) if (issued.memberId === memberId) refreshTokens.delete(value)
+      for (const key of [...links]) if (key.endsWith(`:${memberId}`)) endLink(key.slice(0, key.indexOf(':')), memberId)
     },
+    unlinks: () => unlinkLog.map((entry) => ({ ...entry })),
     setClientSecret(secret) {
       clientSecret = secret
     },

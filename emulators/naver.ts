@@ -17,8 +17,15 @@
 // - GET/POST /v1/nid/me with `Authorization: Bearer`: `{ resultcode: "00", message:
 //   "success", response: { id, ...only the fields the account has } }`; 401 with resultcode
 //   "024" for an unknown, expired or revoked token, "028" without the header.
-// - POST /oauth2.0/revoke: revokes the token and its pair; 200 with an empty body, even for
-//   an unknown token.
+// - POST /oauth2.0/revoke: client_id, client_secret, token (token_type_hint ignored); revokes
+//   the token and its pair; 200 with an empty body, even for an unknown token (or one of
+//   another application, which stays alive).
+// - The legacy delete at the token endpoint (removed from Naver's docs, still called by
+//   apps): grant_type=delete, client_id, client_secret, access_token and
+//   service_provider=NAVER (required). Revokes like /oauth2.0/revoke and answers
+//   `{ access_token, result: "success" }`; a missing service_provider or access_token, or an
+//   expired, revoked or unknown access token, is HTTP 200 `invalid_request` like every token
+//   error. `revocations()` lists what either way actually revoked, for tests to assert on.
 // - Ids are per application: an account's `id` is what our client sees; a token issued to
 //   another client id names a different id derived from it.
 // Everything is kept in memory.
@@ -50,7 +57,8 @@ export interface NaverEmulatorOptions {
   accessTokenTtl?: number
 }
 
-export type NaverEndpoint = 'token' | 'profile'
+/** `token` covers everything at /oauth2.0/token, the legacy grant_type=delete included. */
+export type NaverEndpoint = 'token' | 'profile' | 'revoke'
 
 /** What the next call(s) to an endpoint do instead of answering normally. */
 export type NaverFault =
@@ -64,7 +72,7 @@ export type NaverFault =
   | { kind: 'not-json' }
   /** HTTP 200 with a syntactically valid JSON body of this many bytes (default 1 MB). */
   | { kind: 'oversized'; bytes?: number }
-  /** HTTP 200 and this error JSON (token endpoint), e.g. `server_error`. */
+  /** This error JSON with HTTP `status` (default 200, as Naver's token endpoint answers), e.g. `server_error`. */
   | { kind: 'error'; error: string; description?: string; status?: number }
   /** Profile: HTTP 200 with `response` but no `id`. */
   | { kind: 'missing-id' }
@@ -79,6 +87,16 @@ export type NaverFault =
   | { kind: 'forbidden' }
   /** Profile: 401 "024" with a `WWW-Authenticate: Bearer` challenge (whether Naver sends one is unverified). */
   | { kind: 'challenge' }
+
+/** A revocation that ended a token that still worked (or one whose pair still worked). */
+export interface NaverRevocation {
+  /** The kind of token the application sent. */
+  token: 'access_token' | 'refresh_token'
+  /** The account whose token it was (the id our client sees). */
+  accountId: string
+  /** `revoke`: POST /oauth2.0/revoke; `delete`: the legacy grant_type=delete at the token endpoint. */
+  via: 'revoke' | 'delete'
+}
 
 export interface NaverEmulator {
   /** `http://127.0.0.1:<port>`: the NAVER_AUTH_URL (nid.naver.com). */
@@ -111,6 +129,8 @@ export interface NaverEmulator {
   failNext(endpoint: NaverEndpoint, fault: NaverFault, times?: number): void
   /** Forgets pending faults. */
   clearFaults(): void
+  /** Every revocation that revoked a live token, oldest first; unknown or dead tokens are not in it. */
+  revocations(): NaverRevocation[]
   /** Requests received so far, by endpoint. */
   readonly requests: Readonly<Record<'authorize' | 'token' | 'profile' | 'revoke', number>>
 }
@@ -147,7 +167,8 @@ export async function startNaverEmulator(options: NaverEmulatorOptions): Promise
   const codes = new Map<string, IssuedCode>()
   const accessTokens = new Map<string, IssuedToken>()
   const refreshTokens = new Map<string, IssuedToken>()
-  const faults: Record<NaverEndpoint, NaverFault[]> = { token: [], profile: [] }
+  const faults: Record<NaverEndpoint, NaverFault[]> = { token: [], profile: [], revoke: [] }
+  const revocationLog: NaverRevocation[] = []
   const requests = { authorize: 0, token: 0, profile: 0, revoke: 0 }
   const timers = new Set<NodeJS.Timeout>()
 
@@ -210,7 +231,9 @@ export async function startNaverEmulator(options: NaverEmulatorOptions): Promise
         const filler = 'x'.repeat(Math.max(0, bytes - 64))
         json(res, 200, endpoint === 'token'
           ? { access_token: 'AAAAoversized', token_type: 'bearer', expires_in: '3600', padding: filler }
-          : { resultcode: '00', message: 'success', response: { id: 'oversized', nickname: filler } })
+          : endpoint === 'revoke'
+            ? { result: 'success', padding: filler }
+            : { resultcode: '00', message: 'success', response: { id: 'oversized', nickname: filler } })
         return true
       }
       case 'error':
@@ -312,7 +335,38 @@ export async function startNaverEmulator(options: NaverEmulatorOptions): Promise
       refresh.pair = accessToken
       return json(res, 200, { access_token: accessToken, token_type: 'bearer', expires_in: String(accessTokenTtl) })
     }
+    if (grantType === 'delete') {
+      if (params.get('service_provider') !== 'NAVER') {
+        return json(res, 200, { error: 'invalid_request', error_description: 'service_provider must be NAVER' })
+      }
+      const accessToken = params.get('access_token')
+      if (!accessToken) return json(res, 200, { error: 'invalid_request', error_description: 'access_token is required' })
+      const access = accessTokens.get(accessToken)
+      // Only a valid access token deletes: an expired one must be refreshed first.
+      if (!access || access.clientId !== clientId || access.expiresAt <= Date.now()) {
+        return json(res, 200, { error: 'invalid_request', error_description: 'invalid access_token' })
+      }
+      revoke(accessToken, 'delete')
+      return json(res, 200, { access_token: accessToken, result: 'success' })
+    }
     return json(res, 200, { error: 'unsupported_grant_type', error_description: 'unsupported grant_type' })
+  }
+
+  /**
+   * Revokes a token of this application and its pair; recorded when either still worked.
+   * Tokens of other applications, and unknown ones, are left alone.
+   */
+  function revoke(value: string, via: NaverRevocation['via']): void {
+    const access = accessTokens.get(value)
+    const refresh = refreshTokens.get(value)
+    const found = access ?? refresh
+    if (!found || found.clientId !== clientId) return
+    const [accessValue, refreshValue] = access ? [value, access.pair] : [refresh!.pair, value]
+    const pairedAccess = accessTokens.get(accessValue)
+    const live = (pairedAccess !== undefined && pairedAccess.expiresAt > Date.now()) || refreshTokens.has(refreshValue)
+    accessTokens.delete(accessValue)
+    refreshTokens.delete(refreshValue)
+    if (live) revocationLog.push({ token: access ? 'access_token' : 'refresh_token', accountId: found.account.id, via })
   }
 
   async function profileEndpoint(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -339,19 +393,15 @@ export async function startNaverEmulator(options: NaverEmulatorOptions): Promise
 
   async function revokeEndpoint(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     requests.revoke += 1
-    if (req.method !== 'POST') return json(res, 405, { error: 'invalid_request', error_description: 'use POST' })
     const params = await paramsOf(req, url)
+    if (await applyFault('revoke', res)) return
+    if (req.method !== 'POST') return json(res, 405, { error: 'invalid_request', error_description: 'use POST' })
     if (params.get('client_id') !== clientId || params.get('client_secret') !== clientSecret) {
       return json(res, 401, { error: 'unauthorized_client', error_description: 'Client authentication failed.' })
     }
     const token = params.get('token')
     if (!token) return json(res, 400, { error: 'invalid_request', error_description: 'token is required' })
-    const access = accessTokens.get(token)
-    const refresh = refreshTokens.get(token)
-    if (access) refreshTokens.delete(access.pair)
-    if (refresh) accessTokens.delete(refresh.pair)
-    accessTokens.delete(token)
-    refreshTokens.delete(token)
+    revoke(token, 'revoke')
     res.writeHead(200).end()
   }
 
@@ -437,7 +487,9 @@ export async function startNaverEmulator(options: NaverEmulatorOptions): Promise
     clearFaults() {
       faults.token.length = 0
       faults.profile.length = 0
+      faults.revoke.length = 0
     },
+    revocations: () => revocationLog.map((entry) => ({ ...entry })),
     requests,
   }
 }

@@ -117,7 +117,7 @@ export class AppleProvider extends OpenIdConnectProvider {
     const tokens = await this.exchangeCodeForTokens(credential)
     const claims = tokens.claims()
     if (!claims) throw new InvalidGrant('apple returned no ID token')
-    return { ...this.profileFromClaims(claims), grant: grantOf(this.apple.clientId, tokens) }
+    return { ...this.profileFromClaims(claims), grant: await this.grantToKeep(this.apple.clientId, tokens) }
   }
 
   /** A native sign-in; with its code, exchanged as the bundle ID the identity token was issued to. */
@@ -128,7 +128,7 @@ export class AppleProvider extends OpenIdConnectProvider {
     const tokens = await this.call(() => oidc.genericGrantRequest(configuration, 'authorization_code', { code }))
     // The code must come from the same sign-in: another person's code would hand us their grant.
     if (tokens.claims()?.sub !== verified.profile.subject) throw new InvalidGrant('the apple authorization code belongs to another sign-in')
-    return { ...verified, profile: { ...verified.profile, grant: grantOf(verified.audience, tokens) } }
+    return { ...verified, profile: { ...verified.profile, grant: await this.grantToKeep(verified.audience, tokens) } }
   }
 
   /**
@@ -190,7 +190,8 @@ export class AppleProvider extends OpenIdConnectProvider {
     return authenticate as unknown as oidc.ClientAuth
   }
 
-  private configurationFor(clientId: string): Promise<oidc.Configuration> {
+  /** The web Services ID's configuration, or one per bundle ID (each needs its own client_secret). */
+  protected override configurationFor(clientId: string): Promise<oidc.Configuration> {
     if (clientId === this.apple.clientId) return this.discover()
     let configuration = this.nativeConfigurations.get(clientId)
     if (!configuration) {
@@ -207,8 +208,4 @@ export class AppleProvider extends OpenIdConnectProvider {
     }
     return configuration
   }
-}
-
-function grantOf(clientId: string, tokens: oidc.TokenEndpointResponse): ProviderProfile['grant'] {
-  return tokens.refresh_token ? { clientId, refreshToken: tokens.refresh_token } : undefined
 }

@@ -28,7 +28,7 @@ export interface KakaoSettings extends OpenIdConnectSettings {
   apiUrl: string
   /** Numeric Kakao app ids whose access tokens a native SDK may bring; empty: none accepted. */
   appIds: string[]
-  /** KAKAO_ADMIN_KEY: what Kakao's unlink callback presents (`KakaoAK <key>`); unset: the callback is refused. */
+  /** KAKAO_ADMIN_KEY: what Kakao's unlink callback presents (`KakaoAK <key>`), and what unlinks a deleted account; unset: neither works. */
   adminKey?: string
 }
 
@@ -70,6 +70,7 @@ export class KakaoProvider extends OpenIdConnectProvider {
     super('kakao', settings, runtime, KAKAO_ERROR_CODES)
     this.http.nameEndpoint(`${settings.apiUrl}/v2/user/me`, 'userinfo')
     this.http.nameEndpoint(`${settings.apiUrl}/v1/user/access_token_info`, 'token_info')
+    this.http.nameEndpoint(`${settings.apiUrl}/v1/user/unlink`, 'unlink')
   }
 
   /**
@@ -138,6 +139,33 @@ export class KakaoProvider extends OpenIdConnectProvider {
       })
     }
     return me
+  }
+
+  /**
+   * Unlinks the member from our app with the admin key (Kakao Login > Unlink,
+   * `target_id_type=user_id`): no user token is needed, so none is kept. Kakao sends no
+   * unlink callback for an unlink the app made. A member already unlinked (-101) is done.
+   */
+  override async endLink(subject: string): Promise<string> {
+    const { adminKey, apiUrl } = this.settings
+    if (!adminKey) throw new ProviderError('kakao unlink needs the admin key', { detail: 'set KAKAO_ADMIN_KEY to the app\'s primary admin key: deleted accounts stay linked at Kakao until then' })
+    let response: Response
+    try {
+      response = await this.http.fetch(`${apiUrl}/v1/user/unlink`, {
+        method: 'POST',
+        headers: { authorization: `KakaoAK ${adminKey}`, 'content-type': 'application/x-www-form-urlencoded;charset=utf-8' },
+        body: new URLSearchParams({ target_id_type: 'user_id', target_id: subject }).toString(),
+        signal: AbortSignal.timeout(this.runtime.httpTimeoutSeconds * 1000),
+      })
+    } catch (error) {
+      throw classifyProviderFailure('kakao', error)
+    }
+    const text = await response.text()
+    if (response.ok) return 'unlinked with the admin key'
+    const code = kapiErrorCode(text)
+    if (code === -101) return 'nothing to unlink: the member is no longer linked to the app'
+    const what = `kapi /v1/user/unlink answered HTTP ${response.status}${code !== undefined ? ` code ${code}` : ''}`
+    throw new ProviderError('kakao did not unlink the member', { detail: response.status === 401 ? `${what}: check KAKAO_ADMIN_KEY` : what })
   }
 
   /** Native ID tokens (verifyIdToken, inherited): Kakao's claims are nickname and picture, and email only when valid and verified. */
@@ -216,7 +244,7 @@ export class KakaoProvider extends OpenIdConnectProvider {
  * Kakao's documented error codes, which the metrics count by name (any other folds into
  * `other`): kauth's KOE codes (token endpoint and authorize pages) and kapi's numeric codes.
  */
-const KAKAO_ERROR_CODES = ['KOE004', 'KOE006', 'KOE010', 'KOE101', 'KOE205', 'KOE237', 'KOE303', 'KOE320', 'KOE322', '-2', '-10', '-401', '-402']
+const KAKAO_ERROR_CODES = ['KOE004', 'KOE006', 'KOE010', 'KOE101', 'KOE205', 'KOE237', 'KOE303', 'KOE320', 'KOE322', '-2', '-10', '-101', '-401', '-402']
 
 const OPERATOR_HINTS: Record<string, { error: 'grant' | 'provider'; message: string; detail: string }> = {
   KOE320: { error: 'grant', message: 'kakao rejected the authorization code', detail: 'Kakao KOE320: the code was already used or has expired' },

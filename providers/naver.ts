@@ -19,7 +19,7 @@ import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '..
 import { causeOf, describeCauses, isTimeout, OversizedResponse, ProviderHttp } from './provider-http.js'
 import { nicknameOf, photoOf } from './profile-fields.js'
 import { readProviderUrl } from './settings.js'
-import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderProfile, ProviderRuntime } from './types.js'
+import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderGrant, ProviderProfile, ProviderRuntime } from './types.js'
 
 export interface NaverSettings {
   clientId: string
@@ -72,6 +72,7 @@ export class NaverProvider implements IdentityProvider {
         issuer: authUrl,
         authorization_endpoint: `${authUrl}/oauth2.0/authorize`,
         token_endpoint: `${authUrl}/oauth2.0/token`,
+        revocation_endpoint: `${authUrl}/oauth2.0/revoke`,
       },
       clientId,
       clientSecret,
@@ -85,6 +86,7 @@ export class NaverProvider implements IdentityProvider {
     this.profileUrl = new URL(`${apiUrl}/v1/nid/me`)
     this.http.nameEndpoint(this.configuration.serverMetadata().token_endpoint, 'token')
     this.http.nameEndpoint(this.profileUrl, 'userinfo')
+    this.http.nameEndpoint(this.configuration.serverMetadata().revocation_endpoint, 'revocation')
   }
 
   async buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL> {
@@ -113,7 +115,10 @@ export class NaverProvider implements IdentityProvider {
     } catch (error) {
       throw tokenFailure(error)
     }
-    return this.readProfile(tokens.access_token, 'code')
+    const profile = await this.readProfile(tokens.access_token, 'code')
+    // Kept to end the link when the account is deleted: the refresh token outlives the access token.
+    const grant = tokens.refresh_token ? { refreshToken: tokens.refresh_token } : { accessToken: tokens.access_token }
+    return { ...profile, grant: { clientId: this.configuration.clientMetadata().client_id, ...grant } }
   }
 
   /**
@@ -126,7 +131,26 @@ export class NaverProvider implements IdentityProvider {
    */
   async verifyAccessToken(accessToken: string): Promise<ProviderProfile> {
     if (!BEARER_TOKEN.test(accessToken)) throw new InvalidGrant('this is not a naver access token')
-    return this.readProfile(accessToken, 'accessToken')
+    const profile = await this.readProfile(accessToken, 'accessToken')
+    return { ...profile, grant: { clientId: this.configuration.clientMetadata().client_id, accessToken } }
+  }
+
+  /**
+   * Ends the app's link for a deleted account: the kept token revoked at Naver's documented
+   * revocation endpoint (RFC 7009, which replaced the legacy `grant_type=delete`); revoking
+   * either token of the pair ends both and takes the app off the user's connected services.
+   * Naver answers 200 even for a token it no longer knows, which is done as well.
+   */
+  async endLink(_subject: string, grant: ProviderGrant | undefined): Promise<string> {
+    const token = grant?.refreshToken ?? grant?.accessToken
+    if (!token) return 'nothing to revoke: no grant was kept'
+    const hint = grant?.refreshToken ? 'refresh_token' : 'access_token'
+    try {
+      await oidc.tokenRevocation(this.configuration, token, { token_type_hint: hint })
+    } catch (error) {
+      throw tokenFailure(error)
+    }
+    return `revoked the ${hint.replace('_', ' ')}`
   }
 
   /** GET /v1/nid/me: `{ resultcode, message, response: { id, ... } }`; only `id` is always there. */

@@ -9,7 +9,7 @@ import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../s
 import { hasControlCharacter } from '../src/identity/profile-text.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { causeOf, isTimeout, ProviderHttp } from './provider-http.js'
-import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
+import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderGrant, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'
 
 export interface OpenIdConnectSettings {
   issuer: string
@@ -64,7 +64,41 @@ export class OpenIdConnectProvider implements IdentityProvider {
     const tokens = await this.exchangeCodeForTokens(credential)
     const claims = tokens.claims()
     if (!claims) throw new ProviderError(`${this.name} returned no ID token`)
-    return this.profileFromClaims(claims)
+    return { ...this.profileFromClaims(claims), grant: await this.grantToKeep(this.settings.clientId, tokens) }
+  }
+
+  /**
+   * What to keep of a code grant for revoking it when the account is deleted: the refresh
+   * token, else the access token, and only when the provider has a revocation endpoint.
+   */
+  protected async grantToKeep(clientId: string, tokens: oidc.TokenEndpointResponse): Promise<ProviderGrant | undefined> {
+    if (!(await this.discover()).serverMetadata().revocation_endpoint) return undefined
+    if (tokens.refresh_token) return { clientId, refreshToken: tokens.refresh_token }
+    return tokens.access_token ? { clientId, accessToken: tokens.access_token } : undefined
+  }
+
+  /** Revokes the grant kept at login (RFC 7009) as the client it was issued to. */
+  async endLink(_subject: string, grant: ProviderGrant | undefined): Promise<string> {
+    const token = grant?.refreshToken ?? grant?.accessToken
+    if (!grant || !token) return 'nothing to revoke: no grant was kept'
+    const configuration = await this.configurationFor(grant.clientId)
+    if (!configuration.serverMetadata().revocation_endpoint) return 'nothing to revoke: the provider has no revocation endpoint'
+    const hint = grant.refreshToken ? 'refresh_token' : 'access_token'
+    return this.call(async () => {
+      try {
+        await oidc.tokenRevocation(configuration, token, { token_type_hint: hint })
+        return `revoked the ${hint.replace('_', ' ')}`
+      } catch (error) {
+        // Google answers 400 invalid_token for a token that already died (an expired access token).
+        if (error instanceof oidc.ResponseBodyError && error.error === 'invalid_token') return `nothing to revoke: ${this.name} no longer knows the ${hint.replace('_', ' ')}`
+        throw error
+      }
+    })
+  }
+
+  /** The configuration to call the token and revocation endpoints as `clientId` (ours, unless a subclass has several). */
+  protected configurationFor(_clientId: string): Promise<oidc.Configuration> {
+    return this.discover()
   }
 
   /**
@@ -178,6 +212,7 @@ export class OpenIdConnectProvider implements IdentityProvider {
       this.http.nameEndpoint(metadata.token_endpoint, 'token')
       this.http.nameEndpoint(metadata.userinfo_endpoint, 'userinfo')
       this.http.nameEndpoint(metadata.jwks_uri, 'jwks')
+      this.http.nameEndpoint(metadata.revocation_endpoint, 'revocation')
       configuration.timeout = this.runtime.httpTimeoutSeconds
       // Verify ID token signatures too, not only their claims.
       oidc.enableNonRepudiationChecks(configuration)

@@ -80,7 +80,7 @@ export function describeCauses(error: unknown): string {
 // Calls as the metrics see them
 
 /** Which endpoint of a provider a call went to: a label, never the URL itself. */
-export type ProviderEndpoint = 'discovery' | 'token' | 'userinfo' | 'token_info' | 'jwks' | 'other'
+export type ProviderEndpoint = 'discovery' | 'token' | 'userinfo' | 'token_info' | 'jwks' | 'revocation' | 'unlink' | 'other'
 
 /** One HTTP call to a provider. */
 export interface ProviderCall {

@@ -15,7 +15,8 @@ export interface ProviderProfile {
   photo?: string
   /**
    * Provider tokens the gateway keeps (encrypted) for one purpose only: revoking the grant
-   * when the account is deleted (Apple's refresh token). Never shown, never logged.
+   * when the account is deleted (a refresh token where there is one, else the access
+   * token). Never shown, never logged.
    */
   grant?: ProviderGrant
 }
@@ -101,6 +102,12 @@ export interface IdentityProvider {
   nameFromCallback?(user: string): GivenName | undefined
   /** Checks a native SDK's access token belongs to our app, then reads the profile. */
   verifyAccessToken?(accessToken: string): Promise<ProviderProfile>
+  /**
+   * Ends our app's link with a deleted account's person at the provider: Kakao's admin
+   * unlink, or revoking the grant we kept. Resolves with what was done (for the audit
+   * trail); throws ProviderError or ProviderTimeout when it should be tried again.
+   */
+  endLink?(subject: string, grant: ProviderGrant | undefined): Promise<string>
 }
 
 /** Settings shared by every provider adapter, parsed once from the environment. */

@@ -88,6 +88,10 @@ export interface Config {
   introspectionsPerMinute: number
   /** Proxies whose X-Forwarded-For is believed: a hop count or addresses/CIDRs; false: none. */
   trustProxy: boolean | number | string[]
+  /** WEBHOOK_URL and the key inside WEBHOOK_SECRET: where account events go; undefined: no events. */
+  webhook?: { url: string; key: Buffer }
+  /** The job queue's delivery: loops in this instance (0: none), the first retry delay, how long to retry. */
+  jobs: { concurrency: number; firstRetryDelayMs: number; retryForMs: number }
 }
 
 export class ConfigError extends Error {
@@ -204,15 +208,24 @@ export function loadConfig(env: Env = process.env): Config {
       token: read.integer('RATE_LIMIT_TOKEN', 120, 1, 1_000_000),
     },
     trustProxy: readTrustProxy(read),
+    webhook: readWebhook(read, production),
+    jobs: {
+      concurrency: read.integer('JOB_CONCURRENCY', 2, 0, 32),
+      firstRetryDelayMs: read.integer('JOB_RETRY_DELAY_MS', 30_000, 10, 3_600_000),
+      // Providers and receivers get at least a day to come back (a weekend outage: more).
+      retryForMs: read.integer('JOB_RETRY_HOURS', 72, 24, 720) * 3_600_000,
+    },
   }
 
   if (production) {
     if (!signingKeys) problems.push('SIGNING_KEYS is required in production (generated keys are refused)')
     if (redisSettings.length === 0) problems.push('REDIS_URL is required in production (or REDIS_CLUSTER_NODES, or REDIS_SENTINELS with REDIS_SENTINEL_NAME)')
     if (!databaseUrl) problems.push('DATABASE_URL is required in production (the embedded database is for development)')
-    // Apple's refresh token is kept (encrypted) to revoke the grant when an account is deleted.
-    if (!config.encryptionKeys && Object.hasOwn(providers, 'apple')) {
-      problems.push('ENCRYPTION_KEYS is required in production when Sign in with Apple is on (it encrypts the Apple tokens kept for revocation)')
+    // Provider tokens are kept (encrypted) to revoke the grant when an account is deleted;
+    // Kakao's unlink needs only the admin key.
+    const keepingGrants = Object.keys(providers).filter((name) => name !== 'kakao')
+    if (!config.encryptionKeys && keepingGrants.length > 0) {
+      problems.push(`ENCRYPTION_KEYS is required in production when ${keepingGrants.join(', ')} is on (it encrypts the provider tokens kept to revoke them when an account is deleted)`)
     }
   }
   if (config.sessionMaxAge < config.refreshTokenTtl) {
@@ -239,6 +252,22 @@ function readAppClientId(read: EnvReader): string {
   const value = read.text('APP_CLIENT_ID') ?? 'app'
   if (!/^[\x21-\x7e]{1,128}$/.test(value)) read.problem('APP_CLIENT_ID must be 1 to 128 printable ASCII characters without spaces')
   return value
+}
+
+/** WEBHOOK_URL with WEBHOOK_SECRET, `whsec_` and base64 of 24 to 64 random bytes (Standard Webhooks). */
+function readWebhook(read: EnvReader, production: boolean): Config['webhook'] {
+  const url = read.url('WEBHOOK_URL', production)
+  const secret = read.text('WEBHOOK_SECRET')
+  if (url === undefined) {
+    if (secret !== undefined && read.text('WEBHOOK_URL') === undefined) read.problem('WEBHOOK_SECRET is set without WEBHOOK_URL')
+    return undefined
+  }
+  const key = secret?.startsWith('whsec_') && /^[A-Za-z0-9+/]+={0,2}$/.test(secret.slice(6)) ? Buffer.from(secret.slice(6), 'base64') : undefined
+  if (!key || key.length < 24 || key.length > 64) {
+    read.problem('WEBHOOK_SECRET must be "whsec_" followed by base64 of 24 to 64 random bytes (e.g. "whsec_$(openssl rand -base64 32)"); it signs the account events sent to WEBHOOK_URL')
+    return undefined
+  }
+  return { url, key }
 }
 
 /** TRUST_PROXY: unset (trust no one: a client cannot pick its own address), a hop count, or addresses. */

@@ -18,9 +18,14 @@ import { buildMetricsApp } from './http/metrics.js'
 import { UserScopes } from './identity/user-scopes.js'
 import { UserDirectory } from './identity/users.js'
 import { IdentityLinks } from './identity/identity-links.js'
-import { AccountDeletion } from './identity/account-deletion.js'
+import { AccountDeletion, PROVIDER_CLEANUP } from './identity/account-deletion.js'
 import { ProviderRevocations } from './identity/provider-revocations.js'
 import { loadGrantVault } from './identity/grant-vault.js'
+import { providerCleanup } from './identity/provider-cleanup.js'
+import { ACCOUNT_EVENT, AccountEvents } from './events/account-events.js'
+import { webhookDelivery } from './events/webhook-delivery.js'
+import { JobQueue } from './jobs/job-queue.js'
+import { JobWorker, type JobHandler } from './jobs/job-worker.js'
 import { LoginService } from './login/login.js'
 import { LoginTransactions } from './login/login-transactions.js'
 import { UsedIdTokens } from './login/used-id-tokens.js'
@@ -45,6 +50,9 @@ export interface Gateway {
   metricsApp?: FastifyInstance
   close(): Promise<void>
 }
+
+/** How often idle job loops look for due jobs (retries, and jobs other instances wrote). */
+const JOB_POLL_MS = 1000
 
 export async function createGateway(config: Config, logger: FastifyServerOptions['logger'] = true): Promise<Gateway> {
   const keys = await loadSigningKeys(config)
@@ -75,14 +83,17 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const metrics = config.metricsPort === undefined ? undefined : new GatewayMetrics({ providers: Object.keys(config.providers) })
   const providers = new ProviderRegistry(config, metrics)
   const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl, appClientId: config.appClientId })
-  const audit = new AuditLog(database.prisma, { warn: (object, message) => app?.log.warn(object, message) }, metrics)
-  const sessions = new RefreshSessions(new SessionStore(redis, config.redisWaitReplicas), config, audit)
+  const warnings = { warn: (object: unknown, message: string) => app?.log.warn(object, message) }
+  const audit = new AuditLog(database.prisma, warnings, metrics)
+  const jobs = new JobQueue(database.prisma)
+  const events = new AccountEvents(config.webhook !== undefined, jobs, warnings)
+  const sessions = new RefreshSessions(new SessionStore(redis, config.redisWaitReplicas), config, audit, events)
   const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.scopeCacheTtl })
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
-  const users = new UserDirectory(database.prisma)
+  const users = new UserDirectory(database.prisma, events)
   const links = new IdentityLinks({ users, vault, audit })
   const usedIdTokens = new UsedIdTokens(redis)
-  const accountDeletion = new AccountDeletion({ prisma: database.prisma, sessions, audit })
+  const accountDeletion = new AccountDeletion({ prisma: database.prisma, sessions, audit, events })
   const tickets = new SignupTickets(redis, config.signupTicketTtl)
   const clients = new ClientDirectory(database.prisma)
   const auditTrail = new AuditTrail(users, audit)
@@ -96,7 +107,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     users,
     links,
     accountDeletion,
-    revocations: new ProviderRevocations({ prisma: database.prisma, sessions, deletion: accountDeletion, audit, usedTokens: usedIdTokens, lastIdentityRevoked: config.lastIdentityRevoked }),
+    revocations: new ProviderRevocations({ prisma: database.prisma, sessions, deletion: accountDeletion, audit, usedTokens: usedIdTokens, lastIdentityRevoked: config.lastIdentityRevoked, events }),
     login: new LoginService({
       providers,
       links,
@@ -132,6 +143,15 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   }
   app = await buildApp(services, logger)
   const metricsApp = metrics && buildMetricsApp(metrics)
+  const handlers: Record<string, JobHandler> = { [PROVIDER_CLEANUP]: providerCleanup(providers, vault) }
+  if (config.webhook) handlers[ACCOUNT_EVENT] = webhookDelivery(config.webhook)
+  const worker = new JobWorker(jobs, handlers, audit, warnings, {
+    ...config.jobs,
+    // Longer than a handler can take (two provider calls, or one webhook POST), so a job is never delivered twice at once.
+    leaseMs: (config.providerHttpTimeoutSeconds * 2 + 30) * 1000,
+    pollMs: JOB_POLL_MS,
+  })
+  worker.start()
   return {
     app,
     redis,
@@ -139,6 +159,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     metricsApp,
     async close() {
       await app.close()
+      await worker.stop()
       await metricsApp?.close()
       redis.disconnect()
       await database.close()

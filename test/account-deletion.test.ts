@@ -12,7 +12,8 @@ import { ClientDirectory } from '../src/clients/client-directory.js'
 import { APP_ORIGIN, loginWithGoogle, startTestGateway } from './support/gateway.js'
 
 const ENCRYPTION_KEY = { kty: 'oct', kid: 'test-enc-1', k: randomBytes(32).toString('base64url') }
-const gateway = await startTestGateway({ database: 'pglite', apple: true, env: { ENCRYPTION_KEYS: JSON.stringify({ keys: [ENCRYPTION_KEY] }) } })
+// No delivery here (JOB_CONCURRENCY=0): these tests read the jobs exactly as the deletion wrote them; delivery is provider-cleanup.test.ts's.
+const gateway = await startTestGateway({ database: 'pglite', apple: true, env: { ENCRYPTION_KEYS: JSON.stringify({ keys: [ENCRYPTION_KEY] }), JOB_CONCURRENCY: '0' } })
 t.teardown(() => gateway.close())
 const { app } = gateway
 const { prisma } = gateway.database

@@ -11,6 +11,7 @@ import { RoleDirectory } from '../src/admin/roles.js'
 import { AuditLog } from '../src/audit/audit-log.js'
 import { ClientDirectory, type NewClient } from '../src/clients/client-directory.js'
 import { UserDirectory } from '../src/identity/users.js'
+import { NO_ACCOUNT_EVENTS } from '../src/events/account-events.js'
 import { loginWithGoogle, nativeAppAuthorization, startTestGateway } from './support/gateway.js'
 
 const gateway = await startTestGateway({ database: 'pglite' })
@@ -23,7 +24,7 @@ const UNKNOWN_ID = 'AAAAAAAAAAAAAAAAAAAAAA'
 
 const clients = new ClientDirectory(prisma)
 const roles = new RoleDirectory(prisma, new AuditLog(prisma, { warn: () => {} }))
-const users = new UserDirectory(prisma)
+const users = new UserDirectory(prisma, NO_ACCOUNT_EVENTS)
 
 async function clientToken(client: Pick<NewClient, 'clientId' | 'clientSecret'>, form: Record<string, string> = {}) {
   return await app.inject({

@@ -13,6 +13,7 @@ import { AuditLog } from '../../src/audit/audit-log.js'
 import { ClientDirectory } from '../../src/clients/client-directory.js'
 import type { Config } from '../../src/config.js'
 import { UserDirectory } from '../../src/identity/users.js'
+import { NO_ACCOUNT_EVENTS } from '../../src/events/account-events.js'
 import { openDatabase } from '../../src/storage/database.js'
 import type { Operations, UserView } from './operations.js'
 
@@ -24,7 +25,7 @@ export async function databaseOperations(config: Pick<Config, 'databaseUrl' | 'd
     clients,
     roles: new RoleDirectory(database.prisma, audit),
     users: new UserLookup(database.prisma),
-    auditTrail: new AuditTrail(new UserDirectory(database.prisma), audit),
+    auditTrail: new AuditTrail(new UserDirectory(database.prisma, NO_ACCOUNT_EVENTS), audit),
     audit,
   })
   const by = operator

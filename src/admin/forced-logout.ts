@@ -16,6 +16,6 @@ export class ForcedLogout {
   /** Ends every session of the user (by public id); returns how many there were. */
   async ofUser(userId: string, actor: string, origin: RequestOrigin): Promise<number> {
     if (!(await this.users.findWithIdentities(userId))) throw new NotFound(`no user "${userId}"`)
-    return await this.sessions.endAll(userId, actor, origin)
+    return await this.sessions.endAll(userId, actor, origin, 'forced_logout')
   }
 }

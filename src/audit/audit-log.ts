@@ -36,6 +36,10 @@ export type AuditAction =
   | 'user.deleted'
   /** An operator's search for users that found nobody (detail: by what, never the value searched). */
   | 'users.searched'
+  /** A queued job (a provider's unlink or revocation, an event for the app) was done, failed and will be retried, or was given up (target: "job:<id>"). */
+  | 'job.delivered'
+  | 'job.failed'
+  | 'job.abandoned'
 
 /** Where a request came from, for the audit trail. */
 export interface RequestOrigin {
@@ -49,7 +53,8 @@ export interface AuditEntry extends RequestOrigin {
   sessionId?: string
   /** "user", "system", or the id of the operator or client that acted. */
   actor: string
-  outcome: 'success' | 'denied'
+  /** `failed`: the gateway could not do it (a job whose provider or receiver failed). */
+  outcome: 'success' | 'denied' | 'failed'
   /** What the action was about besides a user: "client:<id>", "role:<name>", "identity:<id>". */
   target?: string
   /** The particulars, e.g. "https://orders.example: read:order". Never a secret. */

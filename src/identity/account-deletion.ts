@@ -5,12 +5,15 @@
 // even if the gateway stops right after.
 
 import type { AuditLog } from '../audit/audit-log.js'
+import type { AccountEvents } from '../events/account-events.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import type { RefreshSessions } from '../sessions/refresh-sessions.js'
 import { inDatabase } from '../storage/database.js'
 
 /** What one identity's provider cleanup needs: who it was there, and the grant (still encrypted). */
 export interface ProviderCleanup {
+  /** The deleted account's public id, for the audit trail. */
+  userId: string
   provider: string
   subject: string
   sealedGrant?: string
@@ -24,6 +27,7 @@ export class AccountDeletion {
       prisma: PrismaClient
       sessions: Pick<RefreshSessions, 'endAll'>
       audit: AuditLog
+      events: Pick<AccountEvents, 'rows'>
     },
   ) {}
 
@@ -42,8 +46,12 @@ export class AccountDeletion {
       this.deps.prisma.$transaction(async (tx) => {
         const user = await tx.user.findUnique({ where: { publicId: userId }, select: { id: true, identities: { select: { provider: true, subject: true, sealedGrant: true } } } })
         if (!user) return false
-        const cleanups: ProviderCleanup[] = user.identities.filter((identity) => identity.provider !== revokedBy).map(({ provider, subject, sealedGrant }) => ({ provider, subject, ...(sealedGrant ? { sealedGrant } : {}) }))
-        if (cleanups.length > 0) await tx.job.createMany({ data: cleanups.map((cleanup) => ({ kind: PROVIDER_CLEANUP, payload: JSON.stringify(cleanup) })) })
+        const cleanups: ProviderCleanup[] = user.identities.filter((identity) => identity.provider !== revokedBy).map(({ provider, subject, sealedGrant }) => ({ userId, provider, subject, ...(sealedGrant ? { sealedGrant } : {}) }))
+        const jobs = [
+          ...cleanups.map((cleanup) => ({ kind: PROVIDER_CLEANUP, payload: JSON.stringify(cleanup) })),
+          ...this.deps.events.rows('user.deleted', { userId, by: actor === 'user' ? 'user' : actor.startsWith('provider:') ? 'provider' : 'operator' }),
+        ]
+        if (jobs.length > 0) await tx.job.createMany({ data: jobs })
         await tx.user.delete({ where: { id: user.id } })
         // The trail stays (what happened, when), without where from or on which device.
         await tx.auditEvent.updateMany({ where: { userId }, data: { ip: null, userAgent: null } })

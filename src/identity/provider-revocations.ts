@@ -6,6 +6,7 @@
 // A notice the provider sends once (Apple's jti) is heard once.
 
 import type { AuditLog } from '../audit/audit-log.js'
+import type { AccountEvents } from '../events/account-events.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import type { RefreshSessions } from '../sessions/refresh-sessions.js'
 import { inDatabase } from '../storage/database.js'
@@ -30,6 +31,7 @@ export class ProviderRevocations {
       /** Remembers notices sent once (their ids), as ID tokens are remembered. */
       usedTokens: Pick<UsedIdTokens, 'reserve'>
       lastIdentityRevoked: LastIdentityRevoked
+      events: Pick<AccountEvents, 'rows'>
     },
   ) {}
 
@@ -76,8 +78,14 @@ export class ProviderRevocations {
       return 'deleted'
     }
     // deleteMany: a second callback for the same identity finds nothing to delete, and that is fine.
-    await inDatabase(() => this.deps.prisma.identity.deleteMany({ where: { provider, subject } }))
-    await this.deps.sessions.endAll(userId, actor, {})
+    const event = this.deps.events.rows('identity.unlinked', { userId, identityId: identity.publicId, provider, by: 'provider' })
+    await inDatabase(() =>
+      this.deps.prisma.$transaction(async (tx) => {
+        const { count } = await tx.identity.deleteMany({ where: { provider, subject } })
+        if (count > 0 && event.length > 0) await tx.job.createMany({ data: event })
+      }),
+    )
+    await this.deps.sessions.endAll(userId, actor, {}, 'provider_revoked')
     await this.deps.audit.record({ action: 'identity.unlinked', userId, actor, outcome: 'success', target: `identity:${identity.publicId}`, detail: `${provider}: ${reason}` })
     return 'unlinked'
   }

@@ -1,6 +1,7 @@
 // Users and the external identities linked to them. An identity is keyed by the
 // provider's stable subject (provider, subject), never by email (OIDC Core §5.7).
 
+import type { AccountEvents } from '../events/account-events.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import { IdentityAlreadyLinked, InvalidToken, LastIdentity, NotFound, ProviderAlreadyLinked } from '../errors.js'
 import { randomId } from '../secrets.js'
@@ -46,7 +47,11 @@ export interface UserWithIdentities extends PublicUser {
 }
 
 export class UserDirectory {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    /** The app hears of new users and of identities linked and unlinked, in the same transaction. */
+    private readonly events: Pick<AccountEvents, 'rows' | 'enabled'>,
+  ) {}
 
   async findByIdentity(identity: ExternalIdentity): Promise<PublicUser | undefined> {
     const found = await inDatabase(() =>
@@ -59,22 +64,33 @@ export class UserDirectory {
   }
 
   /**
-   * Creates the user and links the identity in one statement (a nested create is one
-   * transaction), so a failure never leaves a user without its identity.
+   * Creates the user with the identity (a nested create) and its user.created event in one
+   * transaction, so a failure never leaves a user without its identity.
    * Throws IdentityAlreadyLinked when the identity got an account meanwhile.
    */
   async createWithIdentity(profile: NewUserProfile, identity: IdentityToLink): Promise<PublicUser> {
+    const publicId = randomId()
+    const create = (db: Pick<PrismaClient, 'user'>) =>
+      db.user.create({
+        data: {
+          publicId,
+          nickname: profile.nickname,
+          email: profile.email ?? null,
+          photo: profile.photo ?? null,
+          identities: { create: identityRow(identity) },
+        },
+        include: { identities: { select: { publicId: true } } },
+      })
     try {
       const user = await inDatabase(() =>
-        this.prisma.user.create({
-          data: {
-            publicId: randomId(),
-            nickname: profile.nickname,
-            email: profile.email ?? null,
-            photo: profile.photo ?? null,
-            identities: { create: identityRow(identity) },
-          },
-        }),
+        !this.events.enabled
+          ? create(this.prisma)
+          : this.prisma.$transaction(async (tx) => {
+              const created = await create(tx)
+              const [row] = this.events.rows('user.created', { userId: publicId, provider: identity.provider, identityId: created.identities[0]!.publicId })
+              await tx.job.create({ data: row! })
+              return created
+            }),
       )
       return toPublicUser(user)
     } catch (error) {
@@ -118,7 +134,12 @@ export class UserDirectory {
     if (!user) throw new InvalidToken('the user of this access token no longer exists')
     try {
       const linked = await inDatabase(() =>
-        this.prisma.identity.create({ data: { ...identityRow(identity), userId: user.id }, select: IDENTITY_FIELDS }),
+        this.prisma.$transaction(async (tx) => {
+          const created = await tx.identity.create({ data: { ...identityRow(identity), userId: user.id }, select: IDENTITY_FIELDS })
+          const event = this.events.rows('identity.linked', { userId: userPublicId, identityId: created.publicId, provider: created.provider })
+          if (event.length > 0) await tx.job.createMany({ data: event })
+          return created
+        }),
       )
       return toLinkedIdentity(linked)
     } catch (error) {
@@ -146,6 +167,8 @@ export class UserDirectory {
         if (!target) throw new NotFound('this account has no identity with that id')
         if (identities.length === 1) throw new LastIdentity('the only identity of an account cannot be unlinked; link another one first')
         await tx.identity.delete({ where: { publicId: identityPublicId } })
+        const event = this.events.rows('identity.unlinked', { userId: userPublicId, identityId: identityPublicId, provider: target.provider, by: 'user' })
+        if (event.length > 0) await tx.job.createMany({ data: event })
         return target.provider
       }),
     )

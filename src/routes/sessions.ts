@@ -37,7 +37,7 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
   })
 
   app.post('/auth/logout-all', { preHandler: bearer }, async (request, reply) => {
-    await sessions.endAll(request.principal!.userId, 'user', originOf(request))
+    await sessions.endAll(request.principal!.userId, 'user', originOf(request), 'logout_all')
     app.gateway.browser.clearRefreshCookie(reply)
     return reply.code(204).header('cache-control', 'no-store').send()
   })

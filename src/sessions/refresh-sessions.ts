@@ -3,6 +3,7 @@
 // presentation of a rotated token as theft that ends the whole session.
 
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
+import type { AccountEvents, SessionsRevokedReason } from '../events/account-events.js'
 import { InvalidGrant, RateLimited } from '../errors.js'
 import { randomId, sealWith, unsealWith } from '../secrets.js'
 import { createHash } from 'node:crypto'
@@ -62,6 +63,8 @@ export class RefreshSessions {
     private readonly store: SessionStore,
     private readonly policy: SessionPolicy,
     private readonly audit: AuditLog,
+    /** Tells the app (sessions.revoked) when every session of a user ended. */
+    private readonly events?: Pick<AccountEvents, 'announce'>,
   ) {}
 
   /**
@@ -132,6 +135,7 @@ export class RefreshSessions {
       }
       case 'reuse':
         await this.audit.record({ userId: parts.userId, sessionId: parts.sessionId, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })
+        await this.events?.announce('sessions.revoked', { userId: parts.userId, reason: 'refresh_token_reuse' })
         throw new InvalidGrant('the refresh token was already used; the session has been ended')
       case 'wrong_channel':
       case 'unknown':
@@ -170,10 +174,14 @@ export class RefreshSessions {
     }
   }
 
-  /** Ends every session of a user (logout everywhere, forced logout). */
-  async endAll(userId: string, actor: string, origin: RequestOrigin): Promise<number> {
+  /**
+   * Ends every session of a user (logout everywhere, forced logout, a provider's revocation).
+   * With a `reason` the app hears of it (sessions.revoked); a deleted account is told as user.deleted instead.
+   */
+  async endAll(userId: string, actor: string, origin: RequestOrigin, reason?: SessionsRevokedReason): Promise<number> {
     const ended = await this.store.endAll(userId)
     await this.audit.record({ action: 'sessions.ended_all', userId, actor, outcome: 'success', ...origin })
+    if (reason) await this.events?.announce('sessions.revoked', { userId, reason })
     return ended
   }
 
