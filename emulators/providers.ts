@@ -58,6 +58,7 @@ export async function startEmulatedProviders(options: {
       KAKAO_AUTH_URL: kakao.authUrl,
       KAKAO_API_URL: kakao.apiUrl,
       KAKAO_APP_IDS: kakaoApp.appId,
+      KAKAO_ADMIN_KEY: kakao.adminKey,
       NAVER_CLIENT_ID: naverApp.clientId,
       NAVER_CLIENT_SECRET: naverApp.clientSecret,
       NAVER_AUTH_URL: naver.authUrl,

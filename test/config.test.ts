@@ -76,10 +76,37 @@ t.test('production refuses development conveniences', async (t) => {
       GOOGLE_CLIENT_ID: 'id',
       GOOGLE_CLIENT_SECRET: 'secret',
       GOOGLE_ISSUER: 'http://127.0.0.1:9000',
+      ENCRYPTION_KEYS: '{"keys":[]}',
     }),
     [],
     'https everywhere, and plain http only on loopback, is accepted',
   )
+})
+
+t.test('production keeps provider tokens only encrypted with keys of its own: ENCRYPTION_KEYS with any provider but Kakao', async (t) => {
+  const production = { NODE_ENV: 'production', PUBLIC_URL: 'https://gateway.example', SIGNING_KEYS: '{"keys":[]}', REDIS_URL: 'redis://cache:6379', DATABASE_URL: 'postgresql://db/gateway' }
+  const naver = { NAVER_CLIENT_ID: 'id', NAVER_CLIENT_SECRET: 'secret' }
+  t.match(problemsOf({ ...production, ...naver }), [/ENCRYPTION_KEYS is required in production when naver is on/])
+  t.same(problemsOf({ ...production, ...naver, ENCRYPTION_KEYS: '{"keys":[]}' }), [])
+  t.same(problemsOf({ ...production, KAKAO_CLIENT_ID: 'id', KAKAO_CLIENT_SECRET: 'secret' }), [], 'Kakao unlinks with the admin key: no token is kept')
+})
+
+t.test('account events: WEBHOOK_URL needs a Standard Webhooks secret of 24 to 64 random bytes', async (t) => {
+  const url = 'https://app.example/gateway-events'
+  const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`
+  t.same(loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret }).webhook, { url, key: Buffer.alloc(32, 7) })
+  t.equal(loadConfig({}).webhook, undefined, 'no URL, no events')
+  for (const [what, bad] of [
+    ['missing', undefined],
+    ['without the whsec_ prefix', Buffer.alloc(32, 7).toString('base64')],
+    ['too short', `whsec_${Buffer.alloc(16, 7).toString('base64')}`],
+    ['not base64', 'whsec_not*base64!'],
+  ] as const) {
+    t.match(problemsOf({ WEBHOOK_URL: url, ...(bad === undefined ? {} : { WEBHOOK_SECRET: bad }) }), [/WEBHOOK_SECRET must be "whsec_"/], what)
+  }
+  t.match(problemsOf({ WEBHOOK_SECRET: secret }), [/WEBHOOK_SECRET is set without WEBHOOK_URL/])
+  t.match(problemsOf({ NODE_ENV: 'production', WEBHOOK_URL: 'http://app.example/events', WEBHOOK_SECRET: secret }).join('\n'), /WEBHOOK_URL: plain http is refused/)
+  t.match(problemsOf({ JOB_RETRY_HOURS: '1', JOB_CONCURRENCY: '-1' }), [/JOB_CONCURRENCY/, /JOB_RETRY_HOURS must be a whole number from 24/])
 })
 
 t.test('a Redis URL the gateway cannot use is refused at start-up', async (t) => {

@@ -36,6 +36,8 @@ export interface JobLog {
 }
 
 const MAX_RETRY_DELAY_MS = 60 * 60 * 1000
+/** Polls skipped after the database failed to answer, so an outage logs a line per loop every few seconds, not every poll. */
+const OUTAGE_POLLS = 10
 
 export class JobWorker {
   private readonly stopping = new AbortController()
@@ -73,8 +75,10 @@ export class JobWorker {
       try {
         job = await this.queue.take(this.options.leaseMs)
       } catch (error) {
-        // The database is away: jobs wait in it, nothing is lost.
+        // The database is away: jobs wait in it, nothing is lost. Look again later, not every poll.
         this.log.warn({ err: { message: (error as Error).message } }, 'jobs: cannot take a job')
+        await this.sleep(this.options.pollMs * OUTAGE_POLLS)
+        continue
       }
       if (job) await this.deliver(job)
       else await this.sleep(this.options.pollMs)

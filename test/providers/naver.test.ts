@@ -372,8 +372,9 @@ t.test('the typed errors of the adapter', async (t) => {
   const adapter = naver.create(naver.readSettings(naverEnv, [], false)!, { httpTimeoutSeconds: 1, allowInsecureLoopback: true })
   await t.rejects(adapter.exchangeCode({ code: 'x', redirectUri: REDIRECT_URI, codeVerifier: 'v'.repeat(43) }), InvalidRequest)
   await t.rejects(adapter.verifyAccessToken!('AAAAunknown'), InvalidGrant)
-  const profile = await adapter.verifyAccessToken!(emulator.sdkLogin({ id: MODERN_ID, nickname: '  Spaced  ', email: 'x@naver.com' }))
-  t.same(profile, { subject: MODERN_ID, nickname: 'Spaced', photo: undefined }, 'email is never part of a Naver profile')
+  const accessToken = emulator.sdkLogin({ id: MODERN_ID, nickname: '  Spaced  ', email: 'x@naver.com' })
+  const profile = await adapter.verifyAccessToken!(accessToken)
+  t.same(profile, { subject: MODERN_ID, nickname: 'Spaced', photo: undefined, grant: { clientId: naverEnv.NAVER_CLIENT_ID, accessToken } }, 'email is never part of a Naver profile; the token is kept to revoke at deletion')
 })
 
 t.test('configuration', async (t) => {
