@@ -1,17 +1,17 @@
 // A deleted account reaches its providers: after DELETE /auth/me the job worker unlinks the
 // Kakao member with the admin key and revokes the grants kept for Naver, Google and Apple,
 // each exactly once, with the right credentials, and the kept grants are gone with the
-// jobs. A provider that is down delays its job, never the user's request, and is retried
+// jobs; unlinking one identity does the same for that provider alone. A provider that is down delays its job, never the user's request, and is retried
 // until it answers; every outcome is in the audit trail.
 
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { DEFAULT_KAKAO_ADMIN_KEY } from '../emulators/kakao.js'
 import { EMULATED_CREDENTIALS } from '../emulators/providers.js'
 import { REDIRECT_URI, startTestGateway } from './support/gateway.js'
 
-const gateway = await startTestGateway({ listen: true, database: 'pglite', env: { KAKAO_ADMIN_KEY: DEFAULT_KAKAO_ADMIN_KEY, JOB_RETRY_DELAY_MS: '50' } })
+// The emulated providers' settings include Kakao's admin key (KAKAO_ADMIN_KEY), as in `npm run dev`.
+const gateway = await startTestGateway({ listen: true, database: 'pglite', env: { JOB_RETRY_DELAY_MS: '50' } })
 t.teardown(() => gateway.close())
 const { app } = gateway
 const { prisma } = gateway.database
@@ -78,7 +78,7 @@ t.test('deleting an account unlinks it at Kakao and revokes it at Naver, Google 
   const side = providerSide(person)
   t.same(side.kakao, [{ memberId: person.kakaoId, by: 'admin_key' }], 'Kakao: one unlink, by the admin key')
   const unlinkCall = kakao.requests.find((request) => request.endpoint === 'unlink' && request.form?.target_id === person.kakaoId)
-  t.match(unlinkCall, { method: 'POST', authorization: `KakaoAK ${DEFAULT_KAKAO_ADMIN_KEY}`, form: { target_id_type: 'user_id', target_id: person.kakaoId } })
+  t.match(unlinkCall, { method: 'POST', authorization: `KakaoAK ${kakao.adminKey}`, form: { target_id_type: 'user_id', target_id: person.kakaoId } })
   t.same(side.naver, [{ token: 'refresh_token', accountId: person.naverId, via: 'revoke' }], 'Naver: the refresh token revoked')
   t.equal(side.google.length, 1, 'Google: one revocation')
   t.equal(apple.revocations().length - appleBefore, 1, 'Apple: one revocation')
@@ -120,8 +120,23 @@ t.test('a provider down during the deletion never touches the request; its job i
   t.same(googleTrail.map((row) => row.action), ['job.failed', 'job.failed', 'job.delivered'], "Google's two refusals and its delivery, in the trail")
 })
 
-t.test('without KAKAO_ADMIN_KEY the Kakao job cannot unlink and says so, while the others go through', async (t) => {
-  const keyless = await startTestGateway({ listen: true, database: 'pglite', env: { JOB_RETRY_DELAY_MS: '50' } })
+t.test('a user who unlinks a provider is unlinked there too: the grant kept for it is revoked', async (t) => {
+  const person = await personWithFourProviders('tidy')
+  const { identities } = (await app.inject({ method: 'GET', url: '/auth/me', headers: bearer(person.accessToken) })).json() as { identities: { id: string; provider: string }[] }
+  for (const provider of ['naver', 'kakao']) {
+    const identity = identities.find((candidate) => candidate.provider === provider)!
+    t.equal((await app.inject({ method: 'DELETE', url: `/auth/identities/${identity.id}`, headers: bearer(person.accessToken) })).statusCode, 204)
+  }
+  await until('both cleanups to be done', async () => (await jobsOf(person.userId)).length === 0)
+  const side = providerSide(person)
+  t.same(side.naver, [{ token: 'refresh_token', accountId: person.naverId, via: 'revoke' }], 'Naver: the refresh token revoked')
+  t.same(side.kakao, [{ memberId: person.kakaoId, by: 'admin_key' }], 'Kakao: unlinked with the admin key')
+  t.same(side.google, [], 'the identities still linked are left alone')
+  t.equal(await prisma.user.count({ where: { publicId: person.userId } }), 1, 'the account stays')
+})
+
+t.test('without KAKAO_ADMIN_KEY the Kakao job cannot unlink, and its failure says what to set', async (t) => {
+  const keyless = await startTestGateway({ listen: true, database: 'pglite', env: { JOB_RETRY_DELAY_MS: '50', KAKAO_ADMIN_KEY: '' } })
   t.teardown(() => keyless.close())
   const memberId = '9100000001'
   const login = await keyless.app.inject({ method: 'POST', url: '/auth/login', payload: { provider: 'kakao', accessToken: (await keyless.emulated!.kakao.sdkLogin({ id: memberId, nickname: 'nokey' })).accessToken } })

@@ -9,17 +9,7 @@ import type { AccountEvents } from '../events/account-events.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import type { RefreshSessions } from '../sessions/refresh-sessions.js'
 import { inDatabase } from '../storage/database.js'
-
-/** What one identity's provider cleanup needs: who it was there, and the grant (still encrypted). */
-export interface ProviderCleanup {
-  /** The deleted account's public id, for the audit trail. */
-  userId: string
-  provider: string
-  subject: string
-  sealedGrant?: string
-}
-
-export const PROVIDER_CLEANUP = 'provider.cleanup'
+import { providerCleanupJob } from './provider-cleanup.js'
 
 export class AccountDeletion {
   constructor(
@@ -46,9 +36,8 @@ export class AccountDeletion {
       this.deps.prisma.$transaction(async (tx) => {
         const user = await tx.user.findUnique({ where: { publicId: userId }, select: { id: true, identities: { select: { provider: true, subject: true, sealedGrant: true } } } })
         if (!user) return false
-        const cleanups: ProviderCleanup[] = user.identities.filter((identity) => identity.provider !== revokedBy).map(({ provider, subject, sealedGrant }) => ({ userId, provider, subject, ...(sealedGrant ? { sealedGrant } : {}) }))
         const jobs = [
-          ...cleanups.map((cleanup) => ({ kind: PROVIDER_CLEANUP, payload: JSON.stringify(cleanup) })),
+          ...user.identities.filter((identity) => identity.provider !== revokedBy).map((identity) => providerCleanupJob(userId, identity)),
           ...this.deps.events.rows('user.deleted', { userId, by: actor === 'user' ? 'user' : actor.startsWith('provider:') ? 'provider' : 'operator' }),
         ]
         if (jobs.length > 0) await tx.job.createMany({ data: jobs })

@@ -6,6 +6,7 @@ import type { PrismaClient } from '../generated/prisma/client.js'
 import { IdentityAlreadyLinked, InvalidToken, LastIdentity, NotFound, ProviderAlreadyLinked } from '../errors.js'
 import { randomId } from '../secrets.js'
 import { inDatabase } from '../storage/database.js'
+import { providerCleanupJob } from './provider-cleanup.js'
 
 export interface ExternalIdentity {
   provider: string
@@ -154,7 +155,8 @@ export class UserDirectory {
 
   /**
    * Unlinks one of the user's identities, never the last: the user row is locked first, so
-   * two parallel unlinks of a user's two identities cannot both see "one left over".
+   * two parallel unlinks of a user's two identities cannot both see "one left over". The
+   * provider's cleanup job (and the app's event) is written in the same transaction.
    * Returns the unlinked identity's provider.
    */
   async unlink(userPublicId: string, identityPublicId: string): Promise<string> {
@@ -162,13 +164,14 @@ export class UserDirectory {
       this.prisma.$transaction(async (tx) => {
         const [user] = await tx.$queryRaw<{ id: bigint }[]>`SELECT id FROM users WHERE public_id = ${userPublicId} FOR UPDATE`
         if (!user) throw new InvalidToken('the user of this access token no longer exists')
-        const identities = await tx.identity.findMany({ where: { userId: user.id }, select: { publicId: true, provider: true } })
+        const identities = await tx.identity.findMany({ where: { userId: user.id }, select: { publicId: true, provider: true, subject: true, sealedGrant: true } })
         const target = identities.find((identity) => identity.publicId === identityPublicId)
         if (!target) throw new NotFound('this account has no identity with that id')
         if (identities.length === 1) throw new LastIdentity('the only identity of an account cannot be unlinked; link another one first')
         await tx.identity.delete({ where: { publicId: identityPublicId } })
-        const event = this.events.rows('identity.unlinked', { userId: userPublicId, identityId: identityPublicId, provider: target.provider, by: 'user' })
-        if (event.length > 0) await tx.job.createMany({ data: event })
+        // The provider hears of it too: our app's link there ends, and the grant we kept is revoked.
+        const jobs = [providerCleanupJob(userPublicId, target), ...this.events.rows('identity.unlinked', { userId: userPublicId, identityId: identityPublicId, provider: target.provider, by: 'user' })]
+        await tx.job.createMany({ data: jobs })
         return target.provider
       }),
     )
