@@ -86,6 +86,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const warnings = { warn: (object: unknown, message: string) => app?.log.warn(object, message) }
   const audit = new AuditLog(database.prisma, warnings, metrics)
   const jobs = new JobQueue(database.prisma)
+  metrics?.watchQueue(() => jobs.waiting())
   const events = new AccountEvents(config.webhook !== undefined, jobs, warnings)
   const sessions = new RefreshSessions(new SessionStore(redis, config.redisWaitReplicas), config, audit, events)
   const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.scopeCacheTtl })

@@ -1,9 +1,10 @@
 // Metrics as an operator reads them: with METRICS_PORT set, a Prometheus scrape of
 // /metrics on that port (never on the public one) shows logins, provider calls, refreshes,
-// session endings, 429s and 503s move as the gateway is used, and no label carries a user
+// session endings, 429s, 503s and the job queue move as the gateway is used, and no label carries a user
 // id, a token or a query string.
 
 import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { loadConfig, ConfigError } from '../src/config.js'
 import { freeLoopbackPort } from '../src/loopback.js'
 import { googleSdkIdToken, loginWithGoogle, REDIRECT_URI, redisReconnected, startTestGateway } from './support/gateway.js'
@@ -186,6 +187,24 @@ t.test('sessions ended count by cause', async (t) => {
   t.equal(moved('gateway_session_ends_total', { cause: 'evicted' }), 1)
   t.equal(moved('gateway_session_ends_total', { cause: 'forced' }), 1)
   t.equal(moved('gateway_session_ends_total', { cause: 'reuse' }), 0)
+})
+
+t.test('the job queue: jobs waiting by kind, and attempts by outcome', async (t) => {
+  const { prisma } = gateway.database
+  // Not due for an hour: it waits, as a job whose provider is down does between retries.
+  const job = await prisma.job.create({
+    data: { kind: 'provider.cleanup', payload: JSON.stringify({ userId: 'metrics-gone', provider: 'kakao', subject: '4200000001' }), runAt: new Date(Date.now() + 3_600_000) },
+  })
+  t.equal(valueOf((await scrape()).samples, 'gateway_jobs_waiting', { kind: 'provider.cleanup' }), 1, 'the waiting job is counted')
+  const moved = await movedBy(async () => {
+    await prisma.job.update({ where: { id: job.id }, data: { runAt: new Date(0) } })
+    for (let tries = 0; (await prisma.job.count()) > 0 && tries < 200; tries++) await sleep(25)
+    // The attempt is counted as its outcome is recorded, just after the row goes.
+    for (let tries = 0; (await prisma.auditEvent.count({ where: { target: `job:${job.id}` } })) === 0 && tries < 200; tries++) await sleep(25)
+  })
+  t.equal(moved('gateway_job_attempts_total', { outcome: 'delivered' }), 1, 'delivered once')
+  t.equal(moved('gateway_job_attempts_total', { outcome: 'failed' }), 0)
+  t.equal(valueOf((await scrape()).samples, 'gateway_jobs_waiting'), 0, 'nothing waits any more')
 })
 
 t.test('a reused refresh token counts as reuse_detected and ends its session as reuse', async (t) => {

@@ -62,11 +62,9 @@ export class JobQueue {
     )
   }
 
-  /** Milliseconds until the next job is due (0: now), or undefined when there is none. */
-  async nextDueInMs(): Promise<number | undefined> {
-    const [next] = await inDatabase(() =>
-      this.prisma.$queryRaw<{ wait_ms: number | null }[]>`SELECT (EXTRACT(EPOCH FROM (min(run_at) - now())) * 1000)::float8 AS wait_ms FROM jobs`,
-    )
-    return next?.wait_ms === null || next?.wait_ms === undefined ? undefined : Math.max(0, Number(next.wait_ms))
+  /** Jobs waiting, by kind (the metrics' queue depth). */
+  async waiting(): Promise<Record<string, number>> {
+    const groups = await inDatabase(() => this.prisma.job.groupBy({ by: ['kind'], _count: { _all: true } }))
+    return Object.fromEntries(groups.map((group) => [group.kind, group._count._all]))
   }
 }

@@ -10,7 +10,7 @@
 // so no query string, code or id). No label ever carries a user id, a session id, a token
 // or an address.
 
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { ProviderCall, ProviderCallObserver } from '../../providers/provider-http.js'
 import type { AuditEntry, AuditObserver, RefreshOutcome } from '../audit/audit-log.js'
 import type { RefusalObserver } from '../http/errors.js'
@@ -22,6 +22,9 @@ export const SESSION_END_CAUSES = ['logout', 'logout_all', 'forced', 'evicted', 
 type SessionEndCause = (typeof SESSION_END_CAUSES)[number]
 
 export const REFRESH_OUTCOMES = ['rotated', 'grace', 'reuse_detected', 'invalid', 'limited', 'unavailable'] as const
+
+/** A queued job's attempt, as the audit trail records it (job.delivered, job.failed, job.abandoned). */
+const JOB_OUTCOMES: Record<string, string> = { 'job.delivered': 'delivered', 'job.failed': 'failed', 'job.abandoned': 'abandoned' }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 /** The contract's error codes are snake_case words; anything else (never expected) is `other`. */
@@ -48,6 +51,7 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
    */
   private readonly requestTallies = new Map<string, { labels: Record<'method' | 'route' | 'status', string>; count: number }>()
   private readonly refusals: Counter<'status' | 'cause'>
+  private readonly jobAttempts: Counter<'outcome'>
 
   constructor(options: GatewayMetricsOptions) {
     this.providers = new Set(options.providers)
@@ -60,7 +64,7 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
     })
     this.providerCalls = new Histogram({
       name: 'gateway_provider_request_duration_seconds',
-      help: 'HTTP calls to identity providers, by provider and endpoint kind (discovery, token, userinfo, token_info, jwks, other)',
+      help: 'HTTP calls to identity providers, by provider and endpoint kind (discovery, token, userinfo, token_info, jwks, revocation, unlink, other)',
       labelNames: ['provider', 'endpoint'],
       // PROVIDER_HTTP_TIMEOUT is at most 30 s.
       buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
@@ -102,13 +106,38 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
       labelNames: ['status', 'cause'],
       registers,
     })
+    this.jobAttempts = new Counter({
+      name: 'gateway_job_attempts_total',
+      help: 'Attempts at queued jobs (provider cleanups, account events) in this instance, by outcome (delivered, failed and to be retried, abandoned)',
+      labelNames: ['outcome'],
+      registers,
+    })
     // Series that exist from the start, so a rate() sees their first increase.
+    for (const outcome of Object.values(JOB_OUTCOMES)) this.jobAttempts.inc({ outcome }, 0)
     for (const outcome of REFRESH_OUTCOMES) this.refreshes.inc({ outcome }, 0)
     for (const cause of SESSION_END_CAUSES) this.sessionEnds.inc({ cause }, 0)
     for (const provider of this.providers) {
       for (const outcome of ['authenticated', 'signup_required'] as const) this.logins.inc({ provider, outcome, error: '' }, 0)
     }
     collectDefaultMetrics({ register: this.registry })
+  }
+
+  /**
+   * The queue depth: jobs waiting in the database (all instances'), by kind, read at each
+   * scrape. A scrape during a database outage leaves the gauge out rather than failing.
+   */
+  watchQueue(waiting: () => Promise<Record<string, number>>): void {
+    new Gauge({
+      name: 'gateway_jobs_waiting',
+      help: 'Jobs waiting in the queue (due, retrying or being delivered), by kind (provider.cleanup, account.event)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      async collect() {
+        this.reset()
+        const byKind = await waiting().catch(() => ({}))
+        for (const [kind, count] of Object.entries(byKind)) this.set({ kind }, count)
+      },
+    })
   }
 
   /** What a scrape of /metrics answers. */
@@ -138,6 +167,8 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
     const cause = sessionEndCause(event)
     if (cause) this.sessionEnds.inc({ cause })
     if (event.action === 'session.reuse_detected') this.refreshes.inc({ outcome: 'reuse_detected' })
+    const jobOutcome = JOB_OUTCOMES[event.action]
+    if (jobOutcome) this.jobAttempts.inc({ outcome: jobOutcome })
   }
 
   refreshed(outcome: RefreshOutcome): void {
