@@ -87,7 +87,11 @@ export class KakaoProvider extends OpenIdConnectProvider {
     const { app_id: appId, user_id: userId, referrer_type: reason } = notice.fields
     if (typeof appId !== 'string' || !appIds.includes(appId)) throw new InvalidRequest('app_id is not one of this gateway\'s Kakao apps')
     if (typeof userId !== 'string' || !/^[1-9][0-9]{0,19}$/.test(userId)) throw new InvalidRequest('user_id must be a Kakao member id')
-    return { subject: userId, event: 'revoked', reason: typeof reason === 'string' && /^[A-Z_]{1,64}$/.test(reason) ? reason : 'UNKNOWN' }
+    const why = typeof reason === 'string' && /^[A-Z_]{1,64}$/.test(reason) ? reason : 'UNKNOWN'
+    // Kakao unlinks by itself, after 24 hours, a member whose profile the app never read
+    // (an ID-token login reads none). The person did not leave: their next Kakao login, with
+    // the same member id, finds the same account. So this one changes nothing here.
+    return { subject: userId, event: why === 'INCOMPLETE_SIGN_UP' ? 'ignored' : 'revoked', reason: why }
   }
 
   /** The code grant, then the profile API with the access token; both must name the same member. */

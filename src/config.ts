@@ -218,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   if (production) {
+    if (!read.text('PUBLIC_URL')) problems.push('PUBLIC_URL is required in production: it is the issuer of every token and the base of every callback URL registered at the providers')
     if (!signingKeys) problems.push('SIGNING_KEYS is required in production (generated keys are refused)')
     if (redisSettings.length === 0) problems.push('REDIS_URL is required in production (or REDIS_CLUSTER_NODES, or REDIS_SENTINELS with REDIS_SENTINEL_NAME)')
     if (!databaseUrl) problems.push('DATABASE_URL is required in production (the embedded database is for development)')

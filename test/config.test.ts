@@ -61,6 +61,7 @@ t.test('production refuses development conveniences', async (t) => {
     GOOGLE_ISSUER: 'http://accounts.example',
   }).join('\n')
   t.match(problems, /SIGNING_KEYS is required in production/)
+  t.match(problemsOf({ NODE_ENV: 'production' }).join('\n'), /PUBLIC_URL is required in production/, 'tokens never name localhost as their issuer')
   t.match(problems, /REDIS_URL is required in production/)
   t.match(problems, /DATABASE_URL is required in production/)
   t.match(problems, /PUBLIC_URL: plain http is refused/)

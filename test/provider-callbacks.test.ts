@@ -112,6 +112,15 @@ t.test('the only identity: the account is deleted (LAST_IDENTITY_REVOKED=delete)
   t.match(await prisma.auditEvent.findFirst({ where: { userId: member.userId, action: 'user.deleted' } }), { actor: 'provider:kakao' })
 })
 
+t.test("INCOMPLETE_SIGN_UP (Kakao's own unlink of a member whose profile was never read) changes nothing: the next login finds the account", async (t) => {
+  const member = await kakaoUser()
+  const response = await unlink({ app_id: KAKAO.appId, user_id: member.memberId, referrer_type: 'INCOMPLETE_SIGN_UP' })
+  t.equal(response.statusCode, 200)
+  t.same(response.json(), { outcome: 'ignored' })
+  t.same(await identitiesOf(member.userId), [{ provider: 'kakao' }], 'the identity stays')
+  t.equal((await refresh(member.refreshToken)).statusCode, 200, 'the session too')
+})
+
 t.test('LAST_IDENTITY_REVOKED=keep: the account stays without identities, its sessions end', async (t) => {
   const keeping = await startTestGateway({ database: 'pglite', env: { ...kakaoEnv, LAST_IDENTITY_REVOKED: 'keep' } })
   t.teardown(() => keeping.close())
