@@ -5,7 +5,7 @@
 // two instances never take the same row, and a worker killed mid-delivery leaves a job that
 // becomes due again when the lease ends. All times are the database's own clock.
 
-import type { PrismaClient } from '../generated/prisma/client.js'
+import { Prisma, type PrismaClient } from '../generated/prisma/client.js'
 import { inDatabase } from '../storage/database.js'
 
 /** A row to write beside a change: `tx.job.createMany({ data: rows })`. */
@@ -34,12 +34,17 @@ export class JobQueue {
     if (rows.length > 0) await inDatabase(() => this.prisma.job.createMany({ data: rows }))
   }
 
-  /** Takes the oldest due job for `leaseMs`, or undefined when none is due. */
-  async take(leaseMs: number): Promise<TakenJob | undefined> {
+  /**
+   * Takes the oldest due job of one of `kinds` (those this instance can deliver) for
+   * `leaseMs`, or undefined when none is due. An instance configured without a webhook
+   * leaves account events to the instances that have one.
+   */
+  async take(leaseMs: number, kinds: readonly string[]): Promise<TakenJob | undefined> {
+    if (kinds.length === 0) return undefined
     const [job] = await inDatabase(() =>
       this.prisma.$queryRaw<{ id: bigint; kind: string; payload: string; attempts: number; age_ms: number }[]>`
         UPDATE jobs SET run_at = now() + make_interval(secs => ${leaseMs / 1000}::float8), attempts = attempts + 1
-        WHERE id = (SELECT id FROM jobs WHERE run_at <= now() ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+        WHERE id = (SELECT id FROM jobs WHERE run_at <= now() AND kind IN (${Prisma.join([...kinds])}) ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING id, kind, payload, attempts, (EXTRACT(EPOCH FROM (now() - created_at)) * 1000)::float8 AS age_ms`,
     )
     return job && { id: job.id, kind: job.kind, payload: job.payload, attempt: job.attempts, ageMs: Number(job.age_ms) }

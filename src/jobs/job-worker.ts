@@ -44,6 +44,8 @@ export class JobWorker {
   private readonly loops: Promise<void>[] = []
   /** Idle loops waiting for a poll, a retry coming due, or the stop. */
   private readonly sleepers = new Set<() => void>()
+  /** The kinds of job this instance takes: those it has a handler for. */
+  private readonly kinds: string[]
 
   constructor(
     private readonly queue: JobQueue,
@@ -51,7 +53,9 @@ export class JobWorker {
     private readonly audit: AuditLog,
     private readonly log: JobLog,
     private readonly options: JobWorkerOptions,
-  ) {}
+  ) {
+    this.kinds = Object.keys(handlers)
+  }
 
   start(): void {
     for (let index = 0; index < this.options.concurrency; index += 1) this.loops.push(this.loop())
@@ -73,7 +77,7 @@ export class JobWorker {
     while (!this.stopping.signal.aborted) {
       let job: TakenJob | undefined
       try {
-        job = await this.queue.take(this.options.leaseMs)
+        job = await this.queue.take(this.options.leaseMs, this.kinds)
       } catch (error) {
         // The database is away: jobs wait in it, nothing is lost. Look again later, not every poll.
         this.log.warn({ err: { message: (error as Error).message } }, 'jobs: cannot take a job')
