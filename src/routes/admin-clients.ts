@@ -19,6 +19,8 @@ import {
   scopesOf,
   type GrantBody,
   type RevokeQuery,
+  WITH_BODY,
+  WITH_PATH,
 } from './admin-shapes.js'
 
 const clientParams = { type: 'object', required: ['clientId'], properties: { clientId } } as const
@@ -65,7 +67,7 @@ export async function adminClientRoutes(app: FastifyInstance): Promise<void> {
     '/admin/clients',
     {
       ...limited,
-      schema: { summary: 'Make a machine-to-machine client', tags: ADMIN_TAGS, security: ADMIN_SECURITY, querystring: noQuery, body: newClientBody, response: adminResponses({ 201: newClientReply }) },
+      schema: { summary: 'Make a machine-to-machine client', tags: ADMIN_TAGS, security: ADMIN_SECURITY, querystring: noQuery, body: newClientBody, response: adminResponses({ 201: newClientReply }, WITH_BODY) },
     },
     async (request, reply) => reply.code(201).send(await administration.createClient(request.body.name, operatorOf(request))),
   )
@@ -86,7 +88,7 @@ export async function adminClientRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         querystring: noQuery,
         params: clientParams,
-        response: adminResponses({ 204: noContent }, [404]),
+        response: adminResponses({ 204: noContent }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request, reply) => {
@@ -106,7 +108,7 @@ export async function adminClientRoutes(app: FastifyInstance): Promise<void> {
         querystring: noQuery,
         params: clientParams,
         body: grantBody,
-        response: adminResponses({ 204: noContent }, [404]),
+        response: adminResponses({ 204: noContent }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request, reply) => {
@@ -126,7 +128,7 @@ export async function adminClientRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         params: clientParams,
         querystring: revokeQuery,
-        response: adminResponses({ 200: revokedReply }, [404]),
+        response: adminResponses({ 200: revokedReply }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request) => ({

@@ -20,6 +20,8 @@ import {
   userId,
   type GrantBody,
   type RevokeQuery,
+  WITH_BODY,
+  WITH_PATH,
 } from './admin-shapes.js'
 
 const roleParams = { type: 'object', required: ['role'], properties: { role: roleName } } as const
@@ -59,7 +61,7 @@ export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         querystring: noQuery,
         body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: roleName } },
-        response: adminResponses({ 201: { description: 'the new role, without grants or users', ...role } }, [409]),
+        response: adminResponses({ 201: { description: 'the new role, without grants or users', ...role } }, [409, ...WITH_BODY]),
       },
     },
     async (request, reply) => reply.code(201).send(await administration.createRole(request.body.name, operatorOf(request))),
@@ -93,7 +95,7 @@ export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         querystring: noQuery,
         params: roleParams,
-        response: adminResponses({ 204: noContent }, [404]),
+        response: adminResponses({ 204: noContent }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request, reply) => {
@@ -114,7 +116,7 @@ export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
         querystring: noQuery,
         params: roleParams,
         body: grantBody,
-        response: adminResponses({ 204: noContent }, [404]),
+        response: adminResponses({ 204: noContent }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request, reply) => {
@@ -135,7 +137,7 @@ export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         params: roleParams,
         querystring: revokeQuery,
-        response: adminResponses({ 200: revokedReply }, [404]),
+        response: adminResponses({ 200: revokedReply }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request) => ({
@@ -147,7 +149,7 @@ export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
     '/admin/users/:userId/roles',
     {
       ...limited,
-      schema: { summary: "A user's roles", tags: ADMIN_TAGS, security: ADMIN_SECURITY, params: userParams, querystring: noQuery, response: adminResponses({ 200: roleNames }, [404]) },
+      schema: { summary: "A user's roles", tags: ADMIN_TAGS, security: ADMIN_SECURITY, params: userParams, querystring: noQuery, response: adminResponses({ 200: roleNames }, [404, ...WITH_PATH]) },
     },
     async (request) => ({ roles: await administration.rolesOf(request.params.userId, operatorOf(request)) }),
   )
@@ -164,7 +166,7 @@ export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
         querystring: noQuery,
         params: userParams,
         body: { type: 'object', required: ['role'], additionalProperties: false, properties: { role: roleName } },
-        response: adminResponses({ 200: roleNames }, [404]),
+        response: adminResponses({ 200: roleNames }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request) => ({ roles: await administration.assignRole(request.params.userId, request.body.role, operatorOf(request)) }),
@@ -181,7 +183,7 @@ export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         querystring: noQuery,
         params: assignmentParams,
-        response: adminResponses({ 204: noContent }, [404]),
+        response: adminResponses({ 204: noContent }, [404, ...WITH_BODY, ...WITH_PATH]),
       },
     },
     async (request, reply) => {

@@ -3,9 +3,12 @@
 import type { FastifyRequest } from 'fastify'
 import type { Operator } from '../admin/administration.js'
 import { originOf } from '../http/browser.js'
+import { BEARER_SECURITY, BODY_REFUSALS, PATH_REFUSALS, RATE_LIMITED, responses, type Refusals } from './shapes.js'
+
+export { noContent } from './shapes.js'
 
 /** For the OpenAPI document: a bearer token (an admin client's). */
-export const ADMIN_SECURITY = [{ bearer: [] }]
+export const ADMIN_SECURITY = BEARER_SECURITY
 export const ADMIN_TAGS = ['admin']
 
 /** The operator behind an admin request: the admin client, from where it called. */
@@ -13,35 +16,34 @@ export function operatorOf(request: FastifyRequest): Operator {
   return { actor: `client:${request.adminClient!.clientId}`, origin: originOf(request) }
 }
 
-const errorBody = {
-  type: 'object',
-  required: ['error', 'message'],
-  properties: { error: { type: 'string' }, message: { type: 'string' } },
-} as const
-
-const ERROR_MEANINGS: Record<number, string> = {
+const ERROR_MEANINGS = {
   400: 'invalid_request: the body, query or path is not valid',
   401: 'invalid_token: no admin client token, or not a valid one for the gateway',
   403: 'insufficient_scope: a user token, or a client token without the admin scope',
   404: 'not_found: no such client, role or user',
   409: 'conflict: it exists already',
-  429: 'rate_limited',
-  503: 'unavailable: the database cannot be reached',
-}
+  ...BODY_REFUSALS,
+  ...PATH_REFUSALS,
+  ...RATE_LIMITED,
+  503: 'unavailable: Redis or the database cannot be reached, or the gateway is shutting down; retry after Retry-After',
+} as const satisfies Refusals
+
+/** What an admin route can give besides the refusals every one of them gives. */
+export type AdminError = 404 | 409 | 413 | 414 | 415
+
+/** A route with a body (POST) or one that could be sent one (DELETE): 413, 415. */
+export const WITH_BODY = [413, 415] as const satisfies readonly AdminError[]
+/** A route with path parameters: 414. */
+export const WITH_PATH = [414] as const satisfies readonly AdminError[]
 
 /** The answers of an admin route: its own, and the errors it can give (always 400, 401, 403, 429, 503). */
-export function adminResponses(own: Record<number, unknown>, errors: (404 | 409)[] = []) {
-  const statuses = [400, 401, 403, ...errors, 429, 503]
-  return {
-    ...own,
-    ...Object.fromEntries(statuses.map((status) => [status, { description: ERROR_MEANINGS[status], ...errorBody }])),
-  }
+export function adminResponses(own: Record<number, object>, errors: readonly AdminError[] = []) {
+  const statuses: (keyof typeof ERROR_MEANINGS)[] = [400, 401, 403, ...errors, 429, 503]
+  return responses(own, Object.fromEntries(statuses.map((status) => [status, ERROR_MEANINGS[status]])))
 }
 
 /** A route that reads no query: any parameter is an unknown field (400), as in a body. */
 export const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const
-
-export const noContent = { description: 'done', type: 'null' } as const
 
 export const userId = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', description: "the user's public id (the `sub` of their tokens)" } as const
 export const clientId = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } as const

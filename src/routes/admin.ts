@@ -12,7 +12,7 @@ import { rateLimitedAs } from '../http/rate-limits.js'
 import { providerName } from './shapes.js'
 import { adminClientRoutes } from './admin-clients.js'
 import { adminRoleRoutes } from './admin-roles.js'
-import { ADMIN_SECURITY, ADMIN_TAGS, adminResponses, noContent, noQuery, operatorOf, userId } from './admin-shapes.js'
+import { ADMIN_SECURITY, ADMIN_TAGS, adminResponses, noContent, noQuery, operatorOf, userId, WITH_BODY, WITH_PATH } from './admin-shapes.js'
 
 const userParams = { type: 'object', required: ['userId'], properties: { userId } } as const
 
@@ -23,7 +23,7 @@ const userActionSchema = (summary: string) => ({
   security: ADMIN_SECURITY,
   params: userParams,
   querystring: noQuery,
-  response: adminResponses({ 204: noContent }, [404]),
+  response: adminResponses({ 204: noContent }, [404, ...WITH_BODY, ...WITH_PATH]),
 })
 
 const auditQuery = {
@@ -144,7 +144,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         params: userParams,
         querystring: auditQuery,
-        response: adminResponses({ 200: auditEvents }, [404]),
+        response: adminResponses({ 200: auditEvents }, [404, ...WITH_PATH]),
       },
     },
     async (request) => {
@@ -181,7 +181,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
         security: ADMIN_SECURITY,
         params: userParams,
         querystring: noQuery,
-        response: adminResponses({ 200: { description: 'the user', ...user } }, [404]),
+        response: adminResponses({ 200: { description: 'the user', ...user } }, [404, ...WITH_PATH]),
       },
     },
     async (request) => userView(await administration.user(request.params.userId, operatorOf(request))),

@@ -4,17 +4,23 @@
 // is not checked here: the refresh itself says whether it is still alive.
 
 import type { FastifyInstance } from 'fastify'
+import { responses, SHUTTING_DOWN } from './shapes.js'
 
 const sessionState = {
   summary: 'Whether this browser holds a refresh cookie',
-  response: {
-    200: {
-      type: 'object',
-      required: ['refreshCookie'],
-      additionalProperties: false,
-      properties: { refreshCookie: { type: 'boolean' } },
+  tags: ['sessions'],
+  response: responses(
+    {
+      200: {
+        description: 'whether a refresh is worth trying (Cache-Control: no-store)',
+        type: 'object',
+        required: ['refreshCookie'],
+        additionalProperties: false,
+        properties: { refreshCookie: { type: 'boolean' } },
+      },
     },
-  },
+    { 400: 'invalid_request: the request is malformed', ...SHUTTING_DOWN },
+  ),
 } as const
 
 export async function browserSessionRoutes(app: FastifyInstance): Promise<void> {

@@ -1,9 +1,15 @@
 // The provider credentials POST /auth/login and POST /auth/identities take: their schema,
 // and the rule that a request carries exactly one kind, with only the fields of that kind.
 
+import type { SwaggerTransform } from '@fastify/swagger'
 import { InvalidRequest } from '../errors.js'
 import type { ProviderCredential } from '../login/login.js'
 import { providerName, urlString } from './shapes.js'
+
+/** credentialOf's rule in words, for the OpenAPI document. */
+export const CREDENTIAL_RULE =
+  'Exactly one credential: a `code` with the `redirectUri` it was issued for and either the `state` from POST /auth/login/start or the app\'s own `codeVerifier` (and its `nonce`, if any); ' +
+  'an `idToken` with its `nonce`, if any (Apple\'s may bring its authorization `code`); or an `accessToken` alone. Any other combination is a 400 invalid_request.'
 
 export const credentialProperties = {
   provider: providerName,
@@ -16,6 +22,29 @@ export const credentialProperties = {
   idToken: { type: 'string', minLength: 1, maxLength: 8192 },
   accessToken: { type: 'string', minLength: 1, maxLength: 4096 },
 } as const
+
+const present = (names: string[]) => names.map((name) => ({ required: [name] }))
+/** None of these fields. */
+const without = (...names: string[]) => ({ not: { anyOf: present(names) } })
+
+/** credentialOf's rule as JSON Schema: exactly one of these kinds, each with only its own fields. */
+const credentialKinds = [
+  { title: 'a code, with the state from POST /auth/login/start', required: ['code', 'redirectUri', 'state'], ...without('codeVerifier', 'nonce', 'idToken', 'accessToken') },
+  { title: "a code, with the app's own PKCE verifier", required: ['code', 'redirectUri', 'codeVerifier'], ...without('state', 'idToken', 'accessToken') },
+  { title: 'an ID token', required: ['idToken'], ...without('accessToken', 'redirectUri', 'state', 'codeVerifier') },
+  { title: 'an access token', required: ['accessToken'], ...without('code', 'idToken', 'redirectUri', 'state', 'codeVerifier', 'nonce') },
+]
+
+/**
+ * For the OpenAPI document only (a route's `config.swaggerTransform`): the body says which
+ * fields go together. Fastify validates the body without it, so a request that breaks the
+ * rule is refused by credentialOf, with its own message; test/openapi.test.ts holds the two
+ * to each other.
+ */
+export const documentCredentialKinds: SwaggerTransform = ({ schema, url }) => ({
+  url,
+  schema: { ...schema, body: { ...(schema.body as object), oneOf: credentialKinds } },
+})
 
 export interface CredentialBody {
   code?: string

@@ -11,6 +11,7 @@
 //   providers are enabled). Its other endpoints are in the OpenAPI document.
 
 import type { FastifyInstance } from 'fastify'
+import { responses, SHUTTING_DOWN } from './shapes.js'
 
 /** Client authentication at the token and introspection endpoints (RFC 6749 §2.3.1; src/http/client-authentication.ts). */
 const CLIENT_AUTHENTICATION_METHODS = ['client_secret_basic', 'client_secret_post']
@@ -18,6 +19,7 @@ const CLIENT_AUTHENTICATION_METHODS = ['client_secret_basic', 'client_secret_pos
 const stringList = { type: 'array', items: { type: 'string' } } as const
 
 const serverMetadata = {
+  description: 'RFC 8414 metadata (Cache-Control: public, max-age=300)',
   type: 'object',
   required: ['issuer', 'jwks_uri', 'token_endpoint', 'response_types_supported', 'grant_types_supported'],
   properties: {
@@ -32,13 +34,55 @@ const serverMetadata = {
   },
 } as const
 
+/** RFC 7517: the public keys; a key's members depend on its type (EC, RSA or OKP), so others pass through. */
+const jwkSet = {
+  description: 'the public keys (Cache-Control: public, max-age=300)',
+  type: 'object',
+  required: ['keys'],
+  properties: {
+    keys: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['kty'],
+        additionalProperties: true,
+        properties: {
+          kty: { type: 'string' },
+          kid: { type: 'string' },
+          alg: { type: 'string' },
+          use: { type: 'string' },
+          crv: { type: 'string' },
+          x: { type: 'string' },
+          y: { type: 'string' },
+          n: { type: 'string' },
+          e: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const
+
+const providerList = {
+  description: 'the providers /auth/login and the redirect flow take (Cache-Control: public, max-age=300)',
+  type: 'object',
+  required: ['providers'],
+  properties: { providers: stringList },
+} as const
+
+/** Served from memory: only a malformed request, or a gateway shutting down, is refused. */
+const MEMORY_REFUSALS = { 400: 'invalid_request: the request is malformed', ...SHUTTING_DOWN } as const
+
+const TAGS = ['discovery']
+
 export async function discoveryRoutes(app: FastifyInstance): Promise<void> {
   const { config, keys, providers } = app.gateway
   const base = config.publicUrl
 
   // Public keys only; served from memory, so it keeps working when Redis or the database is down.
-  app.get('/.well-known/jwks.json', async (_request, reply) =>
-    reply.header('cache-control', 'public, max-age=300').send(keys.jwks),
+  app.get(
+    '/.well-known/jwks.json',
+    { schema: { summary: "The gateway's public signing keys (RFC 7517)", tags: TAGS, response: responses({ 200: jwkSet }, MEMORY_REFUSALS) } },
+    async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(keys.jwks),
   )
 
   // Only members that are true of this gateway. The OAuth token endpoint is the
@@ -57,18 +101,24 @@ export async function discoveryRoutes(app: FastifyInstance): Promise<void> {
   }
   app.get(
     '/.well-known/oauth-authorization-server',
-    { schema: { summary: 'OAuth 2.0 Authorization Server Metadata (RFC 8414)', response: { 200: serverMetadata } } },
+    { schema: { summary: 'OAuth 2.0 Authorization Server Metadata (RFC 8414)', tags: TAGS, response: responses({ 200: serverMetadata }, MEMORY_REFUSALS) } },
     async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(metadata),
   )
   app.get(
     '/.well-known/openid-configuration',
-    { schema: { summary: 'The RFC 8414 metadata, at the path OpenID Connect clients read (the gateway issues no ID tokens)', response: { 200: serverMetadata } } },
+    {
+      schema: {
+        summary: 'The RFC 8414 metadata, at the path OpenID Connect clients read (the gateway issues no ID tokens)',
+        tags: TAGS,
+        response: responses({ 200: serverMetadata }, MEMORY_REFUSALS),
+      },
+    },
     async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(metadata),
   )
 
   app.get(
     '/auth/providers',
-    { schema: { summary: 'The enabled login providers', response: { 200: { type: 'object', required: ['providers'], properties: { providers: stringList } } } } },
+    { schema: { summary: 'The enabled login providers', tags: TAGS, response: responses({ 200: providerList }, MEMORY_REFUSALS) } },
     async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send({ providers: providers.names }),
   )
 }

@@ -6,10 +6,24 @@ import type { FastifyInstance } from 'fastify'
 import { requireBearer } from '../http/bearer.js'
 import { originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
-import { credentialOf, credentialProperties, type CredentialBody } from './credentials.js'
-import { providerName, urlString } from './shapes.js'
+import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds, type CredentialBody } from './credentials.js'
+import {
+  BEARER_REFUSED,
+  BEARER_SECURITY,
+  BODY_REFUSALS,
+  noContent,
+  ORIGIN_REFUSED,
+  PATH_REFUSALS,
+  PROVIDER_FAILED,
+  providerName,
+  RATE_LIMITED,
+  responses,
+  STORAGE_UNAVAILABLE,
+  urlString,
+} from './shapes.js'
 
 const linkBody = {
+  description: CREDENTIAL_RULE,
   type: 'object',
   required: ['provider'],
   additionalProperties: false,
@@ -23,7 +37,6 @@ const startBody = {
   properties: { provider: providerName, returnTo: urlString },
 } as const
 
-const BEARER = [{ bearer: [] }]
 const TAGS = ['identities']
 
 export const linkedIdentity = {
@@ -37,7 +50,49 @@ export const linkedIdentity = {
   },
 } as const
 
-const identityList = { type: 'object', required: ['identities'], properties: { identities: { type: 'array', items: linkedIdentity } } } as const
+const identityList = {
+  description: "the caller's identities, the new one included (Cache-Control: no-store)",
+  type: 'object',
+  required: ['identities'],
+  properties: { identities: { type: 'array', items: linkedIdentity } },
+} as const
+
+const startedLink = {
+  description: 'the provider URL to send the browser to (Cache-Control: no-store)',
+  type: 'object',
+  required: ['authorizationUrl'],
+  properties: { authorizationUrl: { type: 'string' } },
+} as const
+
+const LINK_REFUSALS = {
+  400: 'invalid_request: the body is not valid, not exactly one credential, or a credential kind the provider does not take; unsupported_provider; invalid_redirect_uri; invalid_state',
+  401: `${BEARER_REFUSED[401]}; invalid_grant: the provider refused the credential, or it failed validation`,
+  409: 'identity_already_linked: the identity belongs to another account (nothing changes); provider_already_linked: the caller has an identity of that provider',
+  ...BODY_REFUSALS,
+  ...RATE_LIMITED,
+  ...PROVIDER_FAILED,
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const START_REFUSALS = {
+  400: 'invalid_request: the body is not valid, or returnTo is not an absolute URL on an allowed web origin; unsupported_provider',
+  ...BEARER_REFUSED,
+  ...ORIGIN_REFUSED,
+  ...BODY_REFUSALS,
+  ...RATE_LIMITED,
+  ...PROVIDER_FAILED,
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const UNLINK_REFUSALS = {
+  400: 'invalid_request: the identity id is not valid',
+  ...BEARER_REFUSED,
+  404: "not_found: not one of the caller's identities",
+  409: 'last_identity: the only identity of the account cannot be unlinked; link another one first',
+  ...BODY_REFUSALS,
+  ...PATH_REFUSALS,
+  ...STORAGE_UNAVAILABLE,
+} as const
 
 const identityParams = {
   type: 'object',
@@ -58,11 +113,11 @@ export async function identityRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Link another provider identity, proved with any login credential',
         description: '409 identity_already_linked: it belongs to another account (nothing changes); 409 provider_already_linked: the caller has one of that provider.',
         tags: TAGS,
-        security: BEARER,
+        security: BEARER_SECURITY,
         body: linkBody,
-        response: { 201: identityList },
+        response: responses({ 201: identityList }, LINK_REFUSALS),
       },
-      config: limited,
+      config: { ...limited, swaggerTransform: documentCredentialKinds },
     },
     async (request, reply) => {
       const { provider, ...credential } = request.body
@@ -81,9 +136,9 @@ export async function identityRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Start linking through the redirect flow (web)',
         description: 'The callback links the identity to this user and returns to returnTo with ?linked=<provider> or ?link_error=<code>.',
         tags: TAGS,
-        security: BEARER,
+        security: BEARER_SECURITY,
         body: startBody,
-        response: { 200: { type: 'object', required: ['authorizationUrl'], properties: { authorizationUrl: { type: 'string' } } } },
+        response: responses({ 200: startedLink }, START_REFUSALS),
       },
       config: limited,
     },
@@ -103,9 +158,9 @@ export async function identityRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Unlink one of the caller\'s identities',
         description: '409 last_identity for the only one; 404 for an id that is not one of the caller\'s.',
         tags: TAGS,
-        security: BEARER,
+        security: BEARER_SECURITY,
         params: identityParams,
-        response: { 204: { description: 'unlinked', type: 'null' } },
+        response: responses({ 204: { ...noContent, description: 'unlinked' } }, UNLINK_REFUSALS),
       },
     },
     async (request, reply) => {

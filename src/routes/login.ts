@@ -1,13 +1,28 @@
+import type { SwaggerTransform } from '@fastify/swagger'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { LoginOutcome } from '../login/login.js'
 import type { GivenName } from '../../providers/types.js'
-import { credentialOf, credentialProperties, type CredentialBody } from './credentials.js'
-import { authenticatedReply, providerName, urlString } from './shapes.js'
+import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds, type CredentialBody } from './credentials.js'
+import {
+  authenticatedReply,
+  BODY_REFUSALS,
+  missingFields,
+  ORIGIN_REFUSED,
+  PROVIDER_FAILED,
+  providerName,
+  providerProfile,
+  RATE_LIMITED,
+  responses,
+  signedInReply,
+  STORAGE_UNAVAILABLE,
+  urlString,
+} from './shapes.js'
 
 const loginBody = {
+  description: CREDENTIAL_RULE,
   type: 'object',
   required: ['provider'],
   additionalProperties: false,
@@ -15,12 +30,12 @@ const loginBody = {
     ...credentialProperties,
     // What a native app got from Apple on the first authorization: a new account's nickname.
     name: {
+      description: "Apple only (it hands the name to the app, never in its tokens): a new account's nickname when Apple's profile has none. Any other provider refuses it (400 invalid_request).",
       type: 'object',
       additionalProperties: false,
       properties: { givenName: { type: 'string', maxLength: 100 }, familyName: { type: 'string', maxLength: 100 } },
     },
-    // RFC 8707: the API the access tokens are for; default: the gateway itself.
-    resource: urlString,
+    resource: { ...urlString, description: 'RFC 8707: the API the access tokens are for; default: the gateway itself' },
   },
 } as const
 
@@ -30,6 +45,72 @@ const startBody = {
   additionalProperties: false,
   properties: { provider: providerName, redirectUri: urlString },
 } as const
+
+const startedReply = {
+  description: 'the provider URL to send the user to; state comes back with the code, for POST /auth/login',
+  type: 'object',
+  required: ['authorizationUrl', 'state', 'expiresIn'],
+  properties: {
+    authorizationUrl: { type: 'string' },
+    state: { type: 'string' },
+    expiresIn: { type: 'integer', description: 'seconds the state is good for' },
+  },
+} as const
+
+/** sendLoginOutcome's answer when the identity has no account yet. */
+const signupRequiredReply = {
+  type: 'object',
+  required: ['status', 'signupToken', 'expiresIn', 'profile', 'missing'],
+  properties: {
+    status: { type: 'string', enum: ['signup_required'] },
+    signupToken: { type: 'string', description: 'for POST /auth/signup' },
+    expiresIn: { type: 'integer', description: 'seconds the signup token is good for' },
+    profile: providerProfile,
+    missing: { ...missingFields, description: 'what POST /auth/signup must add' },
+  },
+} as const
+
+const loginReply = {
+  description: 'signed in (status authenticated), or an identity without an account that must sign up first (status signup_required); Cache-Control: no-store',
+  oneOf: [signedInReply, signupRequiredReply],
+} as const
+
+const START_REFUSALS = {
+  400: 'invalid_request: the body is not valid; unsupported_provider; invalid_redirect_uri: not one of ALLOWED_REDIRECT_URIS',
+  ...ORIGIN_REFUSED,
+  ...BODY_REFUSALS,
+  ...RATE_LIMITED,
+  ...PROVIDER_FAILED,
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const LOGIN_REFUSALS = {
+  400: 'invalid_request: the body is not valid, not exactly one credential, a credential kind the provider does not take, or a name for a provider other than Apple; unsupported_provider; invalid_redirect_uri; invalid_state: the state is unknown, used, expired or for another login; invalid_target: the resource is not one the gateway issues tokens for',
+  401: 'invalid_grant: the provider refused the credential, or it failed validation (an ID token is accepted once)',
+  ...ORIGIN_REFUSED,
+  409: 'identity_already_linked: a parallel login or link of the same identity got in the way (rare; try again)',
+  ...BODY_REFUSALS,
+  ...RATE_LIMITED,
+  ...PROVIDER_FAILED,
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const TAGS = ['login']
+
+/**
+ * The login body in the document: the credential kinds, and `name` only with a provider
+ * that takes one (login.ts refuses it with the others), so a client generated from the
+ * document never builds a request the gateway refuses for its shape.
+ */
+function documentLoginBody(namedProviders: string[]): SwaggerTransform {
+  return (route) => {
+    const { schema, url } = documentCredentialKinds(route) as { schema: { body: object }; url: string }
+    // OpenAPI 3.0 has no if/then: "no name, or a provider that takes one".
+    const noName = { not: { required: ['name'] } }
+    const nameOnlyWith = namedProviders.length > 0 ? { anyOf: [noName, { properties: { provider: { enum: namedProviders } } }] } : noName
+    return { url, schema: { ...schema, body: { ...schema.body, allOf: [nameOnlyWith] } } }
+  }
+}
 
 interface LoginBody extends CredentialBody {
   provider: string
@@ -41,17 +122,43 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   const { login, browser } = app.gateway
 
   const limited = rateLimitedAs('login', app.gateway.config)
-  app.post<{ Body: { provider: string; redirectUri: string } }>('/auth/login/start', { schema: { body: startBody }, config: limited }, async (request) => {
-    browser.channelOf(request)
-    return login.start(request.body.provider, request.body.redirectUri)
-  })
+  /** The providers that take a `name` (Apple: it hands the name to the app only). */
+  const namedProviders = app.gateway.providers.names.filter((name) => app.gateway.providers.get(name).nameFromCallback)
+  app.post<{ Body: { provider: string; redirectUri: string } }>(
+    '/auth/login/start',
+    {
+      schema: {
+        summary: 'Start a login the gateway finishes (state, nonce and PKCE stay with the gateway)',
+        tags: TAGS,
+        body: startBody,
+        response: responses({ 200: startedReply }, START_REFUSALS),
+      },
+      config: limited,
+    },
+    async (request) => {
+      browser.channelOf(request)
+      return login.start(request.body.provider, request.body.redirectUri)
+    },
+  )
 
-  app.post<{ Body: LoginBody }>('/auth/login', { schema: { body: loginBody }, config: limited }, async (request, reply) => {
-    const { provider, resource, name, ...credential } = request.body
-    const client = { ...clientOf(request, browser.channelOf(request)), resource }
-    const outcome = await login.login(provider, credentialOf(credential), client, name)
-    return sendLoginOutcome(app, reply, outcome, client.channel)
-  })
+  app.post<{ Body: LoginBody }>(
+    '/auth/login',
+    {
+      schema: {
+        summary: 'Log in with a provider credential: a code, an idToken or an accessToken',
+        tags: TAGS,
+        body: loginBody,
+        response: responses({ 200: loginReply }, LOGIN_REFUSALS),
+      },
+      config: { ...limited, swaggerTransform: documentLoginBody(namedProviders) },
+    },
+    async (request, reply) => {
+      const { provider, resource, name, ...credential } = request.body
+      const client = { ...clientOf(request, browser.channelOf(request)), resource }
+      const outcome = await login.login(provider, credentialOf(credential), client, name)
+      return sendLoginOutcome(app, reply, outcome, client.channel)
+    },
+  )
 }
 
 export function sendLoginOutcome(app: FastifyInstance, reply: FastifyReply, outcome: LoginOutcome, channel: Channel) {

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InvalidRequest, InvalidTarget } from '../errors.js'
 import { clientCredentialsOf } from '../http/client-authentication.js'
 import { rateLimitedAs, rateLimitedPerClient } from '../http/rate-limits.js'
+import { errorBody, responses, STORAGE_UNAVAILABLE } from './shapes.js'
 
 /** A token request is a few short parameters. */
 const FORM_BODY_LIMIT = 4 * 1024
@@ -19,28 +20,86 @@ const INTROSPECTION_PARAMETERS = ['token', 'token_type_hint', 'client_id', 'clie
 type TokenRequestBody = Partial<Record<(typeof TOKEN_PARAMETERS)[number], string>>
 type IntrospectionRequestBody = Partial<Record<(typeof INTROSPECTION_PARAMETERS)[number], string>>
 
+// The schemas see the form as parseOAuthForm leaves it: only the parameters the endpoint
+// reads (others are ignored, RFC 6749 §3.2), none of them empty (an empty one counts as left
+// out). So no additionalProperties: false, which would say unknown parameters are refused.
+const OAUTH_FORM = 'RFC 6749 §3.2: parameters the endpoint does not read are ignored; one sent empty counts as left out, one sent twice is refused.'
+
+/** A parameter's value as parseOAuthForm lets it through: VSCHAR (see VSCHAR below). */
+const vschar = { type: 'string', pattern: '^[\\x20-\\x7e]*$' } as const
+
 const introspectionRequest = {
+  description: OAUTH_FORM,
   type: 'object',
   required: ['token'],
-  additionalProperties: false,
   properties: {
-    token: { type: 'string', maxLength: 4096, description: 'the access token to look at' },
-    token_type_hint: { type: 'string', maxLength: 64, description: 'access_token (refresh tokens are never active here)' },
-    client_id: { type: 'string', maxLength: 256, description: 'client_secret_post: the client id; beside HTTP Basic, optional and must match it' },
-    client_secret: { type: 'string', maxLength: 256, description: 'client_secret_post: the client secret, instead of HTTP Basic' },
+    token: { ...vschar, minLength: 1, maxLength: 4096, description: 'the access token to look at' },
+    token_type_hint: { ...vschar, maxLength: 64, description: 'access_token (refresh tokens are never active here)' },
+    client_id: { ...vschar, maxLength: 256, description: 'client_secret_post: the client id; beside HTTP Basic, optional and must match it' },
+    client_secret: { ...vschar, maxLength: 256, description: 'client_secret_post: the client secret, instead of HTTP Basic' },
   },
 } as const
 
 const tokenRequest = {
+  description: OAUTH_FORM,
   type: 'object',
   required: ['grant_type'],
-  additionalProperties: false,
   properties: {
-    grant_type: { type: 'string', maxLength: 128, description: 'client_credentials' },
-    scope: { type: 'string', maxLength: 2048, description: 'space-separated; default: every scope the client is granted on the resource' },
-    resource: { type: 'string', maxLength: 2048, description: 'RFC 8707 resource indicator, the token audience; default: the gateway itself' },
-    client_id: { type: 'string', maxLength: 256, description: 'client_secret_post: the client id; beside HTTP Basic, optional and must match it' },
-    client_secret: { type: 'string', maxLength: 256, description: 'client_secret_post: the client secret, instead of HTTP Basic' },
+    grant_type: { ...vschar, minLength: 1, maxLength: 128, description: 'client_credentials' },
+    scope: { ...vschar, maxLength: 2048, description: 'space-separated; default: every scope the client is granted on the resource' },
+    resource: { ...vschar, maxLength: 2048, description: 'RFC 8707 resource indicator, the token audience; default: the gateway itself' },
+    client_id: { ...vschar, maxLength: 256, description: 'client_secret_post: the client id; beside HTTP Basic, optional and must match it' },
+    client_secret: { ...vschar, maxLength: 256, description: 'client_secret_post: the client secret, instead of HTTP Basic' },
+  },
+} as const
+
+/** RFC 6749 §5.2: the error body, with the text as `error_description` too. */
+const oauthErrorBody = {
+  ...errorBody,
+  properties: { ...errorBody.properties, error_description: { type: 'string', description: 'the same text as message' } },
+} as const
+
+/** For the OpenAPI document: client_secret_basic, or (the empty alternative) client_secret_post in the body. */
+const CLIENT_AUTHENTICATION: Record<string, string[]>[] = [{ clientSecretBasic: [] }, {}]
+const TAGS = ['oauth']
+
+/** What the OAuth endpoints refuse besides their own: the form, the budget, storage. */
+const OAUTH_REFUSALS = {
+  401: 'invalid_client: no client authentication, an unknown client or a wrong secret (WWW-Authenticate: Basic)',
+  413: 'payload_too_large: the form is larger than 4 KB',
+  415: 'unsupported_media_type: a Content-Type that is not a media type at all (any other type than a form is a 400)',
+  429: 'rate_limited: too many requests this minute; Retry-After says when to try again',
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const tokenResponse = {
+  description: 'RFC 6749 §5.1 (Cache-Control: no-store)',
+  type: 'object',
+  required: ['access_token', 'token_type', 'expires_in'],
+  properties: {
+    access_token: { type: 'string' },
+    token_type: { type: 'string', enum: ['Bearer'] },
+    expires_in: { type: 'integer' },
+    scope: { type: 'string', description: 'the scopes the token carries, space-separated' },
+  },
+} as const
+
+const introspectionResponse = {
+  description: 'RFC 7662 §2.2: `{"active": false}` and nothing more for a token that is not active, or not one the caller may learn about (Cache-Control: no-store)',
+  type: 'object',
+  required: ['active'],
+  properties: {
+    active: { type: 'boolean' },
+    token_type: { type: 'string', enum: ['Bearer'] },
+    sub: { type: 'string' },
+    aud: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
+    iss: { type: 'string' },
+    exp: { type: 'integer' },
+    iat: { type: 'integer' },
+    jti: { type: 'string' },
+    scope: { type: 'string' },
+    client_id: { type: 'string', description: "a client's token: the client" },
+    sid: { type: 'string', description: "a user's token: the session" },
   },
 } as const
 
@@ -86,7 +145,24 @@ export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
 
   app.post<{ Body: TokenRequestBody }>(
     '/oauth/token',
-    { schema: { body: tokenRequest, consumes: ['application/x-www-form-urlencoded'] }, config: { ...rateLimitedAs('token', config), oauthErrors: true } },
+    {
+      schema: {
+        summary: 'OAuth 2.0 token endpoint: client_credentials (RFC 6749 §4.4)',
+        tags: TAGS,
+        security: CLIENT_AUTHENTICATION,
+        body: tokenRequest,
+        consumes: ['application/x-www-form-urlencoded'],
+        response: responses(
+          { 200: tokenResponse },
+          {
+            400: 'invalid_request: the form is not valid, repeats a parameter or is not form-encoded, or two client authentications; unsupported_grant_type; invalid_target: a resource that is not an absolute URI, not granted, or several; invalid_scope: a malformed scope or one not granted',
+            ...OAUTH_REFUSALS,
+          },
+          oauthErrorBody,
+        ),
+      },
+      config: { ...rateLimitedAs('token', config), oauthErrors: true },
+    },
     async (request, reply) => {
       const body = request.body
       const credentials = clientCredentialsOf(request, body)
@@ -108,7 +184,18 @@ export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: IntrospectionRequestBody }>(
     '/oauth/introspect',
     {
-      schema: { body: introspectionRequest, consumes: ['application/x-www-form-urlencoded'] },
+      schema: {
+        summary: 'OAuth 2.0 token introspection (RFC 7662)',
+        tags: TAGS,
+        security: CLIENT_AUTHENTICATION,
+        body: introspectionRequest,
+        consumes: ['application/x-www-form-urlencoded'],
+        response: responses(
+          { 200: introspectionResponse },
+          { 400: 'invalid_request: the form is not valid, repeats a parameter or is not form-encoded, or two client authentications', ...OAUTH_REFUSALS },
+          oauthErrorBody,
+        ),
+      },
       preHandler: async (request: FastifyRequest<{ Body: IntrospectionRequestBody }>) => {
         try {
           request.oauthClient = (await introspection.authenticateCaller(clientCredentialsOf(request, request.body))).clientId

@@ -7,6 +7,7 @@
 import type { FastifyInstance } from 'fastify'
 import { UnsupportedProvider } from '../errors.js'
 import { acceptFormBodies } from '../http/form-body.js'
+import { BODY_REFUSALS, PROVIDER_FAILED, responses, STORAGE_UNAVAILABLE } from './shapes.js'
 
 // Nothing required here: the caller is authenticated first (401), then the fields are judged (400).
 const unlinkFields = {
@@ -24,7 +25,33 @@ const appleNotification = {
   properties: { payload: { type: 'string', minLength: 1, maxLength: 8192 } },
 } as const
 
-const outcomeReply = { type: 'object', required: ['outcome'], properties: { outcome: { type: 'string' } } } as const
+const outcomeReply = {
+  description: 'heard; what it did (a user the gateway does not know is `unknown`, and still a 200)',
+  type: 'object',
+  required: ['outcome'],
+  properties: { outcome: { type: 'string', enum: ['unknown', 'unlinked', 'deleted', 'recorded', 'ignored'] } },
+} as const
+
+const NOT_ENABLED = 'unsupported_provider: the provider is not enabled here'
+
+const KAKAO_REFUSALS = {
+  400: `invalid_request: the fields are not valid (app_id not one of KAKAO_APP_IDS, user_id not a member id); ${NOT_ENABLED}`,
+  401: 'invalid_token: the Authorization header is not `KakaoAK <this app\'s admin key>`, or KAKAO_ADMIN_KEY is not set',
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const FORM_REFUSALS = {
+  413: 'payload_too_large: the body is larger than 4 KB (a form) or 16 KB (JSON)',
+  415: 'unsupported_media_type: the body is neither a form nor JSON',
+} as const
+
+const APPLE_REFUSALS = {
+  400: `invalid_request: the body is not valid, or the notification names no event, subject or jti; ${NOT_ENABLED}`,
+  401: "invalid_grant: the payload is not a JWS Apple signed, or it is too old",
+  ...BODY_REFUSALS,
+  ...PROVIDER_FAILED,
+  ...STORAGE_UNAVAILABLE,
+} as const
 
 export async function providerCallbackRoutes(app: FastifyInstance): Promise<void> {
   const { providers, revocations } = app.gateway
@@ -36,19 +63,35 @@ export async function providerCallbackRoutes(app: FastifyInstance): Promise<void
     const notice = await provider.readNotice({ authorization, fields })
     return { outcome: await revocations.heard(provider.name, notice) }
   }
-  const kakao = { summary: "Kakao's unlink callback", tags: ['provider callbacks'], response: { 200: outcomeReply } }
+  const kakao = { summary: "Kakao's unlink callback", tags: ['provider callbacks'], security: [{ kakaoAdminKey: [] }] }
 
-  app.get<{ Querystring: Record<string, string> }>('/webhooks/kakao/unlink', { schema: { ...kakao, querystring: unlinkFields } }, async (request) =>
-    hear('kakao', request.headers.authorization, request.query),
+  app.get<{ Querystring: Record<string, string> }>(
+    '/webhooks/kakao/unlink',
+    { schema: { ...kakao, querystring: unlinkFields, response: responses({ 200: outcomeReply }, KAKAO_REFUSALS) } },
+    async (request) => hear('kakao', request.headers.authorization, request.query),
   )
   app.post<{ Body: Record<string, string> }>(
     '/webhooks/kakao/unlink',
-    { schema: { ...kakao, body: unlinkFields, consumes: ['application/x-www-form-urlencoded'] } },
+    {
+      schema: {
+        ...kakao,
+        body: unlinkFields,
+        consumes: ['application/x-www-form-urlencoded'],
+        response: responses({ 200: outcomeReply }, { ...KAKAO_REFUSALS, ...FORM_REFUSALS }),
+      },
+    },
     async (request) => hear('kakao', request.headers.authorization, request.body),
   )
   app.post<{ Body: { payload: string } }>(
     '/webhooks/apple',
-    { schema: { summary: "Apple's server-to-server notifications", tags: ['provider callbacks'], body: appleNotification, response: { 200: outcomeReply } } },
+    {
+      schema: {
+        summary: "Apple's server-to-server notifications",
+        tags: ['provider callbacks'],
+        body: appleNotification,
+        response: responses({ 200: outcomeReply }, APPLE_REFUSALS),
+      },
+    },
     async (request) => hear('apple', undefined, request.body),
   )
 }

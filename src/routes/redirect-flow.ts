@@ -11,7 +11,16 @@ import { clientOf } from '../http/browser.js'
 import { acceptFormBodies } from '../http/form-body.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { ProviderCallback, RedirectOutcome } from '../login/login.js'
-import { providerName, urlString } from './shapes.js'
+import {
+  PATH_REFUSALS,
+  PROVIDER_FAILED,
+  providerName,
+  RATE_LIMITED,
+  redirect,
+  responses,
+  STORAGE_UNAVAILABLE,
+  urlString,
+} from './shapes.js'
 
 const providerParams = {
   type: 'object',
@@ -45,13 +54,51 @@ const formPostCallback = {
 
 const FORM_BODY_LIMIT = 16 * 1024
 
+const TAGS = ['redirect flow']
+
+const toProvider = redirect('to the provider, to log in there; a cookie binds the flow to this browser (Cache-Control: no-store)')
+const backToApp = redirect(
+  'back to returnTo: signed in (the refresh cookie is set), `?signup=required` (the pending signup is in an HttpOnly cookie for GET and POST /auth/signup), `?linked=<provider>`, or `?error=<code>` / `?link_error=<code>` (Cache-Control: no-store)',
+)
+
+const AUTHORIZE_REFUSALS = {
+  400: 'invalid_request: returnTo is missing, not an absolute URL, or not on an allowed web origin; unsupported_provider',
+  ...PATH_REFUSALS,
+  ...RATE_LIMITED,
+  ...PROVIDER_FAILED,
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const CALLBACK_REFUSALS = {
+  400: 'invalid_state: the state is unknown, used, expired, or the flow was started in another browser; invalid_request: the parameters are not valid, or a flow cookie arrived twice; unsupported_provider',
+  ...PATH_REFUSALS,
+  ...RATE_LIMITED,
+  ...STORAGE_UNAVAILABLE,
+} as const
+
+const FORM_POST_REFUSALS = {
+  ...CALLBACK_REFUSALS,
+  400: `${CALLBACK_REFUSALS[400]}; or the provider answers with a redirect (GET), not a form POST`,
+  413: 'payload_too_large: the form is larger than 16 KB',
+  415: 'unsupported_media_type: the body is neither a form nor JSON',
+} as const
+
 export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
   const { login, browser, config, providers } = app.gateway
   const limited = { config: rateLimitedAs('login', config) }
 
   app.get<{ Params: { provider: string }; Querystring: { returnTo: string } }>(
     '/auth/authorize/:provider',
-    { schema: { params: providerParams, querystring: authorizeQuery }, ...limited },
+    {
+      schema: {
+        summary: 'Start the redirect flow (web): the browser goes to the provider, and comes back to returnTo',
+        tags: TAGS,
+        params: providerParams,
+        querystring: authorizeQuery,
+        response: responses({ 302: toProvider }, AUTHORIZE_REFUSALS),
+      },
+      ...limited,
+    },
     async (request, reply) => {
       const started = await login.startRedirect(request.params.provider, request.query.returnTo)
       browser.bindFlowToBrowser(reply, started)
@@ -61,7 +108,17 @@ export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
 
   app.get<{ Params: { provider: string }; Querystring: ProviderCallback }>(
     '/auth/callback/:provider',
-    { schema: { params: providerParams, querystring: callbackQuery }, ...limited },
+    {
+      schema: {
+        summary: "The provider's redirect back to the gateway",
+        description: 'Errors of the login itself (a cancel at the provider, a refused code) go back to returnTo as `?error=<code>`; only a request that names no flow of this browser is answered here.',
+        tags: TAGS,
+        params: providerParams,
+        querystring: callbackQuery,
+        response: responses({ 302: backToApp }, CALLBACK_REFUSALS),
+      },
+      ...limited,
+    },
     async (request, reply) => {
       const { state, code, error } = request.query
       return finish(request, reply, 'loginBinding', { state, code, error })
@@ -71,7 +128,17 @@ export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
   acceptFormBodies(app, FORM_BODY_LIMIT)
   app.post<{ Params: { provider: string }; Body: ProviderCallback }>(
     '/auth/callback/:provider',
-    { schema: { params: providerParams, body: formPostCallback, consumes: ['application/x-www-form-urlencoded'] }, ...limited },
+    {
+      schema: {
+        summary: "The provider's form POST back to the gateway (Apple: response_mode=form_post)",
+        tags: TAGS,
+        params: providerParams,
+        body: formPostCallback,
+        consumes: ['application/x-www-form-urlencoded'],
+        response: responses({ 302: backToApp }, FORM_POST_REFUSALS),
+      },
+      ...limited,
+    },
     async (request, reply) => {
       if (providers.get(request.params.provider).responseMode !== 'form_post') {
         throw new InvalidRequest(`${request.params.provider} answers with a redirect (GET), not a form POST`)
