@@ -534,6 +534,15 @@ function percentEncoded(text: string): string {
   return encoded
 }
 
+/**
+ * A path parameter as a client sends it: percent-encoded, and a value of "." or ".." with
+ * its dots escaped too, since a bare dot segment is removed by URL normalisation (RFC 3986
+ * §5.2.4) before any server sees it.
+ */
+function pathSegment(value: string): string {
+  return value === '.' || value === '..' ? value.replaceAll('.', '%2E') : percentEncoded(value)
+}
+
 function formEncoded(fields: unknown): string {
   if (typeof fields !== 'object' || fields === null) return ''
   return Object.entries(fields)
@@ -545,7 +554,7 @@ const encodedBody = (contentType: string, body: unknown) => (contentType === FOR
 
 function injected(operation: Operation, generated: Generated, authorizations: Authorizations): InjectOptions {
   const { parts } = generated
-  const path = operation.path.replace(/\{([^}]+)\}/g, (_, name: string) => percentEncoded(String(parts.path[name])))
+  const path = operation.path.replace(/\{([^}]+)\}/g, (_, name: string) => pathSegment(String(parts.path[name])))
   const query = formEncoded(parts.query)
   const headers: Record<string, string> = {}
   const authorization = authorizations[generated.credential]
@@ -623,10 +632,25 @@ const SHAPE_REFUSAL =
 const FIELD_RULE_REFUSAL = /missing required fields|send exactly one|not both|takes no other fields|send no |do not send|needs the /
 
 /** A schema-valid request may be refused for its values, never for its shape. */
-function shapeRefusalProblems(response: LightMyRequestResponse): string[] {
+/**
+ * The documented size limits, which JSON Schema cannot state (a field's maxLength counts
+ * characters, the limits count encoded bytes): the smallest body limit of any route (the
+ * OAuth forms' 4 KB) and the router's 100-character path segment. A 413 or 414 for a request
+ * within them is a refusal the document does not allow.
+ */
+const SMALLEST_BODY_LIMIT = 4096
+const PATH_SEGMENT_LIMIT = 100
+
+function withinSizeLimits(request: InjectOptions): boolean {
+  const body = request.payload === undefined ? 0 : Buffer.byteLength(String(request.payload))
+  const segments = String(request.url).split('?')[0]!.split('/')
+  return body <= SMALLEST_BODY_LIMIT && segments.every((segment) => segment.length <= PATH_SEGMENT_LIMIT)
+}
+
+function shapeRefusalProblems(request: InjectOptions, response: LightMyRequestResponse): string[] {
   const status = response.statusCode
   const { error, message } = (parsedJson(response) ?? {}) as { error?: string; message?: string }
-  if (status === 413 || status === 414 || status === 415) {
+  if (status === 415 || ((status === 413 || status === 414) && withinSizeLimits(request))) {
     return [`a schema-valid request was refused with ${status} ${error}: "${message}" (the document allows it)`]
   }
   if (status !== 400 || typeof message !== 'string') return []
@@ -817,7 +841,7 @@ async function exchange(operation: Operation, generated: Generated, authorizatio
   const response = await app.inject(request)
   const problems = [
     ...answerProblems(operation, response),
-    ...(generated.breakage ? refusalProblems(generated.breakage, response) : shapeRefusalProblems(response)),
+    ...(generated.breakage ? refusalProblems(generated.breakage, response) : shapeRefusalProblems(request, response)),
   ]
   if (problems.length > 0) throw new Error(report(generated, request, response, problems))
 }
