@@ -17,6 +17,7 @@
 import * as oidc from 'openid-client'
 import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/errors.js'
 import { causeOf, describeCauses, isTimeout, OversizedResponse, ProviderHttp } from './provider-http.js'
+import { NOTHING_KEPT, tokenToRevoke } from './openid-connect.js'
 import { nicknameOf, photoOf } from './profile-fields.js'
 import { readProviderUrl } from './settings.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderDefinition, ProviderGrant, ProviderProfile, ProviderRuntime } from './types.js'
@@ -142,15 +143,14 @@ export class NaverProvider implements IdentityProvider {
    * Naver answers 200 even for a token it no longer knows, which is done as well.
    */
   async endLink(_subject: string, grant: ProviderGrant | undefined): Promise<string> {
-    const token = grant?.refreshToken ?? grant?.accessToken
-    if (!token) return 'nothing to revoke: no grant was kept'
-    const hint = grant?.refreshToken ? 'refresh_token' : 'access_token'
+    const kept = tokenToRevoke(grant)
+    if (!kept) return NOTHING_KEPT
     try {
-      await oidc.tokenRevocation(this.configuration, token, { token_type_hint: hint })
+      await oidc.tokenRevocation(this.configuration, kept.token, { token_type_hint: kept.hint })
     } catch (error) {
       throw tokenFailure(error)
     }
-    return `revoked the ${hint.replace('_', ' ')}`
+    return `revoked the ${kept.what}`
   }
 
   /** GET /v1/nid/me: `{ resultcode, message, response: { id, ... } }`; only `id` is always there. */

@@ -79,18 +79,17 @@ export class OpenIdConnectProvider implements IdentityProvider {
 
   /** Revokes the grant kept at login (RFC 7009) as the client it was issued to. */
   async endLink(_subject: string, grant: ProviderGrant | undefined): Promise<string> {
-    const token = grant?.refreshToken ?? grant?.accessToken
-    if (!grant || !token) return 'nothing to revoke: no grant was kept'
+    const kept = tokenToRevoke(grant)
+    if (!grant || !kept) return NOTHING_KEPT
     const configuration = await this.configurationFor(grant.clientId)
     if (!configuration.serverMetadata().revocation_endpoint) return 'nothing to revoke: the provider has no revocation endpoint'
-    const hint = grant.refreshToken ? 'refresh_token' : 'access_token'
     return this.call(async () => {
       try {
-        await oidc.tokenRevocation(configuration, token, { token_type_hint: hint })
-        return `revoked the ${hint.replace('_', ' ')}`
+        await oidc.tokenRevocation(configuration, kept.token, { token_type_hint: kept.hint })
+        return `revoked the ${kept.what}`
       } catch (error) {
         // Google answers 400 invalid_token for a token that already died (an expired access token).
-        if (error instanceof oidc.ResponseBodyError && error.error === 'invalid_token') return `nothing to revoke: ${this.name} no longer knows the ${hint.replace('_', ' ')}`
+        if (error instanceof oidc.ResponseBodyError && error.error === 'invalid_token') return `nothing to revoke: ${this.name} no longer knows the ${kept.what}`
         throw error
       }
     })
@@ -237,6 +236,15 @@ export class OpenIdConnectProvider implements IdentityProvider {
       throw classifyProviderFailure(this.name, error)
     }
   }
+}
+
+export const NOTHING_KEPT = 'nothing to revoke: no grant was kept'
+
+/** The token of a kept grant that revokes it (RFC 7009): the refresh token where there is one, else the access token. */
+export function tokenToRevoke(grant: ProviderGrant | undefined): { token: string; hint: 'refresh_token' | 'access_token'; what: string } | undefined {
+  if (grant?.refreshToken) return { token: grant.refreshToken, hint: 'refresh_token', what: 'refresh token' }
+  if (grant?.accessToken) return { token: grant.accessToken, hint: 'access_token', what: 'access token' }
+  return undefined
 }
 
 /**

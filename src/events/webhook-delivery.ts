@@ -18,7 +18,7 @@ export interface WebhookTarget {
 /** A receiver that has not answered by then is retried later. */
 const DELIVERY_TIMEOUT_MS = 10_000
 
-export function signature(key: Buffer, id: string, timestamp: number, body: string): string {
+function signature(key: Buffer, id: string, timestamp: number, body: string): string {
   return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`
 }
 
