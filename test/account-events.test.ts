@@ -11,6 +11,7 @@ import { startGoogleEmulator } from '../emulators/google.js'
 import { AppUsers, startAccountEventsReceiver } from '../examples/account-events-receiver.js'
 import { GOOGLE_CLIENT, PUBLIC_URL, REDIRECT_URI, startTestGateway, type GatewayUnderTest } from './support/gateway.js'
 import { createTestDatabase } from './support/postgres.js'
+import { until } from './support/until.js'
 import { startWebhookReceiver, type Delivery } from './support/webhook-receiver.js'
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`
@@ -94,8 +95,10 @@ t.test('a receiver that answers 500 gets the same event again, with the same web
   t.ok(attempts.every((attempt) => attempt.verified), 'each retry is signed anew and verifies')
   // The worker records the outcome just after the receiver answered.
   const jobTrail = () => gateway.database.prisma.auditEvent.findMany({ where: { userId: user.userId, action: { startsWith: 'job.' } }, orderBy: { id: 'asc' } })
-  let trail = await jobTrail()
-  for (let tries = 0; trail.length < 3 && tries < 100; tries++) trail = await sleep(20).then(jobTrail)
+  const trail = await until('the delivery to be audited', async () => {
+    const rows = await jobTrail()
+    return rows.length >= 3 && rows
+  }).catch(jobTrail)
   t.same(trail.map((row) => [row.action, row.outcome]), [['job.failed', 'failed'], ['job.failed', 'failed'], ['job.delivered', 'success']], 'every outcome is in the audit trail')
   t.match(trail[0]!.detail, /user\.created .*HTTP 500/)
   t.equal(await gateway.database.prisma.job.count({ where: { kind: 'account.event' } }), 0, 'the delivered job is gone')
@@ -147,10 +150,3 @@ t.test('on one PostgreSQL database: an instance stopped before delivering leaves
   t.equal(new Set(ids).size, 20, 'none delivered twice')
 })
 
-async function until(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}

@@ -10,6 +10,7 @@ import { JobQueue } from '../src/jobs/job-queue.js'
 import { JobWorker, PermanentJobFailure, type JobHandler, type JobWorkerOptions } from '../src/jobs/job-worker.js'
 import { openDatabase, type Database } from '../src/storage/database.js'
 import { createTestDatabase } from './support/postgres.js'
+import { until } from './support/until.js'
 
 const postgres = await createTestDatabase()
 t.teardown(() => postgres.drop())
@@ -24,15 +25,6 @@ t.teardown(async () => {
 const quiet = { warn: () => {} }
 const FAST: JobWorkerOptions = { concurrency: 1, firstRetryDelayMs: 20, retryForMs: 60_000, leaseMs: 30_000, pollMs: 20 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
 
 for (const [name, database] of Object.entries(databases)) {
   const { prisma } = database

@@ -4,10 +4,10 @@
 // id, a token or a query string.
 
 import t from 'tap'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { loadConfig, ConfigError } from '../src/config.js'
 import { freeLoopbackPort } from '../src/loopback.js'
 import { googleSdkIdToken, loginWithGoogle, REDIRECT_URI, redisReconnected, startTestGateway } from './support/gateway.js'
+import { until } from './support/until.js'
 
 const metricsPort = await freeLoopbackPort()
 // RATE_LIMIT_LOGIN is the default budget; this file makes far fewer logins than that per route.
@@ -198,9 +198,9 @@ t.test('the job queue: jobs waiting by kind, and attempts by outcome', async (t)
   t.equal(valueOf((await scrape()).samples, 'gateway_jobs_waiting', { kind: 'provider.cleanup' }), 1, 'the waiting job is counted')
   const moved = await movedBy(async () => {
     await prisma.job.update({ where: { id: job.id }, data: { runAt: new Date(0) } })
-    for (let tries = 0; (await prisma.job.count()) > 0 && tries < 200; tries++) await sleep(25)
+    await until('the job to be delivered', async () => (await prisma.job.count()) === 0)
     // The attempt is counted as its outcome is recorded, just after the row goes.
-    for (let tries = 0; (await prisma.auditEvent.count({ where: { target: `job:${job.id}` } })) === 0 && tries < 200; tries++) await sleep(25)
+    await until('its outcome to be recorded', async () => (await prisma.auditEvent.count({ where: { target: `job:${job.id}` } })) > 0)
   })
   t.equal(moved('gateway_job_attempts_total', { outcome: 'delivered' }), 1, 'delivered once')
   t.equal(moved('gateway_job_attempts_total', { outcome: 'failed' }), 0)

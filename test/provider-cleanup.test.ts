@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { EMULATED_CREDENTIALS } from '../emulators/providers.js'
 import { REDIRECT_URI, startTestGateway } from './support/gateway.js'
+import { until } from './support/until.js'
 
 // The emulated providers' settings include Kakao's admin key (KAKAO_ADMIN_KEY), as in `npm run dev`.
 const gateway = await startTestGateway({ listen: true, database: 'pglite', env: { JOB_RETRY_DELAY_MS: '50' } })
@@ -61,13 +62,6 @@ function providerSide(person: Awaited<ReturnType<typeof personWithFourProviders>
 
 const jobsOf = async (userId: string) => (await prisma.job.findMany({ where: { kind: 'provider.cleanup' } })).filter((job) => job.payload.includes(userId))
 
-async function until(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(25)
-  }
-}
 
 t.test('deleting an account unlinks it at Kakao and revokes it at Naver, Google and Apple, once each', async (t) => {
   const person = await personWithFourProviders('leaver')
