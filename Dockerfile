@@ -12,6 +12,8 @@ COPY prisma ./prisma
 RUN npm ci
 COPY src ./src
 COPY providers ./providers
+# The session key layout the gateway shares with the verifier package.
+COPY verifier/session-keys.ts ./verifier/
 COPY scripts ./scripts
 RUN npm run build
 

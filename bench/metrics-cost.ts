@@ -16,7 +16,7 @@
 // asserted.
 
 import { fork } from 'node:child_process'
-import { freeLoopbackPort } from '../src/loopback.js'
+import { freeLoopbackPort } from '../src/common/loopback.js'
 import type { SessionTokens } from '../src/sessions/session-tokens.js'
 import {
   hasFailures,

@@ -21,7 +21,7 @@ import { join } from 'node:path'
 import { Session } from 'node:inspector/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Gateway } from '../src/gateway.js'
-import { randomId } from '../src/secrets.js'
+import { randomId } from '../src/common/secrets.js'
 import type { SessionTokens } from '../src/sessions/session-tokens.js'
 import { AccessTokens } from '../src/tokens/access-tokens.js'
 import {

@@ -3,7 +3,7 @@
 // called "<name>" (lower case) in `provider` and in /auth/authorize/<name>.
 
 import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
-import { splitList } from '../src/env-values.js'
+import { splitList } from '../src/common/env-values.js'
 import { readProviderUrl } from './settings.js'
 import type { ProviderDefinition } from './types.js'
 

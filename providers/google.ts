@@ -2,7 +2,7 @@
 // token's `sub`; email counts only with `email_verified: true`.
 
 import { OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
-import { splitList } from '../src/env-values.js'
+import { splitList } from '../src/common/env-values.js'
 import { readProviderUrl } from './settings.js'
 import type { ProviderDefinition } from './types.js'
 

@@ -14,10 +14,10 @@
 
 import { isLosslessNumber, parse as parseLossless } from 'lossless-json'
 import * as oidc from 'openid-client'
-import { InvalidGrant, InvalidRequest, InvalidToken, ProviderError } from '../src/errors.js'
-import { sameSecret } from '../src/secrets.js'
+import { InvalidGrant, InvalidRequest, InvalidToken, ProviderError } from '../src/common/errors.js'
+import { sameSecret } from '../src/common/secrets.js'
 import { classifyProviderFailure, OpenIdConnectProvider, type OpenIdConnectSettings } from './openid-connect.js'
-import { splitList } from '../src/env-values.js'
+import { splitList } from '../src/common/env-values.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { describeCauses } from './provider-http.js'
 import { readProviderUrl } from './settings.js'

@@ -15,7 +15,7 @@
 //   which the user shared for another purpose and may not want shown as a display name.
 
 import * as oidc from 'openid-client'
-import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/errors.js'
+import { InvalidGrant, InvalidRequest, ProviderError, ProviderTimeout } from '../src/common/errors.js'
 import { causeOf, describeCauses, isTimeout, OversizedResponse, ProviderHttp } from './provider-http.js'
 import { NOTHING_KEPT, tokenToRevoke } from './openid-connect.js'
 import { nicknameOf, photoOf } from './profile-fields.js'

@@ -5,8 +5,8 @@
 
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
-import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../src/errors.js'
-import { hasControlCharacter } from '../src/identity/profile-text.js'
+import { GatewayError, InvalidGrant, ProviderError, ProviderTimeout } from '../src/common/errors.js'
+import { hasControlCharacter } from '../src/common/profile-text.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { causeOf, isTimeout, ProviderHttp } from './provider-http.js'
 import type { AuthorizationRequest, CodeCredential, IdentityProvider, ProviderGrant, ProviderProfile, ProviderRuntime, VerifiedIdToken } from './types.js'

@@ -1,10 +1,10 @@
 // Profile fields as providers send them, held to exactly the rules signup applies to what a
-// user types (src/identity/profile-text.ts): a value that would not pass signup (a name
+// user types (src/common/profile-text.ts): a value that would not pass signup (a name
 // with U+0000 or a bidirectional override, an http photo) counts as missing, so the user is
 // asked for it, and nothing the database cannot store ever reaches it.
 
 import type { GivenName } from './types.js'
-import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../src/identity/profile-text.js'
+import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../src/common/profile-text.js'
 
 const valueOf = (checked: CheckedText) => (checked.ok ? checked.value : undefined)
 

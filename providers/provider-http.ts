@@ -5,7 +5,7 @@
 
 import { performance } from 'node:perf_hooks'
 import type * as oidc from 'openid-client'
-import { ProviderError } from '../src/errors.js'
+import { ProviderError } from '../src/common/errors.js'
 
 /** Token, profile and key-set answers are a few kilobytes; anything this large is not the provider talking. */
 export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024

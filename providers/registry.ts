@@ -1,8 +1,7 @@
 // Every provider the gateway knows. Adding a provider: one module in providers/ and one line
 // here — or, for a standard OpenID Connect provider, no code at all (generic-oidc.ts).
 
-import type { Config } from '../src/config.js'
-import { UnsupportedProvider } from '../src/errors.js'
+import { UnsupportedProvider } from '../src/common/errors.js'
 import { apple } from './apple.js'
 import { genericOidcProviders } from './generic-oidc.js'
 import { google } from './google.js'
@@ -24,15 +23,21 @@ export function providerDefinitionsFor(env: Record<string, string | undefined>):
   return [...providerDefinitions, ...genericOidcProviders(env)]
 }
 
+/** What the registry builds adapters from: the enabled providers and how long a provider call may take. */
+export interface ProviderRegistrySettings {
+  providers: Record<string, ConfiguredProvider>
+  providerHttpTimeoutSeconds: number
+}
+
 export class ProviderRegistry {
   // A Map, not an object: `provider: "__proto__"` must find nothing.
   private readonly providers = new Map<string, IdentityProvider>()
 
   /** `calls` hears of every provider HTTP call (the metrics), when given. */
-  constructor(config: Pick<Config, 'providers' | 'providerHttpTimeoutSeconds' | 'production'>, calls?: ProviderCallObserver) {
-    const runtime = { httpTimeoutSeconds: config.providerHttpTimeoutSeconds, allowInsecureLoopback: true, calls }
-    for (const [name, { definition, settings }] of Object.entries(config.providers)) {
-      this.providers.set(name, definition.create(settings, runtime))
+  constructor(settings: ProviderRegistrySettings, calls?: ProviderCallObserver) {
+    const runtime = { httpTimeoutSeconds: settings.providerHttpTimeoutSeconds, allowInsecureLoopback: true, calls }
+    for (const [name, { definition, settings: providerSettings }] of Object.entries(settings.providers)) {
+      this.providers.set(name, definition.create(providerSettings, runtime))
     }
   }
 

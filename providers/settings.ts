@@ -1,4 +1,4 @@
-import { isLoopbackUrl } from '../src/loopback.js'
+import { isLoopbackUrl } from '../src/common/loopback.js'
 
 /** A provider base URL from the environment: https anywhere; plain http in development, and in production only on loopback. */
 export function readProviderUrl(

@@ -9,9 +9,10 @@
 
 import { userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
-import { ConfigError, loadConfig } from '../src/config.js'
+import { ConfigError } from '../src/common/errors.js'
+import { loadConfig } from '../src/config.js'
 import type { ResourceGrant } from '../src/clients/client-directory.js'
-import { GatewayError } from '../src/errors.js'
+import { GatewayError } from '../src/common/errors.js'
 import { DataDirInUse } from '../src/storage/data-dir-lock.js'
 import { GatewayRefusal, gatewayOperations } from './admin/gateway-operations.js'
 import type { Operations, UserView } from './admin/operations.js'

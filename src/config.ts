@@ -3,19 +3,14 @@
 // one line each, before start-up stops.
 
 import { providerDefinitionsFor, type ConfiguredProvider } from '../providers/registry.js'
-import { splitList } from './env-values.js'
-import { isLoopbackUrl } from './loopback.js'
+import { splitList } from './common/env-values.js'
+import { ConfigError } from './common/errors.js'
+import { PROFILE_FIELDS, type ProfileField } from './common/profile-text.js'
+import { isLoopbackUrl } from './common/loopback.js'
+import type { HostPort } from './storage/redis.js'
 import type { SigningAlgorithm } from './tokens/signing-keys.js'
 
-export const PROFILE_FIELDS = ['nickname', 'email', 'photo'] as const
-export type ProfileField = (typeof PROFILE_FIELDS)[number]
-
 const SIGNING_ALGORITHM_CHOICES = ['ES256', 'RS256', 'EdDSA'] as const satisfies readonly SigningAlgorithm[]
-
-export interface HostPort {
-  host: string
-  port: number
-}
 
 export interface Config {
   production: boolean
@@ -92,13 +87,6 @@ export interface Config {
   webhook?: { url: string; key: Buffer }
   /** The job queue's delivery: loops in this instance (0: none), the first retry delay, how long to retry. */
   jobs: { concurrency: number; firstRetryDelayMs: number; retryForMs: number }
-}
-
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
-    this.name = 'ConfigError'
-  }
 }
 
 type Env = Record<string, string | undefined>

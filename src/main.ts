@@ -1,6 +1,7 @@
 // `npm start`: read the environment, start the gateway, stop cleanly on SIGTERM/SIGINT.
 
-import { ConfigError, loadConfig } from './config.js'
+import { ConfigError } from './common/errors.js'
+import { loadConfig } from './config.js'
 import { createGateway } from './gateway.js'
 
 async function main(): Promise<void> {

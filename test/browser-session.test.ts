@@ -3,7 +3,7 @@
 
 import type { FastifyRequest } from 'fastify'
 import t from 'tap'
-import { InvalidRequest } from '../src/errors.js'
+import { InvalidRequest } from '../src/common/errors.js'
 import { BrowserPolicy } from '../src/http/browser.js'
 import { APP_ORIGIN, loginWithGoogle, startTestGateway } from './support/gateway.js'
 

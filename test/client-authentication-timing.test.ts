@@ -8,8 +8,8 @@
 import * as crypto from 'node:crypto'
 import t from 'tap'
 import type { PrismaClient } from '../src/generated/prisma/client.js'
-import { InvalidClient } from '../src/errors.js'
-import * as secrets from '../src/secrets.js'
+import { InvalidClient } from '../src/common/errors.js'
+import * as secrets from '../src/common/secrets.js'
 
 const calls = { hash: 0, compare: [] as [number, number][] }
 const { ClientDirectory } = await t.mockImport<typeof import('../src/clients/client-directory.js')>('../src/clients/client-directory.js', {
@@ -20,7 +20,7 @@ const { ClientDirectory } = await t.mockImport<typeof import('../src/clients/cli
       return crypto.timingSafeEqual(a, b)
     },
   },
-  '../src/secrets.js': {
+  '../src/common/secrets.js': {
     ...secrets,
     hashSecret(secret: string) {
       calls.hash += 1

@@ -3,7 +3,8 @@
 
 import { spawnSync } from 'node:child_process'
 import t from 'tap'
-import { ConfigError, loadConfig } from '../src/config.js'
+import { ConfigError } from '../src/common/errors.js'
+import { loadConfig } from '../src/config.js'
 
 function problemsOf(env: Record<string, string>): string[] {
   try {

@@ -7,7 +7,7 @@ import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import t, { type Test } from 'tap'
 import { ClientDirectory, type NewClient } from '../src/clients/client-directory.js'
-import { hashSecret } from '../src/secrets.js'
+import { hashSecret } from '../src/common/secrets.js'
 import { startTestGateway } from './support/gateway.js'
 
 const gateway = await startTestGateway({ database: 'pglite' })

@@ -4,8 +4,9 @@
 // id, a token or a query string.
 
 import t from 'tap'
-import { loadConfig, ConfigError } from '../src/config.js'
-import { freeLoopbackPort } from '../src/loopback.js'
+import { ConfigError } from '../src/common/errors.js'
+import { loadConfig } from '../src/config.js'
+import { freeLoopbackPort } from '../src/common/loopback.js'
 import { googleSdkIdToken, loginWithGoogle, REDIRECT_URI, redisReconnected, startTestGateway } from './support/gateway.js'
 import { until } from './support/until.js'
 

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { ClientDirectory, type NewClient } from '../src/clients/client-directory.js'
 import { parseRefreshToken } from '../src/sessions/refresh-token.js'
-import { sessionKeys } from '../src/sessions/session-keys.js'
+import { sessionKeys } from '../verifier/session-keys.js'
 import { loginWithGoogle, REDIRECT_URI, startTestGateway } from './support/gateway.js'
 
 const login = { provider: 'google', code: 'some-code', redirectUri: REDIRECT_URI, codeVerifier: 'v'.repeat(43) }

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster } from 'ioredis'
 import t from 'tap'
-import { sessionKeys } from '../src/sessions/session-keys.js'
+import { sessionKeys } from '../verifier/session-keys.js'
 import { connectRedis, replicatedWrite } from '../src/storage/redis.js'
 import type { TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'

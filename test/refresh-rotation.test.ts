@@ -5,7 +5,7 @@
 import t from 'tap'
 import { createCipheriv, createHash, randomBytes } from 'node:crypto'
 import { composeRefreshToken, parseRefreshToken } from '../src/sessions/refresh-token.js'
-import { sessionKeys } from '../src/sessions/session-keys.js'
+import { sessionKeys } from '../verifier/session-keys.js'
 import { APP_ORIGIN, loginWithGoogle, startTestGateway, type TestGateway } from './support/gateway.js'
 
 const gateway = await startTestGateway({ database: 'pglite', env: { MAX_SESSIONS_PER_USER: '3' } })

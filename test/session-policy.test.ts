@@ -2,7 +2,7 @@
 
 import t from 'tap'
 import { parseRefreshToken } from '../src/sessions/refresh-token.js'
-import { sessionKeys } from '../src/sessions/session-keys.js'
+import { sessionKeys } from '../verifier/session-keys.js'
 import { loginWithGoogle, REDIRECT_URI, startTestGateway } from './support/gateway.js'
 
 for (const [policy, othersSurvive] of [['multi', true], ['single', false]] as const) {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as jose from 'jose'
 import t from 'tap'
-import { ConfigError } from '../src/config.js'
+import { ConfigError } from '../src/common/errors.js'
 import { AccessTokens } from '../src/tokens/access-tokens.js'
 import { loadSigningKeys } from '../src/tokens/signing-keys.js'
 

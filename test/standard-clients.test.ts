@@ -8,7 +8,8 @@ import * as oauth from 'oauth4webapi'
 import * as oidc from 'openid-client'
 import t from 'tap'
 import { ClientDirectory } from '../src/clients/client-directory.js'
-import { loadConfig, type ConfigError } from '../src/config.js'
+import type { ConfigError } from '../src/common/errors.js'
+import { loadConfig } from '../src/config.js'
 import { loginWithGoogle, startTestGateway } from './support/gateway.js'
 
 const gateway = await startTestGateway({ listen: true })

@@ -3,7 +3,7 @@
 // gateway's Redis where it shares it (immediate), or through the gateway's RFC 7662
 // introspection endpoint with a short cache (a logout is seen within `cacheSeconds`).
 
-import { sessionKeys } from '../src/sessions/session-keys.js'
+import { sessionKeys } from './session-keys.js'
 import { VerifierUnavailable, type VerifiedAccessToken } from './verify.js'
 
 export interface RevocationCheck {

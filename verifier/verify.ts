@@ -4,7 +4,7 @@
 // `exp`/`nbf` with a small clock tolerance, and no key taken from the token itself.
 
 import * as jose from 'jose'
-import { isLoopbackUrl } from '../src/loopback.js'
+import { isLoopbackUrl } from '../src/common/loopback.js'
 
 export interface VerifiedAccessToken {
   /** The user's opaque id at the gateway, or the client id of a machine-to-machine token. */

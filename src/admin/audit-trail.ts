@@ -2,7 +2,7 @@
 // The trail never holds token values, so nothing needs masking here.
 
 import type { AuditLog } from '../audit/audit-log.js'
-import { NotFound } from '../errors.js'
+import { NotFound } from '../common/errors.js'
 import type { UserDirectory } from '../identity/users.js'
 import { inDatabase } from '../storage/database.js'
 

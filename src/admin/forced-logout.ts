@@ -3,7 +3,7 @@
 // which client did it and from where.
 
 import type { RequestOrigin } from '../audit/audit-log.js'
-import { NotFound } from '../errors.js'
+import { NotFound } from '../common/errors.js'
 import type { UserDirectory } from '../identity/users.js'
 import type { RefreshSessions } from '../sessions/refresh-sessions.js'
 

@@ -7,7 +7,7 @@
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { byResource, checkGrant, type ResourceGrant } from '../clients/client-directory.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
-import { Conflict, InvalidRequest, NotFound } from '../errors.js'
+import { Conflict, InvalidRequest, NotFound } from '../common/errors.js'
 import { inDatabase } from '../storage/database.js'
 
 export interface RoleSummary {

@@ -4,7 +4,7 @@
 // or merges anything (OIDC Core §5.7): it only shows who is there.
 
 import type { PrismaClient } from '../generated/prisma/client.js'
-import { InvalidRequest, NotFound } from '../errors.js'
+import { InvalidRequest, NotFound } from '../common/errors.js'
 import { inDatabase } from '../storage/database.js'
 
 /** A user as operators see it: the public id, the profile, every identity and role. */

@@ -3,7 +3,7 @@
 // never enter it. A failed write never blocks the change it describes (a logout must still
 // log you out): it is reported in the service log instead.
 
-import { StorageUnavailable } from '../errors.js'
+import { StorageUnavailable } from '../common/errors.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 
 export type AuditAction =

@@ -2,7 +2,7 @@
 // access token for one resource (RFC 8707) with the scopes it asked for, each of which it
 // must hold there. Read top to bottom, the rules in the order they are enforced.
 
-import { InvalidClient, InvalidScope, InvalidTarget, UnsupportedGrantType } from '../errors.js'
+import { InvalidClient, InvalidScope, InvalidTarget, UnsupportedGrantType } from '../common/errors.js'
 import type { ClientTokenSubject, IssuedAccessToken } from '../tokens/access-tokens.js'
 import type { ClientCredentials, ClientDirectory } from './client-directory.js'
 import { isResourceIndicator, scopeTokensOf } from './scopes.js'

@@ -5,8 +5,8 @@
 
 import { timingSafeEqual } from 'node:crypto'
 import type { PrismaClient } from '../generated/prisma/client.js'
-import { InvalidClient, InvalidRequest, NotFound } from '../errors.js'
-import { hashSecret, randomId, randomSecret } from '../secrets.js'
+import { InvalidClient, InvalidRequest, NotFound } from '../common/errors.js'
+import { hashSecret, randomId, randomSecret } from '../common/secrets.js'
 import { inDatabase } from '../storage/database.js'
 import { isResourceIndicator, isScopeToken } from './scopes.js'
 

@@ -11,7 +11,7 @@
 import type { JWTPayload } from 'jose'
 import type { RefreshSessions } from '../sessions/refresh-sessions.js'
 import type { AccessTokens } from '../tokens/access-tokens.js'
-import { InvalidClient } from '../errors.js'
+import { InvalidClient } from '../common/errors.js'
 import type { AuthenticatedClient, ClientCredentials, ClientDirectory } from './client-directory.js'
 
 export type IntrospectionResponse =

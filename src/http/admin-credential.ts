@@ -8,7 +8,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { AuditLog } from '../audit/audit-log.js'
 import type { ClientDirectory } from '../clients/client-directory.js'
-import { InsufficientScope, InvalidToken } from '../errors.js'
+import { InsufficientScope, InvalidToken } from '../common/errors.js'
 import type { AccessTokens, VerifiedClientToken } from '../tokens/access-tokens.js'
 import { bearerTokenOf } from './bearer.js'
 import { originOf } from './browser.js'

@@ -3,7 +3,7 @@
 // instead of at token expiry.
 
 import type { FastifyRequest } from 'fastify'
-import { InvalidToken } from '../errors.js'
+import { InvalidToken } from '../common/errors.js'
 import type { RefreshSessions } from '../sessions/refresh-sessions.js'
 import type { AccessTokens, VerifiedAccessToken } from '../tokens/access-tokens.js'
 

@@ -7,7 +7,7 @@
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
-import { InvalidRequest, OriginNotAllowed } from '../errors.js'
+import { InvalidRequest, OriginNotAllowed } from '../common/errors.js'
 import type { RequestOrigin } from '../audit/audit-log.js'
 import type { Channel, SessionClient } from '../sessions/refresh-sessions.js'
 

@@ -9,7 +9,7 @@
 
 import type { FastifyRequest } from 'fastify'
 import type { ClientCredentials } from '../clients/client-directory.js'
-import { InvalidClient, InvalidRequest } from '../errors.js'
+import { InvalidClient, InvalidRequest } from '../common/errors.js'
 
 /** The client authentication parameters of an OAuth form body. */
 export interface ClientAuthenticationParameters {

@@ -7,7 +7,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { GatewayError, InsufficientScope, InvalidRequest, RateLimited } from '../errors.js'
+import { GatewayError, InsufficientScope, InvalidRequest, RateLimited } from '../common/errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -3,7 +3,7 @@
 // only: the rest of the gateway stays JSON-only, so a cross-site form cannot reach it.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { InvalidRequest } from '../errors.js'
+import { InvalidRequest } from '../common/errors.js'
 
 export function acceptFormBodies(app: FastifyInstance, bodyLimit: number): void {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, async (_request: FastifyRequest, body: string) => singleValuedForm(body))

@@ -7,7 +7,7 @@
 // lossless-json refuses repeated keys only when their values differ, so the scan is ours.
 
 import type { FastifyInstance } from 'fastify'
-import { InvalidRequest } from '../errors.js'
+import { InvalidRequest } from '../common/errors.js'
 
 export function registerStrictJsonBodies(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error')

@@ -19,7 +19,7 @@
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
-import { RateLimited } from '../errors.js'
+import { RateLimited } from '../common/errors.js'
 import { inRedis, type RedisClient } from '../storage/redis.js'
 // @ts-expect-error the plugin ships no typings for its store modules (shape declared below)
 import RedisStore from '@fastify/rate-limit/store/RedisStore.js'

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import * as jose from 'jose'
-import { ConfigError, type Config } from '../config.js'
+import { ConfigError } from '../common/errors.js'
 import type { ProviderGrant } from '../../providers/types.js'
 import { readJwkSet, writeKeyFile } from '../tokens/key-files.js'
 
@@ -41,7 +41,7 @@ export class GrantVault {
   }
 }
 
-export async function loadGrantVault(config: Pick<Config, 'encryptionKeys' | 'dataDir'>): Promise<GrantVault> {
+export async function loadGrantVault(config: { encryptionKeys?: string; dataDir: string }): Promise<GrantVault> {
   const jwks = config.encryptionKeys === undefined ? await developmentKeys(config.dataDir) : await readJwkSet(config.encryptionKeys, 'ENCRYPTION_KEYS')
   const problems: string[] = []
   const keys: EncryptionKey[] = []

@@ -3,7 +3,7 @@
 // an account keeps at least one identity to log in with. Every change, and every refused
 // link, is audited.
 
-import { GatewayError } from '../errors.js'
+import { GatewayError } from '../common/errors.js'
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import type { ProviderGrant, ProviderProfile } from '../../providers/types.js'
 import type { GrantVault } from './grant-vault.js'

@@ -6,8 +6,8 @@
 
 import type { RedisClient as Redis } from '../storage/redis.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
-import { InvalidTarget, StorageUnavailable } from '../errors.js'
-import { sessionKeys } from '../sessions/session-keys.js'
+import { InvalidTarget, StorageUnavailable } from '../common/errors.js'
+import { sessionKeys } from '../../verifier/session-keys.js'
 import { inDatabase } from '../storage/database.js'
 import { inRedis } from '../storage/redis.js'
 

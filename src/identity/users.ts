@@ -3,8 +3,8 @@
 
 import type { AccountEvents } from '../events/account-events.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
-import { IdentityAlreadyLinked, InvalidToken, LastIdentity, NotFound, ProviderAlreadyLinked } from '../errors.js'
-import { randomId } from '../secrets.js'
+import { IdentityAlreadyLinked, InvalidToken, LastIdentity, NotFound, ProviderAlreadyLinked } from '../common/errors.js'
+import { randomId } from '../common/secrets.js'
 import { inDatabase } from '../storage/database.js'
 import { providerCleanupJob } from './provider-cleanup.js'
 

@@ -5,7 +5,7 @@
 // down delays its job, never a login or a deletion.
 
 import type { AuditLog } from '../audit/audit-log.js'
-import { GatewayError } from '../errors.js'
+import { GatewayError } from '../common/errors.js'
 import type { JobQueue, TakenJob } from './job-queue.js'
 
 export interface JobHandler {

@@ -3,7 +3,7 @@
 // redirect URI, and consumed atomically (GETDEL) so a state works once.
 
 import * as oidc from 'openid-client'
-import { hashSecret } from '../secrets.js'
+import { hashSecret } from '../common/secrets.js'
 import { inRedis, type RedisClient } from '../storage/redis.js'
 
 export interface LoginTransaction {

@@ -2,9 +2,9 @@
 // linked to, create the account when the provider told us every required field, or hand
 // out a signup ticket. Order matters: nothing is written before the provider vouched.
 
-import type { ProfileField } from '../config.js'
-import { GatewayError, IdentityAlreadyLinked, InvalidRedirectUri, InvalidRequest, InvalidState } from '../errors.js'
-import { hashSecret, randomSecret } from '../secrets.js'
+import type { ProfileField } from '../common/profile-text.js'
+import { GatewayError, IdentityAlreadyLinked, InvalidRedirectUri, InvalidRequest, InvalidState } from '../common/errors.js'
+import { hashSecret, randomSecret } from '../common/secrets.js'
 import type { ProviderRegistry } from '../../providers/registry.js'
 import type { GivenName, IdentityProvider, ProviderProfile } from '../../providers/types.js'
 import type { PublicUser, UserDirectory } from '../identity/users.js'

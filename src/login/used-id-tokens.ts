@@ -8,8 +8,8 @@
 // (a crash, Redis lost mid-login) frees the token too; it outlives any login's own
 // storage timeouts, so no second login can slip in while the first is still running.
 
-import { InvalidGrant, StorageUnavailable } from '../errors.js'
-import { hashSecret, randomSecret } from '../secrets.js'
+import { InvalidGrant, StorageUnavailable } from '../common/errors.js'
+import { hashSecret, randomSecret } from '../common/secrets.js'
 import { inRedis, type RedisClient } from '../storage/redis.js'
 
 /** Longer than any login can run: its storage waits share the 2 s request budget, its provider calls have their own timeouts. */

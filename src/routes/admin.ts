@@ -5,7 +5,7 @@
 
 import type { FastifyInstance } from 'fastify'
 import type { UserRecord, UserSearch } from '../admin/user-lookup.js'
-import { NotFound } from '../errors.js'
+import { NotFound } from '../common/errors.js'
 import { requireAdminClient } from '../http/admin-credential.js'
 import { originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'

@@ -2,7 +2,7 @@
 // and the rule that a request carries exactly one kind, with only the fields of that kind.
 
 import type { SwaggerTransform } from '@fastify/swagger'
-import { InvalidRequest } from '../errors.js'
+import { InvalidRequest } from '../common/errors.js'
 import type { ProviderCredential } from '../login/login.js'
 import { providerName, urlString } from './shapes.js'
 

@@ -3,7 +3,7 @@
 
 import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { isLoopbackUrl } from '../loopback.js'
+import { isLoopbackUrl } from '../common/loopback.js'
 
 const FILES = {
   '/demo': { file: 'index.html', type: 'text/html; charset=utf-8' },

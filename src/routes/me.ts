@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { InvalidToken, ReauthenticationRequired } from '../errors.js'
+import { InvalidToken, ReauthenticationRequired } from '../common/errors.js'
 import { requireBearer } from '../http/bearer.js'
 import { linkedIdentity } from './identities.js'
 import { BEARER_REFUSED, BEARER_SECURITY, BODY_REFUSALS, noContent, publicUser, responses, STORAGE_UNAVAILABLE } from './shapes.js'

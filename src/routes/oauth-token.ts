@@ -5,7 +5,7 @@
 // no caching of the answer (§5.1).
 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { InvalidRequest, InvalidTarget } from '../errors.js'
+import { InvalidRequest, InvalidTarget } from '../common/errors.js'
 import { clientCredentialsOf } from '../http/client-authentication.js'
 import { rateLimitedAs, rateLimitedPerClient } from '../http/rate-limits.js'
 import { errorBody, responses, STORAGE_UNAVAILABLE } from './shapes.js'

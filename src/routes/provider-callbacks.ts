@@ -5,7 +5,7 @@
 // storage outage answers 503, so the provider tries again.
 
 import type { FastifyInstance } from 'fastify'
-import { UnsupportedProvider } from '../errors.js'
+import { UnsupportedProvider } from '../common/errors.js'
 import { acceptFormBodies } from '../http/form-body.js'
 import { BODY_REFUSALS, PROVIDER_FAILED, responses, STORAGE_UNAVAILABLE } from './shapes.js'
 

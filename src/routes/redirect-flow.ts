@@ -6,7 +6,7 @@
 // The same callbacks finish the web way of linking another identity (POST /auth/identities/start).
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidRequest } from '../errors.js'
+import { InvalidRequest } from '../common/errors.js'
 import { clientOf } from '../http/browser.js'
 import { acceptFormBodies } from '../http/form-body.js'
 import { rateLimitedAs } from '../http/rate-limits.js'

@@ -3,7 +3,7 @@
 // serializes the answer with it, so a field it does not list is dropped from the answer.
 
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { PROFILE_FIELDS } from '../config.js'
+import { PROFILE_FIELDS } from '../common/profile-text.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { TokenSet } from '../sessions/session-tokens.js'
 

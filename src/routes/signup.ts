@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
-import { InvalidSignupToken } from '../errors.js'
+import { InvalidSignupToken } from '../common/errors.js'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
-import { EMAIL_MAX_LENGTH, NICKNAME_MAX_LENGTH, PHOTO_MAX_LENGTH } from '../identity/profile-text.js'
+import { EMAIL_MAX_LENGTH, NICKNAME_MAX_LENGTH, PHOTO_MAX_LENGTH } from '../common/profile-text.js'
 import type { SignupRequest } from '../signup/signup.js'
 import {
   authenticatedReply,
@@ -32,7 +32,7 @@ const signupBody = {
     },
     // Types and sizes only: what the text may contain (NFC, no control, invisible or
     // bidirectional characters, a visible nickname, an https photo) is the signup rule,
-    // src/identity/profile-text.ts, which provider profiles are held to as well.
+    // src/common/profile-text.ts, which provider profiles are held to as well.
     nickname: { type: 'string', minLength: 1, maxLength: NICKNAME_MAX_LENGTH, description: 'taken in NFC and trimmed; at least one visible character, no control, invisible or bidirectional characters' },
     email: { type: 'string', minLength: 3, maxLength: EMAIL_MAX_LENGTH, description: 'an address like name@example.com; taken in NFC and lower-cased' },
     photo: { type: 'string', minLength: 1, maxLength: PHOTO_MAX_LENGTH, description: 'an https URL' },

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { InvalidGrant, InvalidRequest } from '../errors.js'
+import { InvalidGrant, InvalidRequest } from '../common/errors.js'
 import { bearerTokenOf } from '../http/bearer.js'
 import { clientOf, originOf } from '../http/browser.js'
 import { rateLimitedDeletionAs } from '../http/rate-limits.js'

@@ -4,8 +4,8 @@
 
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import type { AccountEvents, SessionsRevokedReason } from '../events/account-events.js'
-import { InvalidGrant, RateLimited } from '../errors.js'
-import { randomId, sealWith, unsealWith } from '../secrets.js'
+import { InvalidGrant, RateLimited } from '../common/errors.js'
+import { randomId, sealWith, unsealWith } from '../common/secrets.js'
 import { createHash } from 'node:crypto'
 import { composeRefreshToken, familyTag, newFamilyKey, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
 import type { Channel, LiveToken, PresentedToken, SessionStore } from './session-store.js'

@@ -8,7 +8,7 @@
 // forged one carrying a real session id and a guessed generation ends nothing.
 
 import { createHash } from 'node:crypto'
-import { secureRandomBytes } from '../secrets.js'
+import { secureRandomBytes } from '../common/secrets.js'
 
 const ID_BYTES = 16
 const GENERATION_BYTES = 4

@@ -16,7 +16,7 @@
 
 import type { RedisClient as Redis } from '../storage/redis.js'
 import { inRedis, replicatedWrite } from '../storage/redis.js'
-import { sessionKeys } from './session-keys.js'
+import { sessionKeys } from '../../verifier/session-keys.js'
 
 export { sessionKeys }
 

@@ -2,8 +2,8 @@
 // identity proved itself and may now create an account". Provider and subject come only
 // from the ticket, never from the signup request. Stored under the ticket's hash.
 
-import { InvalidSignupToken } from '../errors.js'
-import { hashSecret, randomSecret } from '../secrets.js'
+import { InvalidSignupToken } from '../common/errors.js'
+import { hashSecret, randomSecret } from '../common/secrets.js'
 import { inRedis, type RedisClient } from '../storage/redis.js'
 import type { ProviderProfile } from '../../providers/types.js'
 

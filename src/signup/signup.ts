@@ -1,15 +1,15 @@
 // Completing an account: the signup ticket names the identity; the request adds the
 // profile fields the provider did not give. User and identity are created together.
 
-import type { ProfileField } from '../config.js'
-import { InvalidRequest, InvalidSignupToken, StorageUnavailable } from '../errors.js'
+import type { ProfileField } from '../common/profile-text.js'
+import { InvalidRequest, InvalidSignupToken, StorageUnavailable } from '../common/errors.js'
 import type { IdentityToLink, NewUserProfile, PublicUser, UserDirectory } from '../identity/users.js'
 import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from './signup-tickets.js'
 import type { UserScopes } from '../identity/user-scopes.js'
 import { undoInBackground } from '../storage/storage-budget.js'
-import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../identity/profile-text.js'
+import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../common/profile-text.js'
 
 export interface SignupRequest {
   signupToken: string

@@ -10,7 +10,7 @@ import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
 import { PrismaPGlite } from 'pglite-prisma-adapter'
 import { Prisma, PrismaClient } from '../generated/prisma/client.js'
-import { StorageUnavailable } from '../errors.js'
+import { StorageUnavailable } from '../common/errors.js'
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js'
 import { applyMigrations, pgliteMigrationTarget, pgMigrationTarget } from './migrations.js'
 

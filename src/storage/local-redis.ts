@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { freeLoopbackPort, waitForLoopbackPort } from '../loopback.js'
+import { freeLoopbackPort, waitForLoopbackPort } from '../common/loopback.js'
 
 export interface LocalRedis {
   url: string

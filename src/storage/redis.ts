@@ -5,8 +5,7 @@
 // failover to the new master.
 
 import { Cluster, Redis, type RedisOptions, type RedisValue } from 'ioredis'
-import type { HostPort } from '../config.js'
-import { StorageUnavailable } from '../errors.js'
+import { StorageUnavailable } from '../common/errors.js'
 import { withinBudget } from './storage-budget.js'
 
 /** One command that takes longer fails; a request's storage budget may cut it shorter. */
@@ -22,6 +21,12 @@ const START_TIMEOUT_MS = 10_000
  * share a hash slot (the `{…}` part of our keys).
  */
 export type RedisClient = Redis | Cluster
+
+/** One Redis server's address (a Cluster seed node, a Sentinel). */
+export interface HostPort {
+  host: string
+  port: number
+}
 
 /** Where the gateway's Redis is: what config.ts read from REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS. */
 export type RedisTarget = { url: string } | { clusterNodes: HostPort[] } | { sentinels: HostPort[]; sentinelName: string }

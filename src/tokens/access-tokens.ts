@@ -9,7 +9,7 @@
 
 import { randomUUID } from 'node:crypto'
 import * as jose from 'jose'
-import { InvalidToken } from '../errors.js'
+import { InvalidToken } from '../common/errors.js'
 import { SIGNING_ALGORITHMS, type SigningKeySet } from './signing-keys.js'
 
 export interface AccessTokenSubject {

@@ -4,7 +4,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type * as jose from 'jose'
-import { ConfigError } from '../config.js'
+import { ConfigError } from '../common/errors.js'
 
 /** The keys of `source`, JSON text or a file path; `variable` names the setting in errors. */
 export async function readJwkSet(source: string, variable: string): Promise<jose.JWK[]> {

@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as jose from 'jose'
-import { ConfigError, type Config } from '../config.js'
+import { ConfigError } from '../common/errors.js'
 import { readJwkSet, writeKeyFile } from './key-files.js'
 
 export const SIGNING_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'] as const
@@ -31,12 +31,21 @@ export interface SigningKeySet {
   jwks: { keys: jose.JWK[] }
 }
 
+/** Where the signing keys come from (SIGNING_KEYS, SIGNING_ALGORITHM; generated under dataDir in development). */
+export interface SigningKeySettings {
+  /** A JWK set as JSON or a file path; undefined: generate (development only). */
+  signingKeys?: string
+  signingAlgorithm?: SigningAlgorithm
+  dataDir: string
+  production: boolean
+}
+
 const PUBLIC_MEMBERS = ['kty', 'crv', 'x', 'y', 'n', 'e', 'kid', 'alg', 'use'] as const
 
 /** RFC 7518 §3.3: RSA keys of 2048 bits or more. */
 const MIN_RSA_MODULUS_BITS = 2048
 
-export async function loadSigningKeys(config: Pick<Config, 'signingKeys' | 'signingAlgorithm' | 'dataDir' | 'production'>): Promise<SigningKeySet> {
+export async function loadSigningKeys(config: SigningKeySettings): Promise<SigningKeySet> {
   const source = config.signingKeys
   const jwks = source === undefined ? await loadOrCreateDevelopmentKeys(config.dataDir, config.signingAlgorithm ?? 'ES256') : await readJwkSet(source, 'SIGNING_KEYS')
   const problems: string[] = []

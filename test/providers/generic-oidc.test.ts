@@ -3,7 +3,8 @@
 // built-in provider: login, signup, and identities kept apart from other providers.
 
 import t from 'tap'
-import { ConfigError, loadConfig } from '../../src/config.js'
+import { ConfigError } from '../../src/common/errors.js'
+import { loadConfig } from '../../src/config.js'
 import { startGoogleEmulator } from '../../emulators/google.js'
 import { PUBLIC_URL, REDIRECT_URI, startTestGateway } from '../support/gateway.js'
 

@@ -8,7 +8,7 @@ import { startNaverEmulator, type NaverAccount, type NaverEndpoint, type NaverFa
 import type { NaverSettings } from '../../providers/naver.js'
 import { providerDefinitions } from '../../providers/registry.js'
 import type { ProviderDefinition } from '../../providers/types.js'
-import { InvalidGrant, InvalidRequest, ProviderError } from '../../src/errors.js'
+import { InvalidGrant, InvalidRequest, ProviderError } from '../../src/common/errors.js'
 import { REDIRECT_URI, startTestGateway, type TestGateway } from '../support/gateway.js'
 
 const NAVER = { clientId: 'naverTestClientId01', clientSecret: 'naverTestSecret01' }

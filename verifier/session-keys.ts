@@ -1,5 +1,5 @@
-// The Redis key layout of sessions, in a module with no imports: resource servers that
-// check revocation (verifier/) use it without loading the gateway.
+// The Redis key layout of sessions, in a module with no imports: the gateway writes it and
+// resource servers that check revocation (this package) read it, from this one file.
 
 /**
  * The key layout. A session key exists exactly while the session lives: resource servers

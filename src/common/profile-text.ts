@@ -8,6 +8,10 @@
 //
 // A leaf: imports nothing, so providers/ can share it.
 
+/** The profile fields a user has, and signup can require (SIGNUP_REQUIRED_FIELDS). */
+export const PROFILE_FIELDS = ['nickname', 'email', 'photo'] as const
+export type ProfileField = (typeof PROFILE_FIELDS)[number]
+
 /** C0, DEL and C1 controls, and the Unicode line and paragraph separators. */
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u
 /**

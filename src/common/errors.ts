@@ -60,3 +60,11 @@ export class NotFound extends GatewayError { readonly code = 'not_found' }
 export class Conflict extends GatewayError { readonly code = 'conflict' }
 /** Redis or the database cannot be reached: fail closed with 503, never 401. */
 export class StorageUnavailable extends GatewayError { readonly code = 'unavailable' }
+
+/** The environment is not a configuration the gateway can start with: every problem, one line each. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
