@@ -68,3 +68,9 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
   }
 }
+
+type ThisModule = typeof import('./errors.js')
+/** The code of a concrete GatewayError class (the abstract base's `string` is not one). */
+type CodeOf<T> = T extends abstract new (...args: never[]) => infer E ? (E extends GatewayError ? (string extends E['code'] ? never : E['code']) : never) : never
+/** Every error code a GatewayError can carry: a map keyed by it must name them all (src/http/errors.ts). */
+export type ErrorCode = { [Name in keyof ThisModule]: CodeOf<ThisModule[Name]> }[keyof ThisModule]

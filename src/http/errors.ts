@@ -7,7 +7,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { GatewayError, InsufficientScope, InvalidRequest, RateLimited } from '../common/errors.js'
+import { GatewayError, InsufficientScope, InvalidRequest, RateLimited, type ErrorCode } from '../common/errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,7 +16,8 @@ declare module 'fastify' {
   }
 }
 
-const STATUS_BY_CODE: Record<string, number> = {
+// Keyed by every code there is: a new error class without a status does not compile.
+const STATUS_BY_CODE = {
   invalid_request: 400,
   unsupported_provider: 400,
   invalid_redirect_uri: 400,
@@ -40,7 +41,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   provider_error: 502,
   provider_timeout: 504,
   unavailable: 503,
-}
+} as const satisfies Record<ErrorCode, number>
 
 /** Fastify's own client errors, by their codes. */
 const FASTIFY_ERRORS: Record<string, { status: number; error: string; message: string }> = {
@@ -63,7 +64,7 @@ export interface RefusalObserver {
 export function registerErrorHandling(app: FastifyInstance, refusals?: RefusalObserver): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof GatewayError) {
-      const status = STATUS_BY_CODE[error.code] ?? 500
+      const status: number = STATUS_BY_CODE[error.code as ErrorCode] ?? 500
       const { detail } = error as GatewayError
       // A 429 on a route with an address budget is that budget's; the one other 429 is a
       // session's own refresh budget (RATE_LIMIT_REFRESH), on the refresh route, which has none.
