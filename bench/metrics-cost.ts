@@ -63,7 +63,7 @@ async function serveTarget(target: Target, redisUrl: string): Promise<void> {
   if (gateway.metricsApp && metricsPort) await gateway.metricsApp.listen({ host: '127.0.0.1', port: metricsPort })
 
   const measureOnce = async (): Promise<TargetResult> => {
-    const sessions = await startSessionsPatiently(gateway.app.gateway.sessionTokens, SETTINGS.connections)
+    const sessions = await startSessionsPatiently(gateway.services.sessionTokens, SETTINGS.connections)
     let scrapes = 0
     const scraping = metricsPort
       ? setInterval(() => {

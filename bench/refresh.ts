@@ -63,7 +63,7 @@ async function main(): Promise<number> {
     RATE_LIMIT_REFRESH: '1000000',
   })
 
-  const services = gateway.app.gateway
+  const services = gateway.services
   const baselineTokens = new AccessTokens(services.keys, {
     issuer: config.publicUrl,
     audience: config.tokenAudience,

@@ -44,7 +44,7 @@ async function main(): Promise<number> {
   onCleanUp(() => localRedis.stop())
 
   const { gateway, config } = await startGateway(dataDir, localRedis.url)
-  const { sessionTokens, keys } = gateway.app.gateway
+  const { sessionTokens, keys } = gateway.services
 
   // One real session and access token per connection.
   const tokens = (await startSessions(sessionTokens, SETTINGS.connections)).map((session) => session.accessToken)

@@ -5,28 +5,7 @@
 import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { Administration } from './admin/administration.js'
-import type { AuditTrail } from './admin/audit-trail.js'
-import type { ForcedLogout } from './admin/forced-logout.js'
-import type { AuditLog } from './audit/audit-log.js'
-import type { ClientCredentialsGrant } from './clients/client-credentials.js'
-import type { ClientDirectory } from './clients/client-directory.js'
-import type { TokenIntrospection } from './clients/introspection.js'
-import type { Config } from './config.js'
-import type { UserDirectory } from './identity/users.js'
-import type { LoginService } from './login/login.js'
-import type { IdentityLinks } from './identity/identity-links.js'
-import type { AccountDeletion } from './identity/account-deletion.js'
-import type { ProviderRevocations } from './identity/provider-revocations.js'
-import type { GatewayMetrics } from './metrics/gateway-metrics.js'
-import type { ProviderRegistry } from '../providers/registry.js'
-import type { RefreshSessions } from './sessions/refresh-sessions.js'
-import type { SessionTokens } from './sessions/session-tokens.js'
-import type { SignupService } from './signup/signup.js'
-import type { RedisClient } from './storage/redis.js'
-import type { AccessTokens } from './tokens/access-tokens.js'
-import type { SigningKeySet } from './tokens/signing-keys.js'
-import type { BrowserPolicy } from './http/browser.js'
+import type { GatewayServices } from './services.js'
 import { applyConnectionLimits } from './http/connection-limits.js'
 import { clientErrorHandler, frameworkErrors, refuseRequestsWithoutHost, registerErrorHandling } from './http/errors.js'
 import { registerStrictJsonBodies } from './http/json-body.js'
@@ -48,43 +27,6 @@ import { redirectFlowRoutes } from './routes/redirect-flow.js'
 import { sessionRoutes } from './routes/sessions.js'
 import { signupRoutes } from './routes/signup.js'
 import { tokenRoutes } from './routes/tokens.js'
-
-export interface GatewayServices {
-  config: Config
-  keys: SigningKeySet
-  providers: ProviderRegistry
-  accessTokens: AccessTokens
-  sessions: RefreshSessions
-  sessionTokens: SessionTokens
-  users: UserDirectory
-  links: IdentityLinks
-  accountDeletion: AccountDeletion
-  revocations: ProviderRevocations
-  login: LoginService
-  signup: SignupService
-  browser: BrowserPolicy
-  audit: AuditLog
-  /** Machine-to-machine clients and their grants. */
-  clients: ClientDirectory
-  clientCredentials: ClientCredentialsGrant
-  introspection: TokenIntrospection
-  forcedLogout: ForcedLogout
-  auditTrail: AuditTrail
-  /** What operators do to clients, roles and users, audited. */
-  administration: Administration
-  /** The Redis connection the rate limiter counts in. */
-  redis: RedisClient
-  /** Each check resolves when its dependency answers. */
-  readiness: Record<string, () => Promise<unknown>>
-  /** The Prometheus series; undefined when METRICS_PORT is unset. */
-  metrics?: GatewayMetrics
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    gateway: GatewayServices
-  }
-}
 
 /** Header and body members that must never reach a log line. */
 const REDACTED = [
@@ -143,7 +85,6 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
     keepAliveTimeout: 72_000,
   })
   applyConnectionLimits(app.server, { perAddress: services.config.maxConnectionsPerIp })
-  app.decorate('gateway', services)
   registerErrorHandling(app, services.metrics)
   if (services.metrics) registerRequestMetrics(app, services.metrics)
   refuseRequestsWithoutHost(app)
@@ -156,26 +97,36 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
 
   await app.register(cookie)
   await registerRateLimits(app, services.redis)
-  await registerOpenApi(app)
+  await registerOpenApi(app, services.config.publicUrl)
   await app.register(cors, {
     origin: (origin, callback) => callback(null, origin !== undefined && services.browser.isAllowedOrigin(origin)),
     credentials: true,
     methods: ['GET', 'POST', 'DELETE'],
   })
 
-  await app.register(loginRoutes)
-  await app.register(signupRoutes)
-  await app.register(tokenRoutes)
-  await app.register(browserSessionRoutes)
-  await app.register(meRoutes)
-  await app.register(identityRoutes)
-  await app.register(providerCallbackRoutes)
-  await app.register(redirectFlowRoutes)
-  await app.register(sessionRoutes)
-  await app.register(oauthTokenRoutes)
-  await app.register(adminRoutes)
-  await app.register(discoveryRoutes)
-  await app.register(healthRoutes)
-  if (services.config.demoPage) await app.register(demoRoutes)
+  // Each plugin gets the services it names, and nothing else.
+  const { config, login, signup, browser, providers, keys, accessTokens, sessions, sessionTokens, users, links, accountDeletion, revocations } = services
+  await app.register(loginRoutes, { login, browser, config, providers })
+  await app.register(signupRoutes, { signup, browser, config })
+  await app.register(tokenRoutes, { browser, sessionTokens, sessions, accessTokens, config })
+  await app.register(browserSessionRoutes, { browser })
+  await app.register(meRoutes, { users, accessTokens, sessions, accountDeletion, browser })
+  await app.register(identityRoutes, { login, links, browser, accessTokens, sessions, config })
+  await app.register(providerCallbackRoutes, { providers, revocations })
+  await app.register(redirectFlowRoutes, { login, browser, config, providers })
+  await app.register(sessionRoutes, { sessions, accessTokens, browser })
+  await app.register(oauthTokenRoutes, { clientCredentials: services.clientCredentials, introspection: services.introspection, config })
+  await app.register(adminRoutes, {
+    accessTokens,
+    clients: services.clients,
+    audit: services.audit,
+    forcedLogout: services.forcedLogout,
+    administration: services.administration,
+    accountDeletion,
+    config,
+  })
+  await app.register(discoveryRoutes, { config, keys, providers })
+  await app.register(healthRoutes, { readiness: services.readiness })
+  if (config.demoPage) await app.register(demoRoutes, { config })
   return app
 }

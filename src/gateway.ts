@@ -2,7 +2,8 @@
 // services into the HTTP app. Start-up fails loudly rather than running half-configured.
 
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
-import { buildApp, type GatewayServices } from './app.js'
+import { buildApp } from './app.js'
+import type { GatewayServices } from './services.js'
 import { Administration } from './admin/administration.js'
 import { AuditTrail } from './admin/audit-trail.js'
 import { ForcedLogout } from './admin/forced-logout.js'
@@ -44,6 +45,8 @@ import { loadSigningKeys } from './tokens/signing-keys.js'
 
 export interface Gateway {
   app: FastifyInstance
+  /** What the app was built from (operator scripts and tests reach the domain through it). */
+  services: GatewayServices
   redis: RedisClient
   database: Database
   /** The Prometheus listener (GET /metrics), to listen on METRICS_PORT; undefined when it is unset. */
@@ -155,6 +158,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   worker.start()
   return {
     app,
+    services,
     redis,
     database,
     metricsApp,

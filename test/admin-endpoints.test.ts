@@ -55,7 +55,7 @@ async function state() {
     prisma.role.findMany({ select: { name: true }, orderBy: { id: 'asc' } }),
     prisma.roleScope.count(),
     prisma.userRole.count(),
-    gateway.app.gateway.sessions.list(someone.user.id),
+    gateway.services.sessions.list(someone.user.id),
   ])
   return { clientRows, clientGrants, roleRows, roleScopes, userRoles, sessions: sessions.length }
 }

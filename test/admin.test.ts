@@ -44,7 +44,7 @@ async function deniedEvents(userId: string) {
 
 /** A genuine admin token of the client, signed with the gateway's key, that expired an hour ago: it cannot be verified any more. */
 function expiredClientToken(clientId: string): Promise<string> {
-  const { current } = gateway.app.gateway.keys
+  const { current } = gateway.services.keys
   const now = Math.floor(Date.now() / 1000)
   return new jose.SignJWT({ client_id: clientId, scope: 'admin' })
     .setProtectedHeader({ alg: current.alg, kid: current.kid, typ: 'at+jwt' })

@@ -85,7 +85,7 @@ t.test('without scope, the token carries every scope granted on the resource; wi
   const own = await ask(reporting, {})
   t.equal(own.statusCode, 200)
   t.equal(jose.decodeJwt(own.json().access_token).aud, GATEWAY, 'the default resource is TOKEN_AUDIENCE')
-  const verified = await gateway.app.gateway.accessTokens.verifyClient(own.json().access_token)
+  const verified = await gateway.services.accessTokens.verifyClient(own.json().access_token)
   t.same(verified, { clientId: reporting.clientId, scopes: ['audit:read'] }, "the gateway's own client-token check accepts it")
   refusedTheOAuthWay(t, await ask(cart, {}), 400, 'invalid_target')
 })
@@ -97,7 +97,7 @@ t.test('a token for resource A carries nothing of resource B', async (t) => {
   t.notMatch(String(claims.scope), /payment/)
   t.notMatch(JSON.stringify(claims), /payments\.example|read:payment/, 'not a trace of B')
   await t.rejects(jose.jwtVerify(forOrders, keySet, { issuer: gateway.config.publicUrl, audience: PAYMENTS }), { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED' }, 'B refuses it')
-  await t.rejects(gateway.app.gateway.accessTokens.verifyClient(forOrders), 'and so does the gateway itself')
+  await t.rejects(gateway.services.accessTokens.verifyClient(forOrders), 'and so does the gateway itself')
 
   const forPayments = await ask(cart, { resource: PAYMENTS, scope: 'read:payment' })
   t.equal(forPayments.statusCode, 200)

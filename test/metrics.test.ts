@@ -181,7 +181,7 @@ t.test('sessions ended count by cause', async (t) => {
     // MAX_SESSIONS_PER_USER=2: a third login ends the least recently used session.
     for (let i = 0; i < 3; i++) await login('metrics-eve', 'Eve')
 
-    await app.gateway.forcedLogout.ofUser(forced.user.id, 'client:operations', {})
+    await gateway.services.forcedLogout.ofUser(forced.user.id, 'client:operations', {})
   })
   t.equal(moved('gateway_session_ends_total', { cause: 'logout' }), 1)
   t.equal(moved('gateway_session_ends_total', { cause: 'logout_all' }), 1)

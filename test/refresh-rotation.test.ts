@@ -85,7 +85,7 @@ t.test('a rotated token presented on the other channel is reuse; the live one th
   const { refreshToken: original } = await login('channel-hop')
   const live = (await refresh(original)).json().refreshToken as string
   const viaCookie = (token: string) =>
-    app.inject({ method: 'POST', url: '/auth/token', headers: { origin: APP_ORIGIN }, cookies: { [gateway.app.gateway.browser.cookie.name]: token } })
+    app.inject({ method: 'POST', url: '/auth/token', headers: { origin: APP_ORIGIN }, cookies: { [gateway.services.browser.cookie.name]: token } })
   t.equal((await viaCookie(live)).statusCode, 401, 'a body token is not a cookie token')
   t.equal((await refresh(live)).statusCode, 200, 'and refusing it ended nothing')
   const { refreshToken: other } = await login('channel-hop-2')

@@ -46,7 +46,7 @@ t.test('the OpenID Connect path serves the same document, without what only an O
   for (const member of ['userinfo_endpoint', 'id_token_signing_alg_values_supported', 'subject_types_supported', 'authorization_endpoint']) {
     t.notOk(member in document, `no ${member}: the gateway issues no ID tokens and has no UserInfo endpoint`)
   }
-  t.same(await (await fetch(`${issuer}/auth/providers`)).json(), { providers: gateway.app.gateway.providers.names }, "the gateway's own facts live in its own document")
+  t.same(await (await fetch(`${issuer}/auth/providers`)).json(), { providers: gateway.services.providers.names }, "the gateway's own facts live in its own document")
 })
 
 t.test('openid-client with its defaults: discovery, client_secret_post, introspection', async (t) => {
@@ -93,6 +93,6 @@ t.test("APP_CLIENT_ID names the users' tokens' client; it is a stable, printable
     }
   })()
   t.same((refused as ConfigError).problems, ['APP_CLIENT_ID must be 1 to 128 printable ASCII characters without spaces'])
-  const { accessToken } = await gateway.app.gateway.accessTokens.issue({ userId: 'u', sessionId: 's' })
+  const { accessToken } = await gateway.services.accessTokens.issue({ userId: 'u', sessionId: 's' })
   t.equal(JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()).client_id, gateway.config.appClientId)
 })

@@ -111,7 +111,7 @@ async function gatewaySigningWith(alg: KeyType) {
     env: { SIGNING_KEYS: JSON.stringify({ keys: [await privateJwk(alg, `${alg}-key`)] }) },
   })
   const { publicUrl: issuer, tokenAudience: audience } = gateway.config
-  const { accessTokens, keys } = gateway.app.gateway
+  const { accessTokens, keys } = gateway.services
 
   const login = await loginWithGoogle(gateway, { sub: `reader-${alg}`, name: 'Reader' })
   const clients = new ClientDirectory(gateway.database.prisma)

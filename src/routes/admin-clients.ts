@@ -2,6 +2,7 @@
 // the admin plugin (src/routes/admin.ts), which authenticates the admin client first.
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import type { ClientSummary } from '../clients/client-directory.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import {
@@ -59,8 +60,7 @@ const clientList = {
   },
 } as const
 
-export async function adminClientRoutes(app: FastifyInstance): Promise<void> {
-  const { administration, config } = app.gateway
+export async function adminClientRoutes(app: FastifyInstance, { administration, config }: Pick<GatewayServices, 'administration' | 'config'>): Promise<void> {
   const limited = { config: rateLimitedAs('token', config) }
 
   app.post<{ Body: { name: string } }>(

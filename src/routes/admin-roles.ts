@@ -3,6 +3,7 @@
 // the admin client first.
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import {
   ADMIN_SECURITY,
@@ -47,8 +48,7 @@ const roleNames = {
 
 const NEW_TOKENS = 'New access tokens carry the change within a minute; tokens already issued keep their scopes until they expire.'
 
-export async function adminRoleRoutes(app: FastifyInstance): Promise<void> {
-  const { administration, config } = app.gateway
+export async function adminRoleRoutes(app: FastifyInstance, { administration, config }: Pick<GatewayServices, 'administration' | 'config'>): Promise<void> {
   const limited = { config: rateLimitedAs('token', config) }
 
   app.post<{ Body: { name: string } }>(

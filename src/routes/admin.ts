@@ -4,6 +4,7 @@
 // included. What operators do is audited by src/admin/administration.ts.
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import type { UserRecord, UserSearch } from '../admin/user-lookup.js'
 import { NotFound } from '../common/errors.js'
 import { requireAdminClient } from '../http/admin-credential.js'
@@ -97,8 +98,7 @@ const auditEvents = {
 
 type UserParams = { userId: string }
 
-export async function adminRoutes(app: FastifyInstance): Promise<void> {
-  const { accessTokens, clients, audit, forcedLogout, administration, accountDeletion, config } = app.gateway
+export async function adminRoutes(app: FastifyInstance, { accessTokens, clients, audit, forcedLogout, administration, accountDeletion, config }: Pick<GatewayServices, 'accessTokens' | 'clients' | 'audit' | 'forcedLogout' | 'administration' | 'accountDeletion' | 'config'>): Promise<void> {
   // preValidation: an unauthenticated caller is refused (audited, or only counted when it shows
   // no genuine token) before its input is looked at.
   app.addHook('preValidation', requireAdminClient({ accessTokens, clients, audit, ownResource: config.tokenAudience }))
@@ -187,8 +187,8 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     async (request) => userView(await administration.user(request.params.userId, operatorOf(request))),
   )
 
-  await app.register(adminClientRoutes)
-  await app.register(adminRoleRoutes)
+  await app.register(adminClientRoutes, { administration, config })
+  await app.register(adminRoleRoutes, { administration, config })
 }
 
 function userView(record: UserRecord) {

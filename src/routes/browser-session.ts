@@ -4,6 +4,7 @@
 // is not checked here: the refresh itself says whether it is still alive.
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { responses, SHUTTING_DOWN } from './shapes.js'
 
 const sessionState = {
@@ -23,8 +24,7 @@ const sessionState = {
   ),
 } as const
 
-export async function browserSessionRoutes(app: FastifyInstance): Promise<void> {
-  const { browser } = app.gateway
+export async function browserSessionRoutes(app: FastifyInstance, { browser }: Pick<GatewayServices, 'browser'>): Promise<void> {
 
   app.get('/auth/session', { schema: sessionState }, async (request, reply) =>
     reply.header('cache-control', 'no-store').send({ refreshCookie: browser.holdsRefreshCookie(request) }),

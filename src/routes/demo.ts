@@ -3,6 +3,7 @@
 
 import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { isLoopbackUrl } from '../common/loopback.js'
 
 const FILES = {
@@ -12,8 +13,7 @@ const FILES = {
   '/demo/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
 } as const
 
-export async function demoRoutes(app: FastifyInstance): Promise<void> {
-  const { config } = app.gateway
+export async function demoRoutes(app: FastifyInstance, { config }: Pick<GatewayServices, 'config'>): Promise<void> {
   const publicUrl = new URL(config.publicUrl)
 
   for (const [path, { file, type }] of Object.entries(FILES)) {

@@ -11,6 +11,7 @@
 //   providers are enabled). Its other endpoints are in the OpenAPI document.
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { responses, SHUTTING_DOWN } from './shapes.js'
 
 /** Client authentication at the token and introspection endpoints (RFC 6749 §2.3.1; src/http/client-authentication.ts). */
@@ -74,8 +75,7 @@ const MEMORY_REFUSALS = { 400: 'invalid_request: the request is malformed', ...S
 
 const TAGS = ['discovery']
 
-export async function discoveryRoutes(app: FastifyInstance): Promise<void> {
-  const { config, keys, providers } = app.gateway
+export async function discoveryRoutes(app: FastifyInstance, { config, keys, providers }: Pick<GatewayServices, 'config' | 'keys' | 'providers'>): Promise<void> {
   const base = config.publicUrl
 
   // Public keys only; served from memory, so it keeps working when Redis or the database is down.

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { errorBody, responses, SHUTTING_DOWN } from './shapes.js'
 
 const CHECK_TIMEOUT_MS = 2000
@@ -31,8 +32,7 @@ const ready = {
   ),
 } as const
 
-export async function healthRoutes(app: FastifyInstance): Promise<void> {
-  const { readiness } = app.gateway
+export async function healthRoutes(app: FastifyInstance, { readiness }: Pick<GatewayServices, 'readiness'>): Promise<void> {
 
   app.get('/health/live', { schema: live }, async () => ({ status: 'ok' }))
 

@@ -3,6 +3,7 @@
 // account never changes when the identity belongs to someone else.
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { requireBearer } from '../http/bearer.js'
 import { originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
@@ -100,8 +101,7 @@ const identityParams = {
   properties: { identityId: { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } },
 } as const
 
-export async function identityRoutes(app: FastifyInstance): Promise<void> {
-  const { login, links, browser, accessTokens, sessions, config } = app.gateway
+export async function identityRoutes(app: FastifyInstance, { login, links, browser, accessTokens, sessions, config }: Pick<GatewayServices, 'login' | 'links' | 'browser' | 'accessTokens' | 'sessions' | 'config'>): Promise<void> {
   const bearer = requireBearer(accessTokens, sessions)
   const limited = rateLimitedAs('login', config)
 

@@ -1,5 +1,7 @@
 import type { SwaggerTransform } from '@fastify/swagger'
 import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { BrowserPolicy } from '../http/browser.js'
+import type { GatewayServices } from '../services.js'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
@@ -118,12 +120,11 @@ interface LoginBody extends CredentialBody {
   resource?: string
 }
 
-export async function loginRoutes(app: FastifyInstance): Promise<void> {
-  const { login, browser } = app.gateway
+export async function loginRoutes(app: FastifyInstance, { login, browser, config, providers }: Pick<GatewayServices, 'login' | 'browser' | 'config' | 'providers'>): Promise<void> {
 
-  const limited = rateLimitedAs('login', app.gateway.config)
+  const limited = rateLimitedAs('login', config)
   /** The providers that take a `name` (Apple: it hands the name to the app only). */
-  const namedProviders = app.gateway.providers.names.filter((name) => app.gateway.providers.get(name).nameFromCallback)
+  const namedProviders = providers.names.filter((name) => providers.get(name).nameFromCallback)
   app.post<{ Body: { provider: string; redirectUri: string } }>(
     '/auth/login/start',
     {
@@ -156,15 +157,15 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
       const { provider, resource, name, ...credential } = request.body
       const client = { ...clientOf(request, browser.channelOf(request)), resource }
       const outcome = await login.login(provider, credentialOf(credential), client, name)
-      return sendLoginOutcome(app, reply, outcome, client.channel)
+      return sendLoginOutcome(browser, reply, outcome, client.channel)
     },
   )
 }
 
-export function sendLoginOutcome(app: FastifyInstance, reply: FastifyReply, outcome: LoginOutcome, channel: Channel) {
+export function sendLoginOutcome(browser: Pick<BrowserPolicy, 'setRefreshCookie'>, reply: FastifyReply, outcome: LoginOutcome, channel: Channel) {
   if (outcome.status === 'signup_required') {
     const { status, signupToken, expiresIn, profile, missing } = outcome
     return reply.header('cache-control', 'no-store').send({ status, signupToken, expiresIn, profile, missing })
   }
-  return authenticatedReply(app, reply, outcome.tokens, channel, { user: outcome.user, isNewUser: outcome.isNewUser })
+  return authenticatedReply(browser, reply, outcome.tokens, channel, { user: outcome.user, isNewUser: outcome.isNewUser })
 }

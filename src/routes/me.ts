@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { InvalidToken, ReauthenticationRequired } from '../common/errors.js'
 import { requireBearer } from '../http/bearer.js'
 import { linkedIdentity } from './identities.js'
@@ -16,8 +17,7 @@ const me = {
 
 const GONE = 'the user of this access token no longer exists'
 
-export async function meRoutes(app: FastifyInstance): Promise<void> {
-  const { users, accessTokens, sessions, accountDeletion, browser } = app.gateway
+export async function meRoutes(app: FastifyInstance, { users, accessTokens, sessions, accountDeletion, browser }: Pick<GatewayServices, 'users' | 'accessTokens' | 'sessions' | 'accountDeletion' | 'browser'>): Promise<void> {
 
   app.get(
     '/auth/me',

@@ -5,6 +5,7 @@
 // no caching of the answer (§5.1).
 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { InvalidRequest, InvalidTarget } from '../common/errors.js'
 import { clientCredentialsOf } from '../http/client-authentication.js'
 import { rateLimitedAs, rateLimitedPerClient } from '../http/rate-limits.js'
@@ -130,8 +131,7 @@ export function parseOAuthForm<Name extends string>(body: string, names: readonl
   return parsed
 }
 
-export async function oauthTokenRoutes(app: FastifyInstance): Promise<void> {
-  const { clientCredentials, introspection, config } = app.gateway
+export async function oauthTokenRoutes(app: FastifyInstance, { clientCredentials, introspection, config }: Pick<GatewayServices, 'clientCredentials' | 'introspection' | 'config'>): Promise<void> {
 
   // Only in this plugin: the rest of the gateway stays JSON-only, so a cross-site form
   // still cannot reach it.

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 type Operation = { requestBody?: { required?: boolean; content?: Record<string, { schema?: { nullable?: boolean } }> } }
 
 /** Registered before the routes, so it sees every one of them. */
-export async function registerOpenApi(app: FastifyInstance): Promise<void> {
+export async function registerOpenApi(app: FastifyInstance, publicUrl: string): Promise<void> {
   await app.register(swagger, {
     openapi: {
       info: {
@@ -17,7 +17,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         description:
           'Kakao, Naver, Google and Apple login behind one API, with the gateway\'s own tokens. Every error is { "error", "message" } (the OAuth endpoints add "error_description").',
       },
-      servers: [{ url: app.gateway.config.publicUrl }],
+      servers: [{ url: publicUrl }],
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'an access token of the gateway (a user\'s; on /admin, an admin client\'s)' },

@@ -5,6 +5,7 @@
 // storage outage answers 503, so the provider tries again.
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { UnsupportedProvider } from '../common/errors.js'
 import { acceptFormBodies } from '../http/form-body.js'
 import { BODY_REFUSALS, PROVIDER_FAILED, responses, STORAGE_UNAVAILABLE } from './shapes.js'
@@ -53,8 +54,7 @@ const APPLE_REFUSALS = {
   ...STORAGE_UNAVAILABLE,
 } as const
 
-export async function providerCallbackRoutes(app: FastifyInstance): Promise<void> {
-  const { providers, revocations } = app.gateway
+export async function providerCallbackRoutes(app: FastifyInstance, { providers, revocations }: Pick<GatewayServices, 'providers' | 'revocations'>): Promise<void> {
   acceptFormBodies(app, 4 * 1024)
 
   const hear = async (providerName: string, authorization: string | undefined, fields: Record<string, unknown>) => {

@@ -6,6 +6,7 @@
 // The same callbacks finish the web way of linking another identity (POST /auth/identities/start).
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { InvalidRequest } from '../common/errors.js'
 import { clientOf } from '../http/browser.js'
 import { acceptFormBodies } from '../http/form-body.js'
@@ -83,8 +84,7 @@ const FORM_POST_REFUSALS = {
   415: 'unsupported_media_type: the body is neither a form nor JSON',
 } as const
 
-export async function redirectFlowRoutes(app: FastifyInstance): Promise<void> {
-  const { login, browser, config, providers } = app.gateway
+export async function redirectFlowRoutes(app: FastifyInstance, { login, browser, config, providers }: Pick<GatewayServices, 'login' | 'browser' | 'config' | 'providers'>): Promise<void> {
   const limited = { config: rateLimitedAs('login', config) }
 
   app.get<{ Params: { provider: string }; Querystring: { returnTo: string } }>(

@@ -3,6 +3,7 @@
 // that looks at the session (the gateway's own, and verifiers with revocation on).
 
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { requireBearer } from '../http/bearer.js'
 import { originOf } from '../http/browser.js'
 import { BEARER_REFUSED, BEARER_SECURITY, BODY_REFUSALS, noContent, PATH_REFUSALS, responses, STORAGE_UNAVAILABLE, type Refusals } from './shapes.js'
@@ -60,8 +61,7 @@ const endAllSchema = bearerRoute(
   BODY_REFUSALS,
 )
 
-export async function sessionRoutes(app: FastifyInstance): Promise<void> {
-  const { sessions, accessTokens } = app.gateway
+export async function sessionRoutes(app: FastifyInstance, { sessions, accessTokens, browser }: Pick<GatewayServices, 'sessions' | 'accessTokens' | 'browser'>): Promise<void> {
   const bearer = requireBearer(accessTokens, sessions)
 
   app.get('/auth/sessions', { preHandler: bearer, schema: listSchema }, async (request, reply) => {
@@ -86,7 +86,7 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/auth/logout-all', { preHandler: bearer, schema: endAllSchema }, async (request, reply) => {
     await sessions.endAll(request.principal!.userId, 'user', originOf(request), 'logout_all')
-    app.gateway.browser.clearRefreshCookie(reply)
+    browser.clearRefreshCookie(reply)
     return reply.code(204).header('cache-control', 'no-store').send()
   })
 }

@@ -2,8 +2,9 @@
 // describes its answers with. A response schema is not only documentation: fastify
 // serializes the answer with it, so a field it does not list is dropped from the answer.
 
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyReply } from 'fastify'
 import { PROFILE_FIELDS } from '../common/profile-text.js'
+import type { BrowserPolicy } from '../http/browser.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { TokenSet } from '../sessions/session-tokens.js'
 
@@ -132,7 +133,7 @@ export const signedInReply = {
  * get the refresh token only as the HttpOnly cookie, never in the body.
  */
 export function authenticatedReply(
-  app: FastifyInstance,
+  browser: Pick<BrowserPolicy, 'setRefreshCookie'>,
   reply: FastifyReply,
   tokens: TokenSet,
   channel: Channel,
@@ -146,7 +147,7 @@ export function authenticatedReply(
     refreshExpiresIn: tokens.refreshExpiresIn,
     ...extra,
   }
-  if (channel === 'cookie') app.gateway.browser.setRefreshCookie(reply, tokens.refreshToken, tokens.refreshExpiresIn)
+  if (channel === 'cookie') browser.setRefreshCookie(reply, tokens.refreshToken, tokens.refreshExpiresIn)
   else body.refreshToken = tokens.refreshToken
   return reply.header('cache-control', 'no-store').send(body)
 }

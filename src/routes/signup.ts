@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { InvalidSignupToken } from '../common/errors.js'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
@@ -85,8 +86,7 @@ function ticketCookie(secure: boolean) {
   }
 }
 
-export async function signupRoutes(app: FastifyInstance): Promise<void> {
-  const { signup, browser } = app.gateway
+export async function signupRoutes(app: FastifyInstance, { signup, browser, config }: Pick<GatewayServices, 'signup' | 'browser' | 'config'>): Promise<void> {
   const secure = browser.cookie.secure
   const signupSchema = {
     summary: 'Finish a signup: the account, and its first session',
@@ -106,7 +106,7 @@ export async function signupRoutes(app: FastifyInstance): Promise<void> {
 
   app.post<{ Body: SignupBody }>(
     '/auth/signup',
-    { schema: signupSchema, config: rateLimitedAs('login', app.gateway.config) },
+    { schema: signupSchema, config: rateLimitedAs('login', config) },
     async (request, reply) => {
       const { resource, ...fields } = request.body
       const client = { ...clientOf(request, browser.channelOf(request)), resource }
@@ -118,7 +118,7 @@ export async function signupRoutes(app: FastifyInstance): Promise<void> {
       const { tokens, user } = await signup.complete({ ...fields, signupToken }, client)
       if (fromCookie) browser.clearFlowCookie(reply, 'signupTicket')
       reply.code(201)
-      return authenticatedReply(app, reply, tokens, client.channel, { user, isNewUser: true })
+      return authenticatedReply(browser, reply, tokens, client.channel, { user, isNewUser: true })
     },
   )
 

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { GatewayServices } from '../services.js'
 import { InvalidGrant, InvalidRequest } from '../common/errors.js'
 import { bearerTokenOf } from '../http/bearer.js'
 import { clientOf, originOf } from '../http/browser.js'
@@ -43,8 +44,7 @@ const LOGOUT_REFUSALS = {
 
 const TAGS = ['sessions']
 
-export async function tokenRoutes(app: FastifyInstance): Promise<void> {
-  const { browser, sessionTokens, sessions, accessTokens } = app.gateway
+export async function tokenRoutes(app: FastifyInstance, { browser, sessionTokens, sessions, accessTokens, config }: Pick<GatewayServices, 'browser' | 'sessionTokens' | 'sessions' | 'accessTokens' | 'config'>): Promise<void> {
 
   // Limited per session inside the rotation (RATE_LIMIT_REFRESH), not per address: behind
   // a carrier NAT thousands of phones share one address.
@@ -63,7 +63,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
       const { token, channel } = browser.refreshTokenOf(request, request.body?.refreshToken)
       if (token === undefined) throw new InvalidGrant('a refresh token is required (cookie or body)')
       const tokens = await sessionTokens.refresh(token, clientOf(request, channel))
-      return authenticatedReply(app, reply, tokens, channel)
+      return authenticatedReply(browser, reply, tokens, channel)
     },
   )
 
@@ -80,7 +80,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
         body: refreshBody,
         response: responses({ 204: { ...noContent, description: 'the session ended (or there was none); the refresh cookie is cleared' } }, LOGOUT_REFUSALS),
       },
-      config: rateLimitedDeletionAs('token', app.gateway.config),
+      config: rateLimitedDeletionAs('token', config),
     },
     async (request, reply) => {
       let presented: ReturnType<typeof browser.refreshTokenOf>
