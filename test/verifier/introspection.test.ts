@@ -58,7 +58,7 @@ t.test('the introspection endpoint', async (t) => {
   t.equal(active.status, 200)
   t.match(active.body, { active: true, token_type: 'Bearer', sub: user.user.id, aud: ORDERS, iss: publicUrl, sid: String })
 
-  const m2m = await gateway.app.gateway.accessTokens.issueForClient({ clientId: 'cart', audience: ORDERS, scope: 'read:order' })
+  const m2m = await gateway.services.accessTokens.issueForClient({ clientId: 'cart', audience: ORDERS, scope: 'read:order' })
   t.match((await introspect(m2m.accessToken)).body, { active: true, client_id: 'cart', scope: 'read:order', aud: ORDERS }, "another client's token for the service's resource")
 
   t.same((await introspect('garbage')).body, { active: false }, 'garbage is merely inactive')

@@ -17,7 +17,7 @@ const gateway = await startTestGateway({ database: 'pglite', listen: true })
 t.teardown(() => gateway.close())
 const issuer = gateway.config.publicUrl
 const audience = gateway.config.tokenAudience
-const { keys, accessTokens } = gateway.app.gateway
+const { keys, accessTokens } = gateway.services
 
 // Every JWKS request any gateway instance of this test answers.
 let jwksFetches = 0
@@ -225,7 +225,7 @@ t.test('key rotation: a restart with a new first key needs one refetch; old toke
   await gateway.app.close()
   await restarted.app.listen({ port: Number(new URL(issuer).port), host: '127.0.0.1' })
 
-  const { accessToken: newToken } = await restarted.app.gateway.accessTokens.issue({ userId, sessionId })
+  const { accessToken: newToken } = await restarted.services.accessTokens.issue({ userId, sessionId })
   t.equal(jose.decodeProtectedHeader(newToken).kid, 'test-key-2')
   const early = await call(rotating, '/me', newToken)
   t.equal(early.statusCode, 401, 'within the cooldown of the last fetch the new kid is not fetched yet (publish keys before signing with them)')
@@ -236,7 +236,7 @@ t.test('key rotation: a restart with a new first key needs one refetch; old toke
   t.equal(accepted.statusCode, 200, { body: accepted.body, message: 'after the cooldown, the new kid is accepted' })
   t.equal(jwksFetches - before, 2, 'after exactly one refetch')
   t.equal((await call(rotating, '/me', session.accessToken)).statusCode, 200, 'tokens of the old key still pass')
-  for (let i = 0; i < 5; i++) await call(rotating, '/me', (await restarted.app.gateway.accessTokens.issue({ userId, sessionId })).accessToken)
+  for (let i = 0; i < 5; i++) await call(rotating, '/me', (await restarted.services.accessTokens.issue({ userId, sessionId })).accessToken)
   t.equal(jwksFetches - before, 2, 'and no further fetches')
 })
 
