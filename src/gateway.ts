@@ -32,6 +32,7 @@ import { LoginTransactions } from './login/login-transactions.js'
 import { UsedIdTokens } from './login/used-id-tokens.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
 import { ProviderRegistry } from '../providers/registry.js'
+import { RefreshRotation } from './sessions/refresh-rotation.js'
 import { RefreshSessions } from './sessions/refresh-sessions.js'
 import { SessionStore } from './sessions/session-store.js'
 import { SessionTokens } from './sessions/session-tokens.js'
@@ -91,7 +92,13 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const jobs = new JobQueue(database.prisma)
   metrics?.watchQueue(() => jobs.waiting())
   const events = new AccountEvents(config.webhook !== undefined, jobs, warnings)
-  const sessions = new RefreshSessions(new SessionStore(redis, config.redisWaitReplicas), config, audit, events)
+  const sessions = new RefreshSessions(
+    new SessionStore(redis, config.redisWaitReplicas),
+    new RefreshRotation(redis, config.redisWaitReplicas, config, audit, events),
+    config,
+    audit,
+    events,
+  )
   const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.scopeCacheTtl })
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
   const users = new UserDirectory(database.prisma, events)

@@ -1,14 +1,14 @@
-// The rules of refresh sessions: start one per login, rotate the refresh token on every
-// use, answer a lost or raced rotation with the same successor, and treat any other
-// presentation of a rotated token as theft that ends the whole session.
+// Refresh sessions: start one per login (under the single-session policy and the per-user
+// cap), list them, and end one, all, or the one a refresh token belongs to. Rotating the
+// refresh token on every use, and what a rotated token's reuse means, is one rule read in
+// one place: refresh-rotation.ts.
 
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import type { AccountEvents, SessionsRevokedReason } from '../events/account-events.js'
-import { InvalidGrant, RateLimited } from '../common/errors.js'
-import { randomId, sealWith, unsealWith } from '../common/secrets.js'
-import { createHash } from 'node:crypto'
+import { randomId } from '../common/secrets.js'
+import { hashOfSecret, originOfClient, type RefreshRotation } from './refresh-rotation.js'
 import { composeRefreshToken, familyTag, newFamilyKey, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
-import type { Channel, LiveToken, PresentedToken, SessionStore } from './session-store.js'
+import type { Channel, PresentedToken, SessionStore } from './session-store.js'
 
 export type { Channel }
 
@@ -61,6 +61,7 @@ export function deviceLabel(userAgent: string): string {
 export class RefreshSessions {
   constructor(
     private readonly store: SessionStore,
+    private readonly rotation: Pick<RefreshRotation, 'rotate'>,
     private readonly policy: SessionPolicy,
     private readonly audit: AuditLog,
     /** Tells the app (sessions.revoked) when every session of a user ended. */
@@ -80,7 +81,7 @@ export class RefreshSessions {
     const { createdAt, ended } = await this.store.start({
       userId,
       sessionId,
-      secretHash: hashOf(secret),
+      secretHash: hashOfSecret(secret),
       familyKey,
       ttlMs: this.policy.refreshTokenTtl * 1000,
       maxAgeMs: this.policy.sessionMaxAge * 1000,
@@ -101,62 +102,9 @@ export class RefreshSessions {
     return { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge), authTime }
   }
 
-  /** Exchanges a refresh token for its successor; throws InvalidGrant for anything unusable. */
-  async rotate(presented: string, client: SessionClient): Promise<IssuedRefreshToken> {
-    const parts = parseRefreshToken(presented)
-    if (!parts) {
-      this.audit.countRefresh('invalid')
-      throw new InvalidGrant('the refresh token is invalid')
-    }
-    const successorSecret = newTokenSecret()
-    const result = await this.store.rotate({
-      presented: presentedToken(parts),
-      successorHash: hashOf(successorSecret),
-      sealedSuccessor: sealWith(parts.secret, successorSecret),
-      ttlMs: this.policy.refreshTokenTtl * 1000,
-      channel: client.channel,
-      strict: this.policy.refreshReuseGrace === 0,
-      refreshesPerMinute: this.policy.refreshesPerMinute,
-    }).catch(this.audit.countRefreshFailure)
-    switch (result.outcome) {
-      case 'rotated':
-        this.audit.countRefresh('rotated')
-        return this.issued(parts, result, successorSecret)
-      case 'grace': {
-        const sameSuccessor = unsealWith(parts.secret, result.sealedSecret)
-        if (!sameSuccessor) throw new InvalidGrant('the refresh token is invalid')
-        this.audit.countRefresh('grace')
-        return this.issued(parts, result, sameSuccessor)
-      }
-      case 'limited': {
-        this.audit.countRefresh('limited')
-        const retryAfter = Math.max(1, Math.ceil(result.retryAfterMs / 1000))
-        throw new RateLimited(`too many refreshes of this session; retry after ${retryAfter} s`, { retryAfterSeconds: retryAfter })
-      }
-      case 'reuse':
-        await this.audit.record({ userId: parts.userId, sessionId: parts.sessionId, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })
-        await this.events?.announce('sessions.revoked', { userId: parts.userId, reason: 'refresh_token_reuse' })
-        throw new InvalidGrant('the refresh token was already used; the session has been ended')
-      case 'wrong_channel':
-      case 'unknown':
-        this.audit.countRefresh('invalid')
-        throw new InvalidGrant('the refresh token is invalid, expired or revoked')
-      default:
-        return result satisfies never
-    }
-  }
-
-  private issued(parts: RefreshTokenParts, live: LiveToken, secret: Buffer): IssuedRefreshToken {
-    const { userId, sessionId } = parts
-    return {
-      userId,
-      sessionId,
-      resource: live.resource || undefined,
-      refreshToken: composeRefreshToken({ userId, sessionId, generation: live.generation, secret, tag: live.tag }),
-      refreshExpiresIn: Math.floor(live.ttlMs / 1000),
-      cachedScopes: live.cachedScopes,
-      authTime: Math.floor(live.createdAt / 1000),
-    }
+  /** Exchanges a refresh token for its successor (the rule: refresh-rotation.ts); throws InvalidGrant for anything unusable. */
+  rotate(presented: string, client: SessionClient): Promise<IssuedRefreshToken> {
+    return this.rotation.rotate(presented, client)
   }
 
   /** Ends the session a refresh token belongs to. Unknown tokens end nothing (logout stays idempotent). */
@@ -194,16 +142,7 @@ export class RefreshSessions {
   }
 }
 
-function originOfClient(client: SessionClient): RequestOrigin {
-  return { ip: client.ip, userAgent: client.label }
-}
-
-/** The stored form of a token secret. */
-function hashOf(secret: Buffer): Buffer {
-  return createHash('sha256').update(secret).digest()
-}
-
 function presentedToken(parts: RefreshTokenParts): PresentedToken {
   const { userId, sessionId, generation, secret, tag } = parts
-  return { userId, sessionId, generation, secretHash: hashOf(secret), tag }
+  return { userId, sessionId, generation, secretHash: hashOfSecret(secret), tag }
 }

@@ -21,14 +21,14 @@ import { sessionKeys } from '../../verifier/session-keys.js'
 export { sessionKeys }
 
 // Milliseconds since the epoch, from the Redis server's clock.
-const NOW = `
+export const NOW = `
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 `
 
 // Must equal familyTag() in refresh-token.ts. Tags are compared by their hashes, so the
 // comparison's timing says nothing about the expected tag.
-const TAG = `
+export const TAG = `
 local function tag(key, gen) return string.sub(redis.sha1hex(key .. ':' .. gen), 1, 32) end
 local function sameTag(presented, key, gen) return redis.sha1hex(presented) == redis.sha1hex(tag(key, gen)) end
 `
@@ -65,54 +65,6 @@ if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) en
 return {tostring(now), ended}
 `
 
-const ROTATE = `${NOW}${TAG}
--- KEYS: 1 session, 2 user's session index, 3 user's scopes
--- ARGV: 1 presented generation, 2 presented secret hash, 3 presented tag, 4 successor secret hash,
---       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1'),
---       10 refreshes allowed per session and minute
-local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count', 'created')
-if not s[1] then return {'unknown'} end
-local live, presented = tonumber(s[1]), tonumber(ARGV[1])
-local remaining = tonumber(s[6]) - now
-if remaining <= 0 then return {'unknown'} end
--- Counted per session, never per address (thousands of phones share one carrier NAT
--- address), and only for presentations of this session's live token or its predecessor:
--- someone without them cannot use up the session's allowance.
-local function overLimit()
-  local window, count = tonumber(s[9]) or 0, (tonumber(s[10]) or 0) + 1
-  if now - window >= 60000 then window, count = now, 1 end
-  if count > tonumber(ARGV[10]) then return 60000 - (now - window) end
-  redis.call('HSET', KEYS[1], 'window', window, 'count', count)
-  return false
-end
--- The whole token must be ours: secret and tag (a flipped tag is not the live token).
-local genuine = sameTag(ARGV[3], s[5], presented)
-if presented == live and ARGV[2] == s[2] and genuine then
-  if ARGV[6] ~= s[7] then return {'wrong_channel'} end
-  local wait = overLimit()
-  if wait then return {'limited', tostring(wait)} end
-  local ttl = math.min(tonumber(ARGV[7]), remaining)
-  redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', ARGV[4], 'prev', s[2], 'sealed', ARGV[5], 'lastUsed', now)
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('ZADD', KEYS[2], now, ARGV[8])
-  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
-  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
-end
--- The predecessor of a live token nobody has presented yet: its answer was lost, or a
--- parallel request raced it. Same successor, however late, until the session ends.
-if presented == live - 1 and ARGV[2] == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
-  local wait = overLimit()
-  if wait then return {'limited', tostring(wait)} end
-  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
-end
--- A token this session really issued and has since rotated, on either channel: reuse.
-if presented < live and genuine then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[8])
-  return {'reuse'}
-end
-return {'unknown'}
-`
 
 const END_SESSION = `${TAG}
 -- KEYS: 1 session, 2 user's session index
@@ -159,26 +111,6 @@ export interface PresentedToken {
   tag: string
 }
 
-/**
- * The live token of a session: `tag` completes its wire form. `resource`: '' for the
- * gateway itself. `cachedScopes`: the user's cached scopes there, as user-scopes.ts wrote them ('' if none).
- */
-export interface LiveToken {
-  generation: number
-  tag: string
-  ttlMs: number
-  resource: string
-  cachedScopes: string
-  /** When the session started (Redis time, ms): the login its tokens' `auth_time` names. */
-  createdAt: number
-}
-
-export type RotationResult =
-  | ({ outcome: 'rotated' } & LiveToken)
-  | ({ outcome: 'grace'; sealedSecret: Buffer } & LiveToken)
-  | { outcome: 'limited'; retryAfterMs: number }
-  | { outcome: 'unknown' | 'wrong_channel' | 'reuse' }
-
 export type Channel = 'cookie' | 'body'
 
 export class SessionStore {
@@ -192,9 +124,9 @@ export class SessionStore {
     private readonly redis: Redis,
     private readonly waitReplicas = 0,
   ) {
-    // Called by name through replicatedWrite (with WAIT when REDIS_WAIT_REPLICAS is set).
+    // Called by name through replicatedWrite (with WAIT when REDIS_WAIT_REPLICAS is set). The
+    // rotation's script lives with the code that acts on it (refresh-rotation.ts).
     redis.defineCommand('startSession', { numberOfKeys: 2, lua: START_SESSION })
-    redis.defineCommand('rotateRefreshToken', { numberOfKeys: 3, lua: ROTATE })
     redis.defineCommand('endSession', { numberOfKeys: 2, lua: END_SESSION })
     redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
   }
@@ -226,62 +158,6 @@ export class SessionStore {
       ),
     )
     return { createdAt: Number(created), ended }
-  }
-
-  async rotate(input: {
-    presented: PresentedToken
-    successorHash: Buffer
-    sealedSuccessor: Buffer
-    ttlMs: number
-    channel: Channel
-    strict: boolean
-    refreshesPerMinute: number
-  }): Promise<RotationResult> {
-    const { userId, sessionId, generation, secretHash, tag } = input.presented
-    const [outcome, ...rest] = await inRedis(() =>
-      replicatedWrite<Buffer[]>(
-        this.redis, this.waitReplicas, 'rotateRefreshTokenBuffer',
-        keys.session(userId, sessionId), keys.index(userId), keys.scopes(userId),
-        generation, secretHash, tag, input.successorHash, input.sealedSuccessor, input.channel, input.ttlMs, sessionId,
-        input.strict ? '1' : '0', input.refreshesPerMinute,
-      ),
-    )
-    const text = (value: Buffer | undefined) => value?.toString() ?? ''
-    switch (text(outcome)) {
-      case 'rotated': {
-        const [gen, liveTag, ttl, resource, scopes, created] = rest
-        return {
-          outcome: 'rotated',
-          generation: Number(text(gen)),
-          tag: text(liveTag),
-          ttlMs: Number(text(ttl)),
-          resource: text(resource),
-          cachedScopes: text(scopes),
-          createdAt: Number(text(created)),
-        }
-      }
-      case 'grace': {
-        const [gen, liveTag, sealed, ttl, resource, scopes, created] = rest
-        return {
-          outcome: 'grace',
-          generation: Number(text(gen)),
-          tag: text(liveTag),
-          sealedSecret: sealed ?? Buffer.alloc(0),
-          ttlMs: Number(text(ttl)),
-          resource: text(resource),
-          cachedScopes: text(scopes),
-          createdAt: Number(text(created)),
-        }
-      }
-      case 'limited':
-        return { outcome: 'limited', retryAfterMs: Number(text(rest[0])) }
-      case 'reuse':
-        return { outcome: 'reuse' }
-      case 'wrong_channel':
-        return { outcome: 'wrong_channel' }
-      default:
-        return { outcome: 'unknown' }
-    }
   }
 
   /** Ends a session by a token of it (proof of possession): true when it was live. */

@@ -1,0 +1,205 @@
+// The refresh rule, read in one place: the script decides atomically in Redis what a
+// presented refresh token is, and rotate() acts on each of its outcomes in one exhaustive
+// switch. Outcomes:
+//   rotated        the session's live token, on its own channel: the successor is stored and returned
+//   grace          the live token's predecessor again, on its channel, within REFRESH_REUSE_GRACE's
+//                  rule (a lost answer, or parallel requests): the same successor, sealed with it
+//   limited        over the session's refreshes per minute (counted per session, never per address)
+//   reuse          any other token this session issued and has since rotated, on either channel:
+//                  theft, so the whole session ends
+//   wrong_channel  the live token on the other channel (a cookie's token in a body): refused, session kept
+//   unknown        expired, ended, forged or not ours: refused
+// The storage this flow needs is one Redis script call; the session's other scripts live in
+// session-store.ts.
+
+import { createHash } from 'node:crypto'
+import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
+import { InvalidGrant, RateLimited } from '../common/errors.js'
+import { sealWith, unsealWith } from '../common/secrets.js'
+import type { AccountEvents } from '../events/account-events.js'
+import { inRedis, replicatedWrite, type RedisClient } from '../storage/redis.js'
+import { sessionKeys } from '../../verifier/session-keys.js'
+import { composeRefreshToken, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
+import type { IssuedRefreshToken, SessionClient, SessionPolicy } from './refresh-sessions.js'
+import { NOW, TAG } from './session-store.js'
+
+const ROTATE = `${NOW}${TAG}
+-- KEYS: 1 session, 2 user's session index, 3 user's scopes
+-- ARGV: 1 presented generation, 2 presented secret hash, 3 presented tag, 4 successor secret hash,
+--       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1'),
+--       10 refreshes allowed per session and minute
+local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count', 'created')
+if not s[1] then return {'unknown'} end
+local live, presented = tonumber(s[1]), tonumber(ARGV[1])
+local remaining = tonumber(s[6]) - now
+if remaining <= 0 then return {'unknown'} end
+-- Counted per session, never per address (thousands of phones share one carrier NAT
+-- address), and only for presentations of this session's live token or its predecessor:
+-- someone without them cannot use up the session's allowance.
+local function overLimit()
+  local window, count = tonumber(s[9]) or 0, (tonumber(s[10]) or 0) + 1
+  if now - window >= 60000 then window, count = now, 1 end
+  if count > tonumber(ARGV[10]) then return 60000 - (now - window) end
+  redis.call('HSET', KEYS[1], 'window', window, 'count', count)
+  return false
+end
+-- The whole token must be ours: secret and tag (a flipped tag is not the live token).
+local genuine = sameTag(ARGV[3], s[5], presented)
+if presented == live and ARGV[2] == s[2] and genuine then
+  if ARGV[6] ~= s[7] then return {'wrong_channel'} end
+  local wait = overLimit()
+  if wait then return {'limited', tostring(wait)} end
+  local ttl = math.min(tonumber(ARGV[7]), remaining)
+  redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', ARGV[4], 'prev', s[2], 'sealed', ARGV[5], 'lastUsed', now)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', KEYS[2], now, ARGV[8])
+  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
+end
+-- The predecessor of a live token nobody has presented yet: its answer was lost, or a
+-- parallel request raced it. Same successor, however late, until the session ends.
+if presented == live - 1 and ARGV[2] == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
+  local wait = overLimit()
+  if wait then return {'limited', tostring(wait)} end
+  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
+end
+-- A token this session really issued and has since rotated, on either channel: reuse.
+if presented < live and genuine then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[8])
+  return {'reuse'}
+end
+return {'unknown'}
+`
+
+/**
+ * The live token of a session: `tag` completes its wire form. `resource`: '' for the
+ * gateway itself. `cachedScopes`: the user's cached scopes there, as user-scopes.ts wrote them ('' if none).
+ */
+export interface LiveToken {
+  generation: number
+  tag: string
+  ttlMs: number
+  resource: string
+  cachedScopes: string
+  /** When the session started (Redis time, ms): the login its tokens' `auth_time` names. */
+  createdAt: number
+}
+
+
+type RotationResult =
+  | ({ outcome: 'rotated' } & LiveToken)
+  | ({ outcome: 'grace'; sealedSecret: Buffer } & LiveToken)
+  | { outcome: 'limited'; retryAfterMs: number }
+  | { outcome: 'unknown' | 'wrong_channel' | 'reuse' }
+
+export class RefreshRotation {
+  constructor(
+    private readonly redis: RedisClient,
+    /** REDIS_WAIT_REPLICAS: a rotation is answered once that many replicas hold it. */
+    private readonly waitReplicas: number,
+    private readonly policy: Pick<SessionPolicy, 'refreshTokenTtl' | 'refreshReuseGrace' | 'refreshesPerMinute'>,
+    private readonly audit: AuditLog,
+    /** Tells the app (sessions.revoked) when reuse ended a session. */
+    private readonly events?: Pick<AccountEvents, 'announce'>,
+  ) {
+    redis.defineCommand('rotateRefreshToken', { numberOfKeys: 3, lua: ROTATE })
+  }
+
+  /** Exchanges a refresh token for its successor; throws InvalidGrant for anything unusable. */
+  async rotate(presented: string, client: SessionClient): Promise<IssuedRefreshToken> {
+    const parts = parseRefreshToken(presented)
+    if (!parts) {
+      this.audit.countRefresh('invalid')
+      throw new InvalidGrant('the refresh token is invalid')
+    }
+    const successorSecret = newTokenSecret()
+    const result = await this.run(parts, successorSecret, client).catch(this.audit.countRefreshFailure)
+    switch (result.outcome) {
+      case 'rotated':
+        this.audit.countRefresh('rotated')
+        return issued(parts, result, successorSecret)
+      case 'grace': {
+        const sameSuccessor = unsealWith(parts.secret, result.sealedSecret)
+        if (!sameSuccessor) throw new InvalidGrant('the refresh token is invalid')
+        this.audit.countRefresh('grace')
+        return issued(parts, result, sameSuccessor)
+      }
+      case 'limited': {
+        this.audit.countRefresh('limited')
+        const retryAfter = Math.max(1, Math.ceil(result.retryAfterMs / 1000))
+        throw new RateLimited(`too many refreshes of this session; retry after ${retryAfter} s`, { retryAfterSeconds: retryAfter })
+      }
+      case 'reuse':
+        await this.audit.record({ userId: parts.userId, sessionId: parts.sessionId, action: 'session.reuse_detected', actor: 'system', outcome: 'denied', ...originOfClient(client) })
+        await this.events?.announce('sessions.revoked', { userId: parts.userId, reason: 'refresh_token_reuse' })
+        throw new InvalidGrant('the refresh token was already used; the session has been ended')
+      case 'wrong_channel':
+      case 'unknown':
+        this.audit.countRefresh('invalid')
+        throw new InvalidGrant('the refresh token is invalid, expired or revoked')
+      default:
+        return result satisfies never
+    }
+  }
+
+  /** Runs ROTATE for the presented token (never its secret: its hash) and reads its answer. */
+  private async run(parts: RefreshTokenParts, successorSecret: Buffer, client: SessionClient): Promise<RotationResult> {
+    const { userId, sessionId, generation, secret, tag } = parts
+    const [outcome, ...rest] = await inRedis(() =>
+      replicatedWrite<Buffer[]>(
+        this.redis, this.waitReplicas, 'rotateRefreshTokenBuffer',
+        sessionKeys.session(userId, sessionId), sessionKeys.index(userId), sessionKeys.scopes(userId),
+        generation, hashOfSecret(secret), tag, hashOfSecret(successorSecret), sealWith(secret, successorSecret), client.channel,
+        this.policy.refreshTokenTtl * 1000, sessionId, this.policy.refreshReuseGrace === 0 ? '1' : '0', this.policy.refreshesPerMinute,
+      ),
+    )
+    const text = (value: Buffer | undefined) => value?.toString() ?? ''
+    const liveToken = ([gen, liveTag, ttl, resource, scopes, created]: (Buffer | undefined)[]): LiveToken => ({
+      generation: Number(text(gen)),
+      tag: text(liveTag),
+      ttlMs: Number(text(ttl)),
+      resource: text(resource),
+      cachedScopes: text(scopes),
+      createdAt: Number(text(created)),
+    })
+    switch (text(outcome)) {
+      case 'rotated':
+        return { outcome: 'rotated', ...liveToken(rest) }
+      case 'grace': {
+        const [gen, liveTag, sealed, ...others] = rest
+        return { outcome: 'grace', sealedSecret: sealed ?? Buffer.alloc(0), ...liveToken([gen, liveTag, ...others]) }
+      }
+      case 'limited':
+        return { outcome: 'limited', retryAfterMs: Number(text(rest[0])) }
+      case 'reuse':
+        return { outcome: 'reuse' }
+      case 'wrong_channel':
+        return { outcome: 'wrong_channel' }
+      default:
+        return { outcome: 'unknown' }
+    }
+  }
+}
+
+function issued(parts: RefreshTokenParts, live: LiveToken, secret: Buffer): IssuedRefreshToken {
+  const { userId, sessionId } = parts
+  return {
+    userId,
+    sessionId,
+    resource: live.resource || undefined,
+    refreshToken: composeRefreshToken({ userId, sessionId, generation: live.generation, secret, tag: live.tag }),
+    refreshExpiresIn: Math.floor(live.ttlMs / 1000),
+    cachedScopes: live.cachedScopes,
+    authTime: Math.floor(live.createdAt / 1000),
+  }
+}
+
+/** The stored form of a token secret. */
+export function hashOfSecret(secret: Buffer): Buffer {
+  return createHash('sha256').update(secret).digest()
+}
+
+export function originOfClient(client: SessionClient): RequestOrigin {
+  return { ip: client.ip, userAgent: client.label }
+}
