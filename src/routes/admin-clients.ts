@@ -1,6 +1,7 @@
 // Operators' endpoints for machine-to-machine clients and their grants. Registered inside
 // the admin plugin (src/routes/admin.ts), which authenticates the admin client first.
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import type { ClientSummary } from '../clients/client-directory.js'
@@ -18,14 +19,11 @@ import {
   revokedReply,
   revokeQuery,
   scopesOf,
-  type GrantBody,
-  type RevokeQuery,
   WITH_BODY,
   WITH_PATH,
 } from './admin-shapes.js'
 
 const clientParams = { type: 'object', required: ['clientId'], properties: { clientId } } as const
-type ClientParams = { clientId: string }
 
 const newClientBody = {
   type: 'object',
@@ -60,10 +58,11 @@ const clientList = {
   },
 } as const
 
-export async function adminClientRoutes(app: FastifyInstance, { administration, config }: Pick<GatewayServices, 'administration' | 'config'>): Promise<void> {
+export async function adminClientRoutes(fastify: FastifyInstance, { administration, config }: Pick<GatewayServices, 'administration' | 'config'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const limited = { config: rateLimitedAs('token', config) }
 
-  app.post<{ Body: { name: string } }>(
+  app.post(
     '/admin/clients',
     {
       ...limited,
@@ -78,7 +77,7 @@ export async function adminClientRoutes(app: FastifyInstance, { administration, 
     async (request) => ({ clients: (await administration.listClients(operatorOf(request))).map(clientView) }),
   )
 
-  app.delete<{ Params: ClientParams }>(
+  app.delete(
     '/admin/clients/:clientId',
     {
       ...limited,
@@ -97,7 +96,7 @@ export async function adminClientRoutes(app: FastifyInstance, { administration, 
     },
   )
 
-  app.post<{ Params: ClientParams; Body: GrantBody }>(
+  app.post(
     '/admin/clients/:clientId/grants',
     {
       ...limited,
@@ -118,7 +117,7 @@ export async function adminClientRoutes(app: FastifyInstance, { administration, 
     },
   )
 
-  app.delete<{ Params: ClientParams; Querystring: RevokeQuery }>(
+  app.delete(
     '/admin/clients/:clientId/grants',
     {
       ...limited,

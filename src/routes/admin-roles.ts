@@ -2,6 +2,7 @@
 // hold them. Registered inside the admin plugin (src/routes/admin.ts), which authenticates
 // the admin client first.
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
@@ -19,16 +20,12 @@ import {
   roleName,
   scopesOf,
   userId,
-  type GrantBody,
-  type RevokeQuery,
   WITH_BODY,
   WITH_PATH,
 } from './admin-shapes.js'
 
 const roleParams = { type: 'object', required: ['role'], properties: { role: roleName } } as const
-type RoleParams = { role: string }
 const userParams = { type: 'object', required: ['userId'], properties: { userId } } as const
-type UserParams = { userId: string }
 const assignmentParams = { type: 'object', required: ['userId', 'role'], properties: { userId, role: roleName } } as const
 
 const role = {
@@ -48,10 +45,11 @@ const roleNames = {
 
 const NEW_TOKENS = 'New access tokens carry the change within a minute; tokens already issued keep their scopes until they expire.'
 
-export async function adminRoleRoutes(app: FastifyInstance, { administration, config }: Pick<GatewayServices, 'administration' | 'config'>): Promise<void> {
+export async function adminRoleRoutes(fastify: FastifyInstance, { administration, config }: Pick<GatewayServices, 'administration' | 'config'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const limited = { config: rateLimitedAs('token', config) }
 
-  app.post<{ Body: { name: string } }>(
+  app.post(
     '/admin/roles',
     {
       ...limited,
@@ -84,7 +82,7 @@ export async function adminRoleRoutes(app: FastifyInstance, { administration, co
     async (request) => ({ roles: await administration.listRoles(operatorOf(request)) }),
   )
 
-  app.delete<{ Params: RoleParams }>(
+  app.delete(
     '/admin/roles/:role',
     {
       ...limited,
@@ -104,7 +102,7 @@ export async function adminRoleRoutes(app: FastifyInstance, { administration, co
     },
   )
 
-  app.post<{ Params: RoleParams; Body: GrantBody }>(
+  app.post(
     '/admin/roles/:role/grants',
     {
       ...limited,
@@ -126,7 +124,7 @@ export async function adminRoleRoutes(app: FastifyInstance, { administration, co
     },
   )
 
-  app.delete<{ Params: RoleParams; Querystring: RevokeQuery }>(
+  app.delete(
     '/admin/roles/:role/grants',
     {
       ...limited,
@@ -145,7 +143,7 @@ export async function adminRoleRoutes(app: FastifyInstance, { administration, co
     }),
   )
 
-  app.get<{ Params: UserParams }>(
+  app.get(
     '/admin/users/:userId/roles',
     {
       ...limited,
@@ -154,7 +152,7 @@ export async function adminRoleRoutes(app: FastifyInstance, { administration, co
     async (request) => ({ roles: await administration.rolesOf(request.params.userId, operatorOf(request)) }),
   )
 
-  app.post<{ Params: UserParams; Body: { role: string } }>(
+  app.post(
     '/admin/users/:userId/roles',
     {
       ...limited,
@@ -172,7 +170,7 @@ export async function adminRoleRoutes(app: FastifyInstance, { administration, co
     async (request) => ({ roles: await administration.assignRole(request.params.userId, request.body.role, operatorOf(request)) }),
   )
 
-  app.delete<{ Params: UserParams & RoleParams }>(
+  app.delete(
     '/admin/users/:userId/roles/:role',
     {
       ...limited,

@@ -3,9 +3,10 @@
 // the hook below guards every route of this plugin, those of the route groups it registers
 // included. What operators do is audited by src/admin/administration.ts.
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
-import type { UserRecord, UserSearch } from '../admin/user-lookup.js'
+import type { UserRecord } from '../admin/user-lookup.js'
 import { NotFound } from '../common/errors.js'
 import { requireAdminClient } from '../http/admin-credential.js'
 import { originOf } from '../http/browser.js'
@@ -96,9 +97,8 @@ const auditEvents = {
   },
 } as const
 
-type UserParams = { userId: string }
-
-export async function adminRoutes(app: FastifyInstance, { accessTokens, clients, audit, forcedLogout, administration, accountDeletion, config }: Pick<GatewayServices, 'accessTokens' | 'clients' | 'audit' | 'forcedLogout' | 'administration' | 'accountDeletion' | 'config'>): Promise<void> {
+export async function adminRoutes(fastify: FastifyInstance, { accessTokens, clients, audit, forcedLogout, administration, accountDeletion, config }: Pick<GatewayServices, 'accessTokens' | 'clients' | 'audit' | 'forcedLogout' | 'administration' | 'accountDeletion' | 'config'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   // preValidation: an unauthenticated caller is refused (audited, or only counted when it shows
   // no genuine token) before its input is looked at.
   app.addHook('preValidation', requireAdminClient({ accessTokens, clients, audit, ownResource: config.tokenAudience }))
@@ -108,7 +108,7 @@ export async function adminRoutes(app: FastifyInstance, { accessTokens, clients,
   })
   const limited = { config: rateLimitedAs('token', config) }
 
-  app.post<{ Params: UserParams }>(
+  app.post(
     '/admin/users/:userId/logout',
     {
       ...limited,
@@ -120,7 +120,7 @@ export async function adminRoutes(app: FastifyInstance, { accessTokens, clients,
     },
   )
 
-  app.delete<{ Params: UserParams }>(
+  app.delete(
     '/admin/users/:userId',
     {
       ...limited,
@@ -134,7 +134,7 @@ export async function adminRoutes(app: FastifyInstance, { accessTokens, clients,
     },
   )
 
-  app.get<{ Params: UserParams; Querystring: { limit?: string } }>(
+  app.get(
     '/admin/users/:userId/audit',
     {
       ...limited,
@@ -153,7 +153,7 @@ export async function adminRoutes(app: FastifyInstance, { accessTokens, clients,
     },
   )
 
-  app.get<{ Querystring: UserSearch }>(
+  app.get(
     '/admin/users',
     {
       ...limited,
@@ -171,7 +171,7 @@ export async function adminRoutes(app: FastifyInstance, { accessTokens, clients,
     async (request) => ({ users: (await administration.findUsers(request.query, operatorOf(request))).map(userView) }),
   )
 
-  app.get<{ Params: UserParams }>(
+  app.get(
     '/admin/users/:userId',
     {
       ...limited,

@@ -2,6 +2,7 @@
 // and the rule that a request carries exactly one kind, with only the fields of that kind.
 
 import type { SwaggerTransform } from '@fastify/swagger'
+import type { FromSchema } from 'json-schema-to-ts'
 import { InvalidRequest } from '../common/errors.js'
 import type { ProviderCredential } from '../login/login.js'
 import { providerName, urlString } from './shapes.js'
@@ -46,15 +47,9 @@ export const documentCredentialKinds: SwaggerTransform = ({ schema, url }) => ({
   schema: { ...schema, body: { ...(schema.body as object), oneOf: credentialKinds } },
 })
 
-export interface CredentialBody {
-  code?: string
-  redirectUri?: string
-  state?: string
-  codeVerifier?: string
-  nonce?: string
-  idToken?: string
-  accessToken?: string
-}
+const credentialFields = { type: 'object', properties: credentialProperties, additionalProperties: false } as const
+/** The credential fields of a login or link body, as their schema types them. */
+export type CredentialBody = Omit<FromSchema<typeof credentialFields>, 'provider'>
 
 export function credentialOf(body: CredentialBody): ProviderCredential {
   const { code, redirectUri, state, codeVerifier, nonce, idToken, accessToken } = body

@@ -2,12 +2,13 @@
 // credential (or, on the web, through the redirect flow), and unlink one. The caller's
 // account never changes when the identity belongs to someone else.
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { requireBearer } from '../http/bearer.js'
 import { originOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
-import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds, type CredentialBody } from './credentials.js'
+import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds } from './credentials.js'
 import {
   BEARER_REFUSED,
   BEARER_SECURITY,
@@ -101,11 +102,12 @@ const identityParams = {
   properties: { identityId: { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } },
 } as const
 
-export async function identityRoutes(app: FastifyInstance, { login, links, browser, accessTokens, sessions, config }: Pick<GatewayServices, 'login' | 'links' | 'browser' | 'accessTokens' | 'sessions' | 'config'>): Promise<void> {
+export async function identityRoutes(fastify: FastifyInstance, { login, links, browser, accessTokens, sessions, config }: Pick<GatewayServices, 'login' | 'links' | 'browser' | 'accessTokens' | 'sessions' | 'config'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const bearer = requireBearer(accessTokens, sessions)
   const limited = rateLimitedAs('login', config)
 
-  app.post<{ Body: CredentialBody & { provider: string } }>(
+  app.post(
     '/auth/identities',
     {
       preHandler: bearer,
@@ -128,7 +130,7 @@ export async function identityRoutes(app: FastifyInstance, { login, links, brows
 
   // The web way: the browser goes to the provider, and the callback links the identity to
   // this user. The binding cookie set here ties the flow to this browser as well.
-  app.post<{ Body: { provider: string; returnTo: string } }>(
+  app.post(
     '/auth/identities/start',
     {
       preHandler: bearer,
@@ -150,7 +152,7 @@ export async function identityRoutes(app: FastifyInstance, { login, links, brows
     },
   )
 
-  app.delete<{ Params: { identityId: string } }>(
+  app.delete(
     '/auth/identities/:identityId',
     {
       preHandler: bearer,

@@ -1,4 +1,5 @@
 import type { SwaggerTransform } from '@fastify/swagger'
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { BrowserPolicy } from '../http/browser.js'
 import type { GatewayServices } from '../services.js'
@@ -6,8 +7,7 @@ import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { LoginOutcome } from '../login/login.js'
-import type { GivenName } from '../../providers/types.js'
-import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds, type CredentialBody } from './credentials.js'
+import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds } from './credentials.js'
 import {
   authenticatedReply,
   BODY_REFUSALS,
@@ -114,18 +114,13 @@ function documentLoginBody(namedProviders: string[]): SwaggerTransform {
   }
 }
 
-interface LoginBody extends CredentialBody {
-  provider: string
-  name?: GivenName
-  resource?: string
-}
-
-export async function loginRoutes(app: FastifyInstance, { login, browser, config, providers }: Pick<GatewayServices, 'login' | 'browser' | 'config' | 'providers'>): Promise<void> {
+export async function loginRoutes(fastify: FastifyInstance, { login, browser, config, providers }: Pick<GatewayServices, 'login' | 'browser' | 'config' | 'providers'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
 
   const limited = rateLimitedAs('login', config)
   /** The providers that take a `name` (Apple: it hands the name to the app only). */
   const namedProviders = providers.names.filter((name) => providers.get(name).nameFromCallback)
-  app.post<{ Body: { provider: string; redirectUri: string } }>(
+  app.post(
     '/auth/login/start',
     {
       schema: {
@@ -142,7 +137,7 @@ export async function loginRoutes(app: FastifyInstance, { login, browser, config
     },
   )
 
-  app.post<{ Body: LoginBody }>(
+  app.post(
     '/auth/login',
     {
       schema: {

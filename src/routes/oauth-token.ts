@@ -4,6 +4,7 @@
 // the body (§2.3.1), errors as §5.2 (with our `message` beside `error_description`), and
 // no caching of the answer (§5.1).
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { InvalidRequest, InvalidTarget } from '../common/errors.js'
@@ -17,9 +18,6 @@ const FORM_BODY_LIMIT = 4 * 1024
 /** The parameters the OAuth endpoints read; RFC 6749 §3.2 says to ignore any others. */
 const TOKEN_PARAMETERS = ['grant_type', 'scope', 'resource', 'client_id', 'client_secret'] as const
 const INTROSPECTION_PARAMETERS = ['token', 'token_type_hint', 'client_id', 'client_secret'] as const
-
-type TokenRequestBody = Partial<Record<(typeof TOKEN_PARAMETERS)[number], string>>
-type IntrospectionRequestBody = Partial<Record<(typeof INTROSPECTION_PARAMETERS)[number], string>>
 
 // The schemas see the form as parseOAuthForm leaves it: only the parameters the endpoint
 // reads (others are ignored, RFC 6749 §3.2), none of them empty (an empty one counts as left
@@ -131,7 +129,8 @@ export function parseOAuthForm<Name extends string>(body: string, names: readonl
   return parsed
 }
 
-export async function oauthTokenRoutes(app: FastifyInstance, { clientCredentials, introspection, config }: Pick<GatewayServices, 'clientCredentials' | 'introspection' | 'config'>): Promise<void> {
+export async function oauthTokenRoutes(fastify: FastifyInstance, { clientCredentials, introspection, config }: Pick<GatewayServices, 'clientCredentials' | 'introspection' | 'config'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
 
   // Only in this plugin: the rest of the gateway stays JSON-only, so a cross-site form
   // still cannot reach it.
@@ -143,7 +142,7 @@ export async function oauthTokenRoutes(app: FastifyInstance, { clientCredentials
     throw new InvalidRequest('send the request as application/x-www-form-urlencoded (RFC 6749 §4.4.2, RFC 7662 §2.1)')
   })
 
-  app.post<{ Body: TokenRequestBody }>(
+  app.post(
     '/oauth/token',
     {
       schema: {
@@ -181,7 +180,7 @@ export async function oauthTokenRoutes(app: FastifyInstance, { clientCredentials
   // (RATE_LIMIT_INTROSPECTION): the client is authenticated first, then counted; a failed
   // authentication counts against the address and is answered after the count.
   const refusedCallers = new WeakMap<FastifyRequest, unknown>()
-  app.post<{ Body: IntrospectionRequestBody }>(
+  app.post(
     '/oauth/introspect',
     {
       schema: {
@@ -196,7 +195,7 @@ export async function oauthTokenRoutes(app: FastifyInstance, { clientCredentials
           oauthErrorBody,
         ),
       },
-      preHandler: async (request: FastifyRequest<{ Body: IntrospectionRequestBody }>) => {
+      preHandler: async (request) => {
         try {
           request.oauthClient = (await introspection.authenticateCaller(clientCredentialsOf(request, request.body))).clientId
         } catch (error) {

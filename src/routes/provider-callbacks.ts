@@ -4,6 +4,7 @@
 // calling an endpoint that keeps failing, so a user we do not know is a 200 too; only a
 // storage outage answers 503, so the provider tries again.
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { UnsupportedProvider } from '../common/errors.js'
@@ -54,7 +55,8 @@ const APPLE_REFUSALS = {
   ...STORAGE_UNAVAILABLE,
 } as const
 
-export async function providerCallbackRoutes(app: FastifyInstance, { providers, revocations }: Pick<GatewayServices, 'providers' | 'revocations'>): Promise<void> {
+export async function providerCallbackRoutes(fastify: FastifyInstance, { providers, revocations }: Pick<GatewayServices, 'providers' | 'revocations'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   acceptFormBodies(app, 4 * 1024)
 
   const hear = async (providerName: string, authorization: string | undefined, fields: Record<string, unknown>) => {
@@ -65,12 +67,12 @@ export async function providerCallbackRoutes(app: FastifyInstance, { providers, 
   }
   const kakao = { summary: "Kakao's unlink callback", tags: ['provider callbacks'], security: [{ kakaoAdminKey: [] }] }
 
-  app.get<{ Querystring: Record<string, string> }>(
+  app.get(
     '/webhooks/kakao/unlink',
     { schema: { ...kakao, querystring: unlinkFields, response: responses({ 200: outcomeReply }, KAKAO_REFUSALS) } },
     async (request) => hear('kakao', request.headers.authorization, request.query),
   )
-  app.post<{ Body: Record<string, string> }>(
+  app.post(
     '/webhooks/kakao/unlink',
     {
       schema: {
@@ -82,7 +84,7 @@ export async function providerCallbackRoutes(app: FastifyInstance, { providers, 
     },
     async (request) => hear('kakao', request.headers.authorization, request.body),
   )
-  app.post<{ Body: { payload: string } }>(
+  app.post(
     '/webhooks/apple',
     {
       schema: {

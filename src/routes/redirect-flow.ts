@@ -5,6 +5,7 @@
 // Apple answers with a form POST instead (response_mode=form_post): POST /auth/callback/apple.
 // The same callbacks finish the web way of linking another identity (POST /auth/identities/start).
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { InvalidRequest } from '../common/errors.js'
@@ -84,10 +85,11 @@ const FORM_POST_REFUSALS = {
   415: 'unsupported_media_type: the body is neither a form nor JSON',
 } as const
 
-export async function redirectFlowRoutes(app: FastifyInstance, { login, browser, config, providers }: Pick<GatewayServices, 'login' | 'browser' | 'config' | 'providers'>): Promise<void> {
+export async function redirectFlowRoutes(fastify: FastifyInstance, { login, browser, config, providers }: Pick<GatewayServices, 'login' | 'browser' | 'config' | 'providers'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const limited = { config: rateLimitedAs('login', config) }
 
-  app.get<{ Params: { provider: string }; Querystring: { returnTo: string } }>(
+  app.get(
     '/auth/authorize/:provider',
     {
       schema: {
@@ -106,7 +108,7 @@ export async function redirectFlowRoutes(app: FastifyInstance, { login, browser,
     },
   )
 
-  app.get<{ Params: { provider: string }; Querystring: ProviderCallback }>(
+  app.get(
     '/auth/callback/:provider',
     {
       schema: {
@@ -121,12 +123,12 @@ export async function redirectFlowRoutes(app: FastifyInstance, { login, browser,
     },
     async (request, reply) => {
       const { state, code, error } = request.query
-      return finish(request, reply, 'loginBinding', { state, code, error })
+      return finish(request, request.params.provider, reply, 'loginBinding', { state, code, error })
     },
   )
 
   acceptFormBodies(app, FORM_BODY_LIMIT)
-  app.post<{ Params: { provider: string }; Body: ProviderCallback }>(
+  app.post(
     '/auth/callback/:provider',
     {
       schema: {
@@ -144,13 +146,13 @@ export async function redirectFlowRoutes(app: FastifyInstance, { login, browser,
         throw new InvalidRequest(`${request.params.provider} answers with a redirect (GET), not a form POST`)
       }
       const { state, code, error, user } = request.body
-      return finish(request, reply, 'formPostBinding', { state, code, error, user })
+      return finish(request, request.params.provider, reply, 'formPostBinding', { state, code, error, user })
     },
   )
 
-  async function finish(request: FastifyRequest<{ Params: { provider: string } }>, reply: FastifyReply, cookie: 'loginBinding' | 'formPostBinding', callback: ProviderCallback) {
+  async function finish(request: FastifyRequest, provider: string, reply: FastifyReply, cookie: 'loginBinding' | 'formPostBinding', callback: ProviderCallback) {
     const binding = browser.flowCookieOf(request, cookie)
-    const result = await login.finishRedirect(request.params.provider, callback, binding, clientOf(request, 'cookie'))
+    const result = await login.finishRedirect(provider, callback, binding, clientOf(request, 'cookie'))
     browser.clearFlowCookie(reply, cookie)
     reply.header('cache-control', 'no-store')
     return reply.redirect(returnUrlFor(result, reply).href, 302)

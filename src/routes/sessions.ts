@@ -2,6 +2,7 @@
 // once: its refresh token fails, and its access tokens are refused by every bearer check
 // that looks at the session (the gateway's own, and verifiers with revocation on).
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { requireBearer } from '../http/bearer.js'
@@ -61,7 +62,8 @@ const endAllSchema = bearerRoute(
   BODY_REFUSALS,
 )
 
-export async function sessionRoutes(app: FastifyInstance, { sessions, accessTokens, browser }: Pick<GatewayServices, 'sessions' | 'accessTokens' | 'browser'>): Promise<void> {
+export async function sessionRoutes(fastify: FastifyInstance, { sessions, accessTokens, browser }: Pick<GatewayServices, 'sessions' | 'accessTokens' | 'browser'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const bearer = requireBearer(accessTokens, sessions)
 
   app.get('/auth/sessions', { preHandler: bearer, schema: listSchema }, async (request, reply) => {
@@ -79,7 +81,7 @@ export async function sessionRoutes(app: FastifyInstance, { sessions, accessToke
   })
 
   // Idempotent: a session that already ended, or is not the caller's, ends nothing.
-  app.delete<{ Params: { sessionId: string } }>('/auth/sessions/:sessionId', { preHandler: bearer, schema: endOneSchema }, async (request, reply) => {
+  app.delete('/auth/sessions/:sessionId', { preHandler: bearer, schema: endOneSchema }, async (request, reply) => {
     await sessions.end(request.principal!.userId, request.params.sessionId, 'user', originOf(request))
     return reply.code(204).send()
   })

@@ -1,10 +1,10 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { InvalidSignupToken } from '../common/errors.js'
 import { clientOf } from '../http/browser.js'
 import { rateLimitedAs } from '../http/rate-limits.js'
 import { EMAIL_MAX_LENGTH, NICKNAME_MAX_LENGTH, PHOTO_MAX_LENGTH } from '../common/profile-text.js'
-import type { SignupRequest } from '../signup/signup.js'
 import {
   authenticatedReply,
   BODY_REFUSALS,
@@ -16,8 +16,6 @@ import {
   signedInReply,
   STORAGE_UNAVAILABLE,
 } from './shapes.js'
-
-type SignupBody = Omit<SignupRequest, 'signupToken'> & { signupToken?: string; resource?: string }
 
 const signupBody = {
   type: 'object',
@@ -86,7 +84,8 @@ function ticketCookie(secure: boolean) {
   }
 }
 
-export async function signupRoutes(app: FastifyInstance, { signup, browser, config }: Pick<GatewayServices, 'signup' | 'browser' | 'config'>): Promise<void> {
+export async function signupRoutes(fastify: FastifyInstance, { signup, browser, config }: Pick<GatewayServices, 'signup' | 'browser' | 'config'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const secure = browser.cookie.secure
   const signupSchema = {
     summary: 'Finish a signup: the account, and its first session',
@@ -104,7 +103,7 @@ export async function signupRoutes(app: FastifyInstance, { signup, browser, conf
     response: responses({ 200: pendingSignup }, PENDING_REFUSALS),
   }
 
-  app.post<{ Body: SignupBody }>(
+  app.post(
     '/auth/signup',
     { schema: signupSchema, config: rateLimitedAs('login', config) },
     async (request, reply) => {

@@ -1,3 +1,4 @@
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayServices } from '../services.js'
 import { InvalidGrant, InvalidRequest } from '../common/errors.js'
@@ -22,8 +23,6 @@ const refreshBody = {
   properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } },
 } as const
 
-type RefreshBody = { refreshToken?: string } | null | undefined
-
 const REFRESH_REFUSALS = {
   400: 'invalid_request: the body is not valid, or the refresh cookie arrived twice',
   401: 'invalid_grant: no refresh token, or one that is invalid, expired, revoked or already used (reuse ends the session)',
@@ -44,11 +43,12 @@ const LOGOUT_REFUSALS = {
 
 const TAGS = ['sessions']
 
-export async function tokenRoutes(app: FastifyInstance, { browser, sessionTokens, sessions, accessTokens, config }: Pick<GatewayServices, 'browser' | 'sessionTokens' | 'sessions' | 'accessTokens' | 'config'>): Promise<void> {
+export async function tokenRoutes(fastify: FastifyInstance, { browser, sessionTokens, sessions, accessTokens, config }: Pick<GatewayServices, 'browser' | 'sessionTokens' | 'sessions' | 'accessTokens' | 'config'>): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
 
   // Limited per session inside the rotation (RATE_LIMIT_REFRESH), not per address: behind
   // a carrier NAT thousands of phones share one address.
-  app.post<{ Body: RefreshBody }>(
+  app.post(
     '/auth/token',
     {
       schema: {
@@ -68,7 +68,7 @@ export async function tokenRoutes(app: FastifyInstance, { browser, sessionTokens
   )
 
   // Ends one session: by refresh token (cookie or body), or by the bearer access token.
-  app.post<{ Body: RefreshBody }>(
+  app.post(
     '/auth/logout',
     {
       schema: {
