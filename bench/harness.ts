@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import * as jose from 'jose'
 import { loadConfig, type Config } from '../src/config.js'
 import { createGateway, type Gateway } from '../src/gateway.js'
@@ -20,6 +20,7 @@ import { freeLoopbackPort, waitForLoopbackPort } from '../src/common/loopback.js
 import { randomId } from '../src/common/secrets.js'
 import type { SessionTokens, TokenSet } from '../src/sessions/session-tokens.js'
 import type { RedisClient } from '../src/storage/redis.js'
+import type { AccessTokens } from '../src/tokens/access-tokens.js'
 import type { LoadJob, LoadReport, RunFigures } from './load-generator.js'
 
 // ---- settings ----
@@ -153,6 +154,17 @@ export function startSessions(sessionTokens: SessionTokens, count: number): Prom
       return { userId, ...(await sessionTokens.startSession(userId, { channel: 'body', label: 'bench' })) }
     }),
   )
+}
+
+/** The baseline: a bare fastify app whose one route, POST /token, signs one access token with the gateway's own class and keys. */
+export function buildBaseline(accessTokens: AccessTokens): FastifyInstance {
+  const app = Fastify({ logger: false })
+  const subject = { userId: randomId(), sessionId: randomId() }
+  app.post('/token', async () => {
+    const { accessToken, expiresIn } = await accessTokens.issue(subject)
+    return { accessToken, tokenType: 'Bearer', expiresIn }
+  })
+  return app
 }
 
 /** Listens on a free loopback port, closed on cleanup; resolves to the app's base URL. */

@@ -21,11 +21,11 @@ import { join } from 'node:path'
 import { Session } from 'node:inspector/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Gateway } from '../src/gateway.js'
-import { randomId } from '../src/common/secrets.js'
 import type { SessionTokens } from '../src/sessions/session-tokens.js'
 import { AccessTokens } from '../src/tokens/access-tokens.js'
 import {
   answered,
+  buildBaseline,
   columns,
   hasFailures,
   loadJob,
@@ -192,16 +192,6 @@ function buildBareRefresh(sessionTokens: SessionTokens): FastifyInstance {
       refreshExpiresIn: tokens.refreshExpiresIn,
       refreshToken: tokens.refreshToken,
     }
-  })
-  return app
-}
-
-function buildBaseline(accessTokens: AccessTokens): FastifyInstance {
-  const app = Fastify({ logger: false })
-  const subject = { userId: randomId(), sessionId: randomId() }
-  app.post('/token', async () => {
-    const { accessToken, expiresIn } = await accessTokens.issue(subject)
-    return { accessToken, tokenType: 'Bearer', expiresIn }
   })
   return app
 }

@@ -1,6 +1,6 @@
 // Random identifiers and secrets, and how secrets are stored: only as hashes.
 
-import { createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createDecipheriv, createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto'
 
 const POOL_BYTES = 4096
 let pool = Buffer.alloc(0)
@@ -83,6 +83,9 @@ function xor(pad: Buffer, data: Buffer): Buffer {
   return out
 }
 
+const SEAL_PREFIX = Buffer.from('seal:')
+
 function keyFrom(secret: Buffer): Buffer {
-  return createHash('sha256').update('seal:').update(secret).digest()
+  // One-shot hash: no Hash object per refresh.
+  return hash('sha256', Buffer.concat([SEAL_PREFIX, secret]), 'buffer') as unknown as Buffer
 }

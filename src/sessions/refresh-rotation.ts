@@ -12,7 +12,7 @@
 // The storage this flow needs is one Redis script call; the session's other scripts live in
 // session-store.ts.
 
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { InvalidGrant, RateLimited } from '../common/errors.js'
 import { sealWith, unsealWith } from '../common/secrets.js'
@@ -197,7 +197,7 @@ function issued(parts: RefreshTokenParts, live: LiveToken, secret: Buffer): Issu
 
 /** The stored form of a token secret. */
 export function hashOfSecret(secret: Buffer): Buffer {
-  return createHash('sha256').update(secret).digest()
+  return hash('sha256', secret, 'buffer') as unknown as Buffer
 }
 
 export function originOfClient(client: SessionClient): RequestOrigin {
