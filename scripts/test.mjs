@@ -6,6 +6,9 @@
 //   npm test                                   # every test/**/*.test.ts
 //   npm test -- test/emulators/google.test.ts  # one file (any tap args pass through)
 //
+// The whole suite (no arguments) then runs the tests of the packages in this repository
+// (verifier/: `npm test` there), counted into the same line.
+//
 // Missing system packages (redis-server, chromium, postgresql-15) are installed first:
 // see scripts/system-packages.sh.
 // The test files get TEST_POSTGRES_URL (an admin URL of the shared cluster).
@@ -23,6 +26,8 @@ import { Parser } from 'tap-parser'
 import { startPostgresCluster } from './postgres-cluster.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+/** Packages with tests of their own, run after the gateway's when the whole suite runs. */
+const PACKAGES = ['verifier']
 
 function fail(message) {
   console.error(`npm test: ${message}`)
@@ -127,27 +132,49 @@ if (signalled) {
 const parser = new Parser()
 const tally = track(parser)
 
-const tapBin = path.join(root, 'node_modules', '.bin', 'tap')
-child = spawn(tapBin, [...process.argv.slice(2), '--reporter=tap'], {
-  cwd: root,
-  stdio: ['ignore', 'pipe', 'inherit'],
-  detached: true,
-  env: { ...process.env, TEST_POSTGRES_URL: cluster.url },
-})
-child.stdout.on('data', (chunk) => {
-  process.stdout.write(chunk)
-  parser.write(chunk)
-})
+/** Runs tap in `cwd` (its own package.json says which files), its TAP report counted into the tally. */
+function runTap(cwd, args) {
+  const tapBin = path.join(root, 'node_modules', '.bin', 'tap')
+  child = spawn(tapBin, [...args, '--reporter=tap'], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
+    env: { ...process.env, TEST_POSTGRES_URL: cluster.url },
+  })
+  const packageParser = cwd === root ? parser : new Parser()
+  if (packageParser !== parser) {
+    const counted = track(packageParser)
+    packageParser.on('complete', () => {
+      for (const key of ['pass', 'fail', 'skip']) tally.counts[key] += counted.counts[key]
+    })
+  }
+  child.stdout.on('data', (chunk) => {
+    process.stdout.write(chunk)
+    packageParser.write(chunk)
+  })
+  return new Promise((resolve) => {
+    child.once('error', (error) => {
+      console.error(`npm test: could not run tap: ${error.message}`)
+      resolve(1)
+    })
+    child.once('close', (code, signal) => {
+      if (packageParser !== parser) packageParser.end()
+      resolve(signal ? 128 + (constants.signals[signal] ?? 0) : code ?? 1)
+    })
+  })
+}
 
-const status = await new Promise((resolve) => {
-  child.once('error', (error) => {
-    console.error(`npm test: could not run tap: ${error.message}`)
-    resolve(1)
-  })
-  child.once('close', (code, signal) => {
-    resolve(signal ? 128 + (constants.signals[signal] ?? 0) : code ?? 1)
-  })
-})
+const fileArgs = process.argv.slice(2)
+let status = await runTap(root, fileArgs)
+// The packages of this repository test themselves (`npm test` in each); the whole suite runs them too.
+if (fileArgs.length === 0) {
+  for (const name of PACKAGES) {
+    if (signalled) break
+    console.log(`# npm test in ${name}/`)
+    const packageStatus = await runTap(path.join(root, name), [])
+    if (status === 0) status = packageStatus
+  }
+}
 parser.end()
 await stopCluster()
 
