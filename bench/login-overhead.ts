@@ -1,0 +1,96 @@
+// Part of `npm run bench`: what the gateway adds to a login on top of the provider's own
+// time. A returning user logs in with Kakao's authorization code (POST /auth/login, the
+// emulated Kakao on loopback): the gateway exchanges the code, validates the ID token,
+// finds the account by its Kakao subject, starts a session and signs the tokens. Each
+// login's overhead is its time at the gateway minus the time the gateway spent waiting on
+// Kakao's endpoints in that login (the provider call durations its metrics observer hears
+// of, which include the HTTP client's own work). Logins run one at a time, so each login's
+// provider time is its own. Goal: median overhead <= 2 ms.
+//
+//   BENCH_LOGINS=300          measured logins (after 50 unmeasured)
+//   BENCH_LOGIN_ACCOUNTS=20   returning users the logins cycle through
+
+import { performance } from 'node:perf_hooks'
+import { startEmulatedProviders } from '../emulators/providers.js'
+import { startPostgresCluster } from '../test/support/postgres.js'
+import { freeLoopbackPort } from '../src/common/loopback.js'
+import type { ProviderCall } from '../providers/provider-http.js'
+import { onCleanUp, readNumber, runBench, startGateway, startRedis, tempDir, type RunningGateway } from './harness.js'
+
+const LOGINS = Math.floor(readNumber('BENCH_LOGINS', 300, 1))
+const WARMUP = 50
+const ACCOUNTS = Math.floor(readNumber('BENCH_LOGIN_ACCOUNTS', 20, 1))
+const GOAL_MS = 2
+const REDIRECT_URI = 'https://app.example/callback'
+
+async function main(): Promise<number> {
+  const dir = await tempDir('gateway-login-')
+  const redis = await startRedis(dir)
+  onCleanUp(() => redis.stop())
+  const providers = await startEmulatedProviders({ publicUrl: 'http://127.0.0.1:1', redirectUris: [REDIRECT_URI] })
+  onCleanUp(() => providers.stop())
+  // PostgreSQL, as in production, when its binaries are here (the embedded database is far slower).
+  const database = await startPostgresCluster().catch(() => undefined)
+  if (database) onCleanUp(() => database.stop())
+  const running = await startGateway(dir, redis.url, {
+    ...providers.env,
+    ...(database ? { DATABASE_URL: database.url } : {}),
+    ALLOWED_REDIRECT_URIS: REDIRECT_URI,
+    // The metrics observer is where the gateway times its provider calls.
+    METRICS_PORT: String(await freeLoopbackPort()),
+    RATE_LIMIT_LOGIN: '1000000',
+    JOB_CONCURRENCY: '0',
+  })
+  const metrics = running.gateway.services.metrics!
+  let providerSeconds = 0
+  const observed = metrics.providerCalled.bind(metrics)
+  metrics.providerCalled = (call: ProviderCall) => {
+    providerSeconds += call.seconds
+    observed(call)
+  }
+
+  const accounts = Array.from({ length: ACCOUNTS }, (_, index) => ({ id: String(7_000_000 + index), nickname: `bench-${index}`, email: `bench${index}@example.com` }))
+  for (const account of accounts) {
+    const first = await login(running, providers.kakao, account)
+    if (first.body.status !== 'signup_required') continue
+    const signup = await running.gateway.app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken: first.body.signupToken, nickname: account.nickname } })
+    if (signup.statusCode !== 200) throw new Error(`signup failed: ${signup.statusCode} ${signup.body}`)
+  }
+
+  const overheads: number[] = []
+  const totals: number[] = []
+  const waits: number[] = []
+  for (let i = 0; i < WARMUP + LOGINS; i++) {
+    const { took, providerMs, body } = await login(running, providers.kakao, accounts[i % ACCOUNTS]!)
+    if (body.status !== 'authenticated') throw new Error(`a returning user's login answered ${JSON.stringify(body)}`)
+    if (i < WARMUP) continue
+    totals.push(took)
+    waits.push(providerMs)
+    overheads.push(took - providerMs)
+  }
+  const at = (values: number[], quantile: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * quantile))]!
+  const ms = (value: number) => `${value.toFixed(2)} ms`
+  console.log(`login: ${LOGINS} returning users' Kakao code logins (POST /auth/login), one at a time, after ${WARMUP} unmeasured; database: ${database ? 'PostgreSQL' : 'embedded PGlite (no PostgreSQL binaries here)'}`)
+  console.log(`  at the gateway     median ${ms(at(totals, 0.5))}, p90 ${ms(at(totals, 0.9))}`)
+  console.log(`  waiting on Kakao   median ${ms(at(waits, 0.5))}, p90 ${ms(at(waits, 0.9))}   (token endpoint, and the key set when not cached)`)
+  console.log(`  gateway overhead   median ${ms(at(overheads, 0.5))}, p90 ${ms(at(overheads, 0.9))}   (goal: median <= ${GOAL_MS} ms)`)
+  return 0
+
+  /** One login: start, play the user at Kakao, post the code back; timed from the POST to its answer. */
+  async function login(running: RunningGateway, kakao: typeof providers.kakao, account: { id: string; nickname: string; email: string }) {
+    const { app } = running.gateway
+    const start = await app.inject({ method: 'POST', url: '/auth/login/start', payload: { provider: 'kakao', redirectUri: REDIRECT_URI } })
+    if (start.statusCode !== 200) throw new Error(`login/start failed: ${start.statusCode} ${start.body}`)
+    const back = await kakao.authorize(start.json().authorizationUrl, account)
+    const code = back.searchParams.get('code')
+    const state = back.searchParams.get('state')
+    const waitedBefore = providerSeconds
+    const began = performance.now()
+    const answer = await app.inject({ method: 'POST', url: '/auth/login', payload: { provider: 'kakao', code, state, redirectUri: REDIRECT_URI } })
+    const took = performance.now() - began
+    if (answer.statusCode !== 200) throw new Error(`login failed: ${answer.statusCode} ${answer.body}`)
+    return { took, providerMs: (providerSeconds - waitedBefore) * 1000, body: answer.json() }
+  }
+}
+
+await runBench(main)
