@@ -1,7 +1,7 @@
 // `npm run bench:instructions`: what a refresh costs, counted in CPU instructions instead of
 // time. On a shared machine the req/s and CPU-time figures of `npm run bench` swing by a
-// third between runs; the instructions a server executes per request barely move, so they
-// show what a change saves. valgrind's callgrind counts every instruction of the server
+// third between runs; the instructions a server executes per request move by a few percent
+// (garbage collection and the JIT depend on timing), so they show what a larger change saves. valgrind's callgrind counts every instruction of the server
 // process, all its threads (the libuv pool that signs included); redis-server runs outside
 // it and is measured by its own INFO figures.
 //
