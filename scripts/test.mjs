@@ -7,7 +7,7 @@
 //   npm test -- test/emulators/google.test.ts  # one file (any tap args pass through)
 //
 // The whole suite (no arguments) then runs the tests of the packages in this repository
-// (verifier/: `npm test` there), counted into the same line.
+// (verifier/ and client/: `npm test` in each), counted into the same line.
 //
 // Missing system packages (redis-server, chromium, postgresql-15) are installed first:
 // see scripts/system-packages.sh.
@@ -27,7 +27,7 @@ import { startPostgresCluster } from './postgres-cluster.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 /** Packages with tests of their own, run after the gateway's when the whole suite runs. */
-const PACKAGES = ['verifier']
+const PACKAGES = ['verifier', 'client']
 
 function fail(message) {
   console.error(`npm test: ${message}`)

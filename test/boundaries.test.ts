@@ -5,6 +5,7 @@
 //   src/storage         Redis and the database: only src/common and the generated Prisma client; its settings are handed in
 //   domain modules      the rules (sessions, login, signup, identity, clients, tokens, …): never HTTP, fastify or configuration
 //   verifier/           a package of its own for resource servers: nothing outside itself
+//   client/src          the package apps use: nothing outside itself
 //   emulators/          stand-ins for the providers: nothing of the adapters or the gateway, so they cannot share a bug with them
 //
 // Configuration (src/config.ts) and the composition (src/gateway.ts, src/app.ts) sit on top and
@@ -42,6 +43,7 @@ const RULES: Rule[] = [
   { files: ['src/http/'], notFrom: ['src/routes/', ...COMPOSITION.filter((file) => file !== 'src/config.ts')], why: 'the HTTP plumbing is used by routes, not the reverse' },
   { files: ['src/routes/'], notFrom: ['src/gateway.ts', 'src/main.ts'], why: 'routes are handed their services' },
   { files: ['verifier/'], onlyFrom: ['verifier/'], why: 'the verifier package installs without the rest of this repository' },
+  { files: ['client/src/'], onlyFrom: ['client/src/'], why: 'the client package installs in an app without the rest of this repository' },
   { files: ['emulators/'], onlyFrom: ['emulators/'], why: 'an emulator that shared code with an adapter would agree with its bugs' },
 ]
 
@@ -94,7 +96,7 @@ function violations(rule: Rule, files: string[], read = readSource): string[] {
   return found
 }
 
-const files = ['src', 'providers', 'verifier', 'emulators'].flatMap(sourceFiles)
+const files = ['src', 'providers', 'verifier', 'client', 'emulators'].flatMap(sourceFiles)
 
 t.test('every layer imports only in its direction', async (t) => {
   for (const rule of RULES) {
