@@ -102,6 +102,8 @@ t.test('a provider down during the deletion never touches the request; its job i
   const kakaoFailures = () => prisma.auditEvent.count({ where: { userId: person.userId, action: 'job.failed', detail: { startsWith: 'kakao' } } })
   await until('Kakao to be tried and fail', async () => (await kakaoFailures()) >= 2)
   await until('Google to succeed on its third try', () => providerSide(person).google.length === 1)
+  // Google answered; the worker removes the job right after, not before the answer.
+  await until("Google's job to be done", async () => (await jobsOf(person.userId)).length === 1)
   t.same(providerSide(person).kakao, [], 'nothing reached Kakao while it was down')
   t.equal((await jobsOf(person.userId)).length, 1, "only Kakao's job is still waiting")
   const [waiting] = await jobsOf(person.userId)
