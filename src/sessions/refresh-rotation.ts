@@ -154,15 +154,6 @@ export class RefreshRotation {
         this.policy.refreshTokenTtl * 1000, sessionId, this.policy.refreshReuseGrace === 0 ? '1' : '0', this.policy.refreshesPerMinute,
       ),
     )
-    const text = (value: Buffer | undefined) => value?.toString() ?? ''
-    const liveToken = ([gen, liveTag, ttl, resource, scopes, created]: (Buffer | undefined)[]): LiveToken => ({
-      generation: Number(text(gen)),
-      tag: text(liveTag),
-      ttlMs: Number(text(ttl)),
-      resource: text(resource),
-      cachedScopes: text(scopes),
-      createdAt: Number(text(created)),
-    })
     switch (text(outcome)) {
       case 'rotated':
         return { outcome: 'rotated', ...liveToken(rest) }
@@ -179,6 +170,20 @@ export class RefreshRotation {
       default:
         return { outcome: 'unknown' }
     }
+  }
+}
+
+const text = (value: Buffer | undefined) => value?.toString() ?? ''
+
+/** The live token's fields, in the order ROTATE returns them after its outcome (and, for grace, the sealed secret). */
+function liveToken([gen, liveTag, ttl, resource, scopes, created]: (Buffer | undefined)[]): LiveToken {
+  return {
+    generation: Number(text(gen)),
+    tag: text(liveTag),
+    ttlMs: Number(text(ttl)),
+    resource: text(resource),
+    cachedScopes: text(scopes),
+    createdAt: Number(text(created)),
   }
 }
 
