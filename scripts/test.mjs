@@ -44,8 +44,11 @@ if (packages.error || packages.status !== 0) {
   fail('the system packages the tests need are missing (see above)')
 }
 
+/** Failing test points, named by their subtests, to repeat under the report: a CI log shows its tail. */
+const failures = []
+
 /** Counts leaf test points of a TAP stream, subtests included. */
-function track(parser) {
+function track(parser, trail = []) {
   const counts = { pass: 0, fail: 0, skip: 0 }
   const add = (c) => {
     counts.pass += c.pass
@@ -59,7 +62,7 @@ function track(parser) {
   }
   parser.on('child', (child) => {
     flush()
-    pending = track(child)
+    pending = track(child, [...trail, child.name])
   })
   parser.on('assert', (result) => {
     const child = pending
@@ -68,12 +71,18 @@ function track(parser) {
     const inner = child ? child.counts.pass + child.counts.fail + child.counts.skip : 0
     if (child && inner > 0) {
       add(child.counts)
-      if (!result.ok && !skipped && child.counts.fail === 0) counts.fail += 1
+      if (!result.ok && !skipped && child.counts.fail === 0) {
+        counts.fail += 1
+        failures.push([...trail, result.name].join(' > '))
+      }
       return
     }
     if (skipped) counts.skip += 1
     else if (result.ok) counts.pass += 1
-    else counts.fail += 1
+    else {
+      counts.fail += 1
+      failures.push([...trail, result.name].join(' > '))
+    }
   })
   parser.on('complete', flush)
   return { counts }
@@ -143,7 +152,7 @@ function runTap(cwd, args) {
   })
   const packageParser = cwd === root ? parser : new Parser()
   if (packageParser !== parser) {
-    const counted = track(packageParser)
+    const counted = track(packageParser, [`${path.basename(cwd)}/`])
     packageParser.on('complete', () => {
       for (const key of ['pass', 'fail', 'skip']) tally.counts[key] += counted.counts[key]
     })
@@ -179,5 +188,6 @@ parser.end()
 await stopCluster()
 
 const { pass, fail: failed, skip } = tally.counts
+if (failures.length > 0) console.log(`# failed:\n${failures.map((name) => `#   ${name}`).join('\n')}`)
 console.log(`${pass} passed, ${failed} failed${skip ? `, ${skip} skipped` : ''}`)
 process.exit(status === 0 && failed > 0 ? 1 : status)
