@@ -14,6 +14,9 @@ COPY src ./src
 COPY providers ./providers
 # The session key layout the gateway shares with the verifier package.
 COPY verifier/session-keys.ts ./verifier/
+# The client package, compiled for the demo page (DEMO_PAGE=true).
+COPY client/src ./client/src
+COPY client/tsconfig.json ./client/
 COPY scripts ./scripts
 RUN npm run build
 

@@ -23,6 +23,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Parser } from 'tap-parser'
 
+import { buildDemoClient } from './demo-client.mjs'
 import { startPostgresCluster } from './postgres-cluster.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -127,6 +128,9 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     }
   })
 }
+
+// The demo page runs on the client package, compiled for it (the browser test loads it).
+buildDemoClient()
 
 try {
   cluster = await startPostgresCluster()

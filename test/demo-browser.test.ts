@@ -172,9 +172,14 @@ t.test('a first visit leaves the console clean, at localhost and at 127.0.0.1', 
     const context = await browser.newContext()
     const page = await context.newPage()
     const problems = consoleProblems(page)
+    const scripts: string[] = []
+    page.on('request', (request) => {
+      if (request.resourceType() === 'script') scripts.push(new URL(request.url()).pathname)
+    })
     await page.goto(address)
     await page.getByRole('heading', { name: 'Log in' }).waitFor()
     await page.waitForLoadState('networkidle')
+    t.same(scripts, ['/demo/demo.js', '/demo/client.js'], `${address}: the page runs on the client package`)
     t.equal(page.url(), demo, `${address}: the demo is served at PUBLIC_URL`)
     t.same(problems, [], `${address}: no console error, no refused request`)
     // Headless Chromium fetches no icon; a desktop browser asks for /favicon.ico (a 404) unless the page names one.

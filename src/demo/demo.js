@@ -1,10 +1,15 @@
-// The demo app: only public gateway endpoints, the way a product team's web app uses them.
-// The refresh token never reaches this script (HttpOnly cookie); the access token lives in
+// The demo app: a web app in front of the gateway, written the way a product team would
+// write one, on the gateway's client package (served here as /demo/client.js). The refresh
+// token never reaches this script (HttpOnly cookie); the access token lives in the client's
 // memory only.
+
+import { createGatewayClient, GatewayError } from './client.js'
 
 const PROVIDER_LABELS = { kakao: 'Kakao', naver: 'Naver', google: 'Google', apple: 'Apple' }
 const labelOf = (provider) => PROVIDER_LABELS[provider] ?? provider
-let accessToken
+const RETURN_TO = `${location.origin}/demo`
+// Set when a provider link is followed, so the page can say "logged in" when the browser returns.
+const LOGIN_PENDING = 'demo:login-pending'
 
 const $ = (id) => document.getElementById(id)
 const show = (section) => {
@@ -17,28 +22,26 @@ const notice = (text, problem = false) => {
   $('notice').classList.toggle('problem', problem)
 }
 const now = () => new Date().toLocaleTimeString()
-// Set when a provider link is followed, so the page can say "logged in" when the browser returns.
-const LOGIN_PENDING = 'demo:login-pending'
+const reasonOf = (error) => (error instanceof GatewayError ? error.message : String(error))
 
-async function api(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    credentials: 'same-origin',
-    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  })
-  const data = response.status === 204 ? undefined : await response.json()
-  return { ok: response.ok, status: response.status, data }
-}
+const gateway = createGatewayClient({
+  baseUrl: location.origin,
+  platform: 'web',
+  // A refresh the gateway refused: logged out elsewhere, revoked, expired.
+  onSignedOut: (reason) => {
+    if (reason !== 'session_ended') return
+    notice('The session has ended; please log in again.', true)
+    void showSignedOut()
+  },
+})
 
 async function showSignedOut() {
-  const { data } = await api('GET', '/auth/providers')
-  const returnTo = `${location.origin}/demo`
+  const providers = await gateway.providers()
   $('providers').replaceChildren(
-    ...data.providers.map((provider) => {
+    ...providers.map((provider) => {
       const link = document.createElement('a')
       link.dataset.provider = provider
-      link.href = `/auth/authorize/${provider}?returnTo=${encodeURIComponent(returnTo)}`
+      link.href = gateway.authorizeUrl(provider, { returnTo: RETURN_TO })
       link.textContent = `Log in with ${labelOf(provider)}`
       link.addEventListener('click', () => sessionStorage.setItem(LOGIN_PENDING, provider))
       return link
@@ -47,21 +50,21 @@ async function showSignedOut() {
   show('signed-out')
 }
 
-/** Shows who is signed in with these tokens; false when the gateway does not know them. */
-async function showSignedIn(tokens) {
-  accessToken = tokens.accessToken
-  const me = await api('GET', '/auth/me')
-  if (!me.ok) {
-    accessToken = undefined
-    notice(`The access token was refused (${me.data?.message ?? `status ${me.status}`}); please log in again.`, true)
-    await showSignedOut()
+/** Shows who is signed in; false when the gateway no longer knows the session. */
+async function showSignedIn() {
+  let me
+  try {
+    me = await gateway.me()
+  } catch (error) {
+    if (gateway.state === 'signed_out') return false // onSignedOut said so
+    notice(`The account could not be read (${reasonOf(error)}).`, true)
     return false
   }
-  $('nickname').textContent = me.data.nickname
-  $('user-id').textContent = me.data.id
-  $('email').textContent = me.data.email ?? '(none)'
-  $('expires').textContent = `${tokens.expiresIn} s`
-  await showIdentities(me.data.identities)
+  $('nickname').textContent = me.nickname
+  $('user-id').textContent = me.id
+  $('email').textContent = me.email ?? '(none)'
+  $('expires').textContent = `${Math.round((gateway.accessTokenExpiresAt - Date.now()) / 1000)} s`
+  await showIdentities(me.identities)
   show('signed-in')
   return true
 }
@@ -76,67 +79,45 @@ async function showIdentities(identities) {
       const unlink = document.createElement('button')
       unlink.textContent = 'Unlink'
       unlink.addEventListener('click', async () => {
-        const removed = await api('DELETE', `/auth/identities/${identity.id}`)
-        if (!removed.ok) return notice(`Unlink refused: ${removed.data?.message ?? `status ${removed.status}`}`, true)
+        try {
+          await gateway.unlink(identity.id)
+        } catch (error) {
+          return notice(`Unlink refused: ${reasonOf(error)}`, true)
+        }
+        // The list first, then the line saying it changed.
+        await showIdentities(await gateway.identities())
         notice(`${labelOf(identity.provider)} is no longer linked to this account.`)
-        const me = await api('GET', '/auth/me')
-        if (me.ok) await showIdentities(me.data.identities)
       })
       item.append(unlink)
       return item
     }),
   )
-  const { data } = await api('GET', '/auth/providers')
   const linked = new Set(identities.map((identity) => identity.provider))
   $('link-providers').replaceChildren(
-    ...data.providers
+    ...(await gateway.providers())
       .filter((provider) => !linked.has(provider))
       .map((provider) => {
         const button = document.createElement('button')
         button.dataset.provider = provider
         button.textContent = `Link ${labelOf(provider)}`
         button.addEventListener('click', async () => {
-          const started = await api('POST', '/auth/identities/start', { provider, returnTo: `${location.origin}/demo` })
-          if (!started.ok) return notice(`Linking could not start: ${started.data?.message ?? `status ${started.status}`}`, true)
-          location.assign(started.data.authorizationUrl)
+          try {
+            location.assign((await gateway.startLink(provider, { returnTo: RETURN_TO })).authorizationUrl)
+          } catch (error) {
+            notice(`Linking could not start: ${reasonOf(error)}`, true)
+          }
         })
         return button
       }),
   )
 }
 
-/** Rotates the refresh cookie; false when the session has ended. */
-async function refresh() {
-  const refreshed = await api('POST', '/auth/token')
-  if (refreshed.ok) return showSignedIn(refreshed.data)
-  accessToken = undefined
-  notice(`The session has ended (${refreshed.data?.message ?? `status ${refreshed.status}`}); please log in again.`, true)
-  await showSignedOut()
-  return false
-}
-
-// At start-up: refresh only when the browser holds a refresh cookie (GET /auth/session), so
-// a first visit shows the login without a refused refresh.
-async function resumeSession() {
-  const state = await api('GET', '/auth/session')
-  if (!state.ok || !state.data.refreshCookie) {
-    await showSignedOut()
-    return false
-  }
-  return refresh()
-}
-
-async function showSignup() {
-  const pending = await api('GET', '/auth/signup')
-  if (!pending.ok) {
-    notice('The signup has expired; please log in again.')
-    return showSignedOut()
-  }
-  $('signup-provider').textContent = labelOf(pending.data.provider)
+function showSignup({ provider, profile, missing }) {
+  $('signup-provider').textContent = labelOf(provider)
   const form = $('signup-form')
-  form.nickname.value = pending.data.profile.nickname ?? ''
-  form.email.value = pending.data.profile.email ?? ''
-  form.email.required = pending.data.missing.includes('email')
+  form.nickname.value = profile.nickname ?? ''
+  form.email.value = profile.email ?? ''
+  form.email.required = missing.includes('email')
   $('email-required').textContent = form.email.required ? '*' : ''
   show('signup')
 }
@@ -144,34 +125,59 @@ async function showSignup() {
 $('signup-form').addEventListener('submit', async (event) => {
   event.preventDefault()
   const form = event.target
-  const body = { nickname: form.nickname.value }
-  if (form.email.value) body.email = form.email.value
-  const created = await api('POST', '/auth/signup', body)
-  if (!created.ok) return notice(`Signup failed: ${created.data.message}`, true)
+  const fields = { nickname: form.nickname.value }
+  if (form.email.value) fields.email = form.email.value
+  let created
+  try {
+    created = await gateway.finishSignup(fields)
+  } catch (error) {
+    return notice(`Signup failed: ${reasonOf(error)}`, true)
+  }
   history.replaceState(null, '', '/demo')
-  if (await showSignedIn(created.data)) notice(`Account created: welcome, ${created.data.user.nickname}.`)
+  if (await showSignedIn()) notice(`Account created: welcome, ${created.user.nickname}.`)
 })
 
 $('refresh').addEventListener('click', async () => {
-  if (await refresh()) {
+  try {
+    await gateway.refresh()
+  } catch (error) {
+    if (gateway.state !== 'signed_out') notice(`The refresh failed (${reasonOf(error)}); still signed in, try again.`, true)
+    return
+  }
+  if (await showSignedIn()) {
     notice(`Tokens refreshed at ${now()}: a new access token, and a new refresh token in the cookie (the previous one is retired).`)
   }
 })
 $('logout').addEventListener('click', async () => {
-  const ended = await api('POST', '/auth/logout')
-  if (!ended.ok) return notice(`Logout failed: ${ended.data?.message ?? `status ${ended.status}`}`, true)
-  accessToken = undefined
+  try {
+    await gateway.logout()
+  } catch (error) {
+    notice(`Logout failed at the gateway (${reasonOf(error)}); this page forgot the session, the cookie may still hold it.`, true)
+    return showSignedOut()
+  }
   notice('You are logged out.')
   return showSignedOut()
 })
 
-const params = new URLSearchParams(location.search)
-const loginPending = sessionStorage.getItem(LOGIN_PENDING)
-sessionStorage.removeItem(LOGIN_PENDING)
-if (params.get('error')) notice(`Login did not complete: ${params.get('error')}`, true)
-if (params.get('signup') === 'required') await showSignup()
-else if (await resumeSession()) {
-  if (params.get('linked')) notice(`${labelOf(params.get('linked'))} is now linked to this account.`)
-  else if (params.get('link_error')) notice(`Linking did not complete: ${params.get('link_error')}`, true)
+async function start() {
+  const loginPending = sessionStorage.getItem(LOGIN_PENDING)
+  sessionStorage.removeItem(LOGIN_PENDING)
+  let outcome
+  try {
+    outcome = await gateway.completeRedirect(location.href)
+  } catch (error) {
+    if (gateway.state === 'signed_out') return // the refresh cookie was refused: onSignedOut said so
+    if (error instanceof GatewayError && error.error === 'invalid_signup_token') notice('The signup has expired; please log in again.')
+    else notice(`The gateway could not be reached (${reasonOf(error)}).`, true)
+    return showSignedOut()
+  }
+  if (outcome.status === 'signup_required') return showSignup(outcome)
+  if (outcome.status === 'error' && outcome.during === 'login') notice(`Login did not complete: ${outcome.error}`, true)
+  if (gateway.state !== 'signed_in') return showSignedOut()
+  if (!(await showSignedIn())) return
+  if (outcome.status === 'linked') notice(`${labelOf(outcome.provider)} is now linked to this account.`)
+  else if (outcome.status === 'error') notice(`Linking did not complete: ${outcome.error}`, true)
   else notice(loginPending ? `Logged in with ${labelOf(loginPending)}.` : 'Welcome back: the session was resumed from the refresh cookie.')
 }
+
+await start()

@@ -4,20 +4,26 @@
 import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { GatewayServices } from '../services.js'
+import { ConfigError } from '../common/errors.js'
 import { isLoopbackUrl } from '../common/loopback.js'
 
 const FILES = {
-  '/demo': { file: 'index.html', type: 'text/html; charset=utf-8' },
-  '/demo/demo.js': { file: 'demo.js', type: 'text/javascript; charset=utf-8' },
-  '/demo/demo.css': { file: 'demo.css', type: 'text/css; charset=utf-8' },
-  '/demo/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
+  '/demo': { file: '../demo/index.html', type: 'text/html; charset=utf-8' },
+  '/demo/demo.js': { file: '../demo/demo.js', type: 'text/javascript; charset=utf-8' },
+  // The client package, compiled by scripts/demo-client.mjs (npm run build, dev and test).
+  '/demo/client.js': { file: '../generated/demo-client/index.js', type: 'text/javascript; charset=utf-8' },
+  '/demo/demo.css': { file: '../demo/demo.css', type: 'text/css; charset=utf-8' },
+  '/demo/favicon.svg': { file: '../demo/favicon.svg', type: 'image/svg+xml' },
 } as const
 
 export async function demoRoutes(app: FastifyInstance, { config }: Pick<GatewayServices, 'config'>): Promise<void> {
   const publicUrl = new URL(config.publicUrl)
 
   for (const [path, { file, type }] of Object.entries(FILES)) {
-    const body = await readFile(new URL(`../demo/${file}`, import.meta.url))
+    const body = await readFile(new URL(file, import.meta.url)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+      throw new ConfigError([`DEMO_PAGE: src/${file.slice(3)} is missing; \`node scripts/demo-client.mjs\` compiles the demo's client (npm run build, dev and test do)`])
+    })
     app.get(path, { schema: { hide: true } }, async (request, reply) => {
       // The provider sends the browser back to PUBLIC_URL, and the login's cookies live on
       // that host: on the other loopback spelling (the start log prints 127.0.0.1, PUBLIC_URL
