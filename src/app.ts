@@ -102,6 +102,8 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
     origin: (origin, callback) => callback(null, origin !== undefined && services.browser.isAllowedOrigin(origin)),
     credentials: true,
     methods: ['GET', 'POST', 'DELETE'],
+    // A web app on another origin reads why a token was refused and when to retry a 429 or 503.
+    exposedHeaders: ['WWW-Authenticate', 'Retry-After'],
   })
 
   // Each plugin gets the services it names, and nothing else.

@@ -31,6 +31,16 @@ t.test('a browser login sets the refresh cookie and keeps the token out of the b
   t.notMatch(setCookie, /Domain=/i, 'no Domain: the cookie stays on the gateway host')
 })
 
+t.test('a web app on an allowed origin may read the bearer challenge and Retry-After', async (t) => {
+  const refused = await app.inject({ method: 'GET', url: '/auth/me', headers: { ...browser, authorization: 'Bearer not-a-token' } })
+  t.equal(refused.statusCode, 401)
+  t.match(refused.headers['www-authenticate'], /invalid_token/)
+  const exposed = String(refused.headers['access-control-expose-headers']).toLowerCase().split(/\s*,\s*/)
+  t.ok(exposed.includes('www-authenticate') && exposed.includes('retry-after'), 'both headers are exposed to the page')
+  const foreign = await app.inject({ method: 'GET', url: '/auth/me', headers: { origin: 'https://evil.example', authorization: 'Bearer not-a-token' } })
+  t.notOk(foreign.headers['access-control-expose-headers'], 'nothing is exposed to a foreign origin')
+})
+
 t.test('refresh by cookie rotates the cookie; without or with a foreign Origin it is refused', async (t) => {
   const login = await loginWithGoogle(gateway, { sub: 'web-2', name: 'Wes' }, browser)
   const cookie = refreshCookieOf(login)!
