@@ -11,7 +11,6 @@ import { clientErrorHandler, frameworkErrors, refuseRequestsWithoutHost, registe
 import { registerStrictJsonBodies } from './http/json-body.js'
 import { registerRequestMetrics } from './http/metrics.js'
 import { registerRateLimits } from './http/rate-limits.js'
-import { registerStorageBudget } from './http/storage-budget.js'
 import { adminRoutes } from './routes/admin.js'
 import { browserSessionRoutes } from './routes/browser-session.js'
 import { demoRoutes } from './routes/demo.js'
@@ -88,7 +87,6 @@ export async function buildApp(services: GatewayServices, logger: FastifyServerO
   registerErrorHandling(app, services.metrics)
   if (services.metrics) registerRequestMetrics(app, services.metrics)
   refuseRequestsWithoutHost(app)
-  registerStorageBudget(app)
   // Every body is JSON. Without this, a text/plain body (what a cross-site form sends)
   // would reach the schema instead of being refused with 415.
   app.removeContentTypeParser('text/plain')

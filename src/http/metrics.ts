@@ -2,7 +2,7 @@
 // pattern (`/auth/callback/:provider`, never the URL: no query string, code or id reaches a
 // label). The series themselves are served by a listener of their own on METRICS_PORT, so the
 // public port never answers /metrics and a scrape never competes with the public routes'
-// rate limits, CORS or storage budget.
+// rate limits or CORS.
 
 import Fastify, { type FastifyInstance } from 'fastify'
 

@@ -96,12 +96,11 @@ interface PluginRedisStore {
 }
 
 /**
- * The plugin's own Redis store, run through inRedis: every count shares the request's
- * storage budget, and any failure arrives as StorageUnavailable, which the error handler
+ * The plugin's own Redis store, run through inRedis: a count has its deadline, and any failure arrives as StorageUnavailable, which the error handler
  * answers with 503.
  */
 function countingIn(redis: RedisClient) {
-  return class BudgetedCounter implements FastifyRateLimitStore {
+  return class GuardedCounter implements FastifyRateLimitStore {
     private readonly store: PluginRedisStore
 
     constructor(_options?: unknown, store?: PluginRedisStore) {
@@ -110,14 +109,14 @@ function countingIn(redis: RedisClient) {
 
     // The plugin also passes the route's window and limit (its typings leave them out).
     incr(key: string, callback: CountCallback, timeWindowMs = WINDOW_MS, max = 0): void {
-      inRedis(() => new Promise<CountResult>((resolve, reject) => this.store.incr(key, (error, result) => (error ? reject(error) : resolve(result!)), timeWindowMs, max))).then(
+      inRedis(redis, () => new Promise<CountResult>((resolve, reject) => this.store.incr(key, (error, result) => (error ? reject(error) : resolve(result!)), timeWindowMs, max))).then(
         (result) => callback(null, result),
         (error: Error) => callback(error),
       )
     }
 
-    child(routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): BudgetedCounter {
-      return new BudgetedCounter(undefined, this.store.child(routeOptions))
+    child(routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): GuardedCounter {
+      return new GuardedCounter(undefined, this.store.child(routeOptions))
     }
   }
 }

@@ -23,7 +23,7 @@ export class UserScopes {
 
   /** Space-separated scopes for an access token, or undefined when the user holds none there. */
   async scopeFor(userId: string, resource?: string): Promise<string | undefined> {
-    const cached = await inRedis(() => this.redis.hget(sessionKeys.scopes(userId), resource ?? ''))
+    const cached = await inRedis(this.redis, () => this.redis.hget(sessionKeys.scopes(userId), resource ?? ''))
     return this.scopeFromCache(userId, resource, cached ?? '')
   }
 
@@ -42,7 +42,7 @@ export class UserScopes {
       throw error
     }
     const key = sessionKeys.scopes(userId)
-    await inRedis(() => this.redis.multi().hset(key, resource ?? '', `${Date.now()} ${scopes.join(' ')}`).expire(key, this.options.cacheTtlSeconds).exec())
+    await inRedis(this.redis, () => this.redis.multi().hset(key, resource ?? '', `${Date.now()} ${scopes.join(' ')}`).expire(key, this.options.cacheTtlSeconds).exec())
     return scopes.length > 0 ? scopes.join(' ') : undefined
   }
 

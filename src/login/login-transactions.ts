@@ -38,14 +38,14 @@ export class LoginTransactions {
     const state = oidc.randomState()
     const transaction: LoginTransaction = { ...binding, nonce: oidc.randomNonce(), codeVerifier: oidc.randomPKCECodeVerifier() }
     const codeChallenge = await oidc.calculatePKCECodeChallenge(transaction.codeVerifier)
-    await inRedis(() => this.redis.set(key(state), JSON.stringify(transaction), 'EX', this.ttlSeconds))
+    await inRedis(this.redis, () => this.redis.set(key(state), JSON.stringify(transaction), 'EX', this.ttlSeconds))
     return { state, nonce: transaction.nonce, codeChallenge, expiresIn: this.ttlSeconds }
   }
 
   /** Returns the transaction once; undefined for unknown, reused or expired states. */
   async consume(state: string): Promise<LoginTransaction | undefined> {
     if (!STATE_PATTERN.test(state)) return undefined
-    const value = await inRedis(() => this.redis.getdel(key(state)))
+    const value = await inRedis(this.redis, () => this.redis.getdel(key(state)))
     return value === null ? undefined : (JSON.parse(value) as LoginTransaction)
   }
 }

@@ -18,7 +18,7 @@ import type { IdentityLinks } from '../identity/identity-links.js'
 import type { LinkedIdentity } from '../identity/users.js'
 import type { RequestOrigin } from '../audit/audit-log.js'
 import { nameOf } from '../../providers/profile-fields.js'
-import { undoInBackground } from '../storage/storage-budget.js'
+import { undoInBackground } from '../storage/redis.js'
 
 /** What proves a provider identity: the credentials POST /auth/login and POST /auth/identities take. */
 export type ProviderCredential =

@@ -35,9 +35,9 @@ export class UsedIdTokens {
   async reserve(idToken: string, expiresAt: number): Promise<IdTokenReservation> {
     const key = `gw:used-id-token:${hashSecret(idToken)}`
     const reservation = `reserved:${randomSecret()}`
-    const fresh = await inRedis(() => this.redis.set(key, reservation, 'PX', RESERVATION_MS, 'NX'))
+    const fresh = await inRedis(this.redis, () => this.redis.set(key, reservation, 'PX', RESERVATION_MS, 'NX'))
     if (fresh !== 'OK') {
-      const holder = await inRedis(() => this.redis.get(key))
+      const holder = await inRedis(this.redis, () => this.redis.get(key))
       if (holder === SPENT) throw new InvalidGrant('this token was already used')
       // Undecided: a login with this token is running, or failed and its reservation has not
       // run out. A 401 here would make the client throw away a token that may still work.
@@ -47,10 +47,10 @@ export class UsedIdTokens {
       spend: async () => {
         // A minute past the token's expiry: verification tolerates 30 s of clock skew beyond it.
         const ttlMs = Math.max(expiresAt - Date.now(), 0) + 60_000
-        await inRedis(() => this.redis.set(key, SPENT, 'PX', ttlMs))
+        await inRedis(this.redis, () => this.redis.set(key, SPENT, 'PX', ttlMs))
       },
       release: async () => {
-        await inRedis(() => this.redis.eval(RELEASE, 1, key, reservation))
+        await inRedis(this.redis, () => this.redis.eval(RELEASE, 1, key, reservation))
       },
     }
   }

@@ -146,7 +146,7 @@ export class RefreshRotation {
   /** Runs ROTATE for the presented token (never its secret: its hash) and reads its answer. */
   private async run(parts: RefreshTokenParts, successorSecret: Buffer, client: SessionClient): Promise<RotationResult> {
     const { userId, sessionId, generation, secret, tag } = parts
-    const [outcome, ...rest] = await inRedis(() =>
+    const [outcome, ...rest] = await inRedis(this.redis, () =>
       replicatedWrite<Buffer[]>(
         this.redis, this.waitReplicas, 'rotateRefreshTokenBuffer',
         sessionKeys.session(userId, sessionId), sessionKeys.index(userId), sessionKeys.scopes(userId),

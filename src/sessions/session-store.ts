@@ -149,7 +149,7 @@ export class SessionStore {
     resource: string
   }): Promise<{ createdAt: number; ended: string[] }> {
     const { userId, sessionId } = input
-    const [created, ended] = await inRedis(() =>
+    const [created, ended] = await inRedis(this.redis, () =>
       replicatedWrite<[string, string[]]>(
         this.redis, this.waitReplicas, 'startSession',
         keys.index(userId), keys.session(userId, sessionId),
@@ -163,7 +163,7 @@ export class SessionStore {
   /** Ends a session by a token of it (proof of possession): true when it was live. */
   async endByToken(presented: PresentedToken): Promise<boolean> {
     const { userId, sessionId } = presented
-    const ended = await inRedis(() =>
+    const ended = await inRedis(this.redis, () =>
       replicatedWrite<number>(
         this.redis, this.waitReplicas, 'endSession',
         keys.session(userId, sessionId), keys.index(userId), sessionId, presented.generation, presented.secretHash, presented.tag,
@@ -174,19 +174,19 @@ export class SessionStore {
 
   /** Ends one session of a user (the user's own choice, or an operator's). */
   async end(userId: string, sessionId: string): Promise<boolean> {
-    const ended = await inRedis(() => replicatedWrite<number>(this.redis, this.waitReplicas, 'endSession', keys.session(userId, sessionId), keys.index(userId), sessionId))
+    const ended = await inRedis(this.redis, () => replicatedWrite<number>(this.redis, this.waitReplicas, 'endSession', keys.session(userId, sessionId), keys.index(userId), sessionId))
     return ended > 0
   }
 
   /** Ends every session of a user; returns how many were live. */
   endAll(userId: string): Promise<number> {
-    return inRedis(() => replicatedWrite<number>(this.redis, this.waitReplicas, 'endAllSessions', keys.index(userId), keys.session(userId, '')))
+    return inRedis(this.redis, () => replicatedWrite<number>(this.redis, this.waitReplicas, 'endAllSessions', keys.index(userId), keys.session(userId, '')))
   }
 
   /** The user's live sessions, oldest first; ids of sessions that expired are dropped from the index. */
   async list(userId: string): Promise<SessionSummary[]> {
-    const sessionIds = await inRedis(() => this.redis.zrange(keys.index(userId), '0', '-1'))
-    const rows = await inRedis(() =>
+    const sessionIds = await inRedis(this.redis, () => this.redis.zrange(keys.index(userId), '0', '-1'))
+    const rows = await inRedis(this.redis, () =>
       Promise.all(sessionIds.map((sessionId) => this.redis.hmget(keys.session(userId, sessionId), 'created', 'lastUsed', 'label'))),
     )
     const summaries: SessionSummary[] = []
@@ -196,17 +196,17 @@ export class SessionStore {
       if (created === null) expired.push(sessionId)
       else summaries.push({ sessionId, createdAt: Number(created), lastUsedAt: Number(lastUsed), label: label ?? '' })
     })
-    if (expired.length > 0) await inRedis(() => this.redis.zrem(keys.index(userId), ...expired))
+    if (expired.length > 0) await inRedis(this.redis, () => this.redis.zrem(keys.index(userId), ...expired))
     return summaries.sort((a, b) => a.createdAt - b.createdAt)
   }
 
   async isActive(userId: string, sessionId: string): Promise<boolean> {
-    return (await inRedis(() => this.redis.exists(keys.session(userId, sessionId)))) === 1
+    return (await inRedis(this.redis, () => this.redis.exists(keys.session(userId, sessionId)))) === 1
   }
 
   /** The live generation of a session, or undefined once it has ended. */
   async generation(userId: string, sessionId: string): Promise<number | undefined> {
-    const gen = await inRedis(() => this.redis.hget(keys.session(userId, sessionId), 'gen'))
+    const gen = await inRedis(this.redis, () => this.redis.hget(keys.session(userId, sessionId), 'gen'))
     return gen === null ? undefined : Number(gen)
   }
 }

@@ -45,21 +45,21 @@ export class SignupTickets {
 
   async issue(ticket: SignupTicket): Promise<{ signupToken: string; expiresIn: number }> {
     const signupToken = randomSecret()
-    await inRedis(() => this.redis.set(key(signupToken), JSON.stringify(ticket), 'EX', this.ttlSeconds))
+    await inRedis(this.redis, () => this.redis.set(key(signupToken), JSON.stringify(ticket), 'EX', this.ttlSeconds))
     return { signupToken, expiresIn: this.ttlSeconds }
   }
 
   /** Reads a ticket without using it up; undefined when unknown, used or expired. */
   async peek(signupToken: string): Promise<{ ticket: SignupTicket; expiresIn: number } | undefined> {
     if (!TICKET_PATTERN.test(signupToken)) return undefined
-    const [value, ttlMs] = await inRedis(() => Promise.all([this.redis.get(key(signupToken)), this.redis.pttl(key(signupToken))]))
+    const [value, ttlMs] = await inRedis(this.redis, () => Promise.all([this.redis.get(key(signupToken)), this.redis.pttl(key(signupToken))]))
     if (value === null || ttlMs <= 0) return undefined
     return { ticket: JSON.parse(value) as SignupTicket, expiresIn: Math.ceil(ttlMs / 1000) }
   }
 
   async claim(signupToken: string): Promise<ClaimedTicket> {
     if (!TICKET_PATTERN.test(signupToken)) throw new InvalidSignupToken('the signup token is invalid')
-    const claimed = (await inRedis(() => this.redis.eval(CLAIM, 1, key(signupToken)))) as [string, number] | null
+    const claimed = (await inRedis(this.redis, () => this.redis.eval(CLAIM, 1, key(signupToken)))) as [string, number] | null
     if (!claimed) throw new InvalidSignupToken('the signup token is unknown, used or expired')
     const [value, ttlMs] = claimed
     const ticket = JSON.parse(value) as SignupTicket
@@ -67,7 +67,7 @@ export class SignupTickets {
       ticket,
       release: async (marks) => {
         const kept = marks ? JSON.stringify({ ...ticket, ...marks }) : value
-        if (ttlMs > 0) await inRedis(() => this.redis.set(key(signupToken), kept, 'PX', ttlMs, 'NX'))
+        if (ttlMs > 0) await inRedis(this.redis, () => this.redis.set(key(signupToken), kept, 'PX', ttlMs, 'NX'))
       },
     }
   }

@@ -8,7 +8,7 @@ import type { ClientContext } from '../login/login.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from './signup-tickets.js'
 import type { UserScopes } from '../identity/user-scopes.js'
-import { undoInBackground } from '../storage/storage-budget.js'
+import { undoInBackground } from '../storage/redis.js'
 import { checkEmail, checkNickname, checkPhoto, type CheckedText } from '../common/profile-text.js'
 
 export interface SignupRequest {

@@ -1,15 +1,20 @@
 // The Redis connection: one server (REDIS_URL), a Redis Cluster (REDIS_CLUSTER_NODES), or the
 // master a Sentinel group names (REDIS_SENTINELS). Fail fast rather than queue: with the offline
-// queue off, a command timeout and one storage budget per request (storage-budget.ts), an outage
-// or a failover becomes a 503 within that budget, and ioredis reconnects by itself, after a
-// failover to the new master.
+// queue off and a deadline on every call (inRedis: 1.5 s, shortened while Redis is not
+// answering), an outage, a stall or a failover becomes a 503 within about 1.5 s, and ioredis
+// reconnects by itself, after a failover to the new master.
 
 import { Cluster, Redis, type RedisOptions, type RedisValue } from 'ioredis'
 import { StorageUnavailable } from '../common/errors.js'
-import { withinBudget } from './storage-budget.js'
 
-/** One command that takes longer fails; a request's storage budget may cut it shorter. */
+/** A call (inRedis) not answered this long after it was issued fails (503). */
 const REDIS_COMMAND_TIMEOUT_MS = 1500
+/**
+ * The deadline instead, while the last call on the client went unanswered, until one is
+ * answered: a stalled Redis (frozen, swapping, blocked by a long command) costs a request
+ * one full timeout however many calls it makes, and a Redis that is back answers at once.
+ */
+const STALLED_CALL_TIMEOUT_MS = 250
 /** How long a write waits for its replicas (replicatedWrite); below the command timeout. */
 const REPLICA_ACK_TIMEOUT_MS = 1000
 /** A Cluster whose state stays `fail`, or Sentinels that name no reachable master, are not waited on for ever. */
@@ -168,15 +173,49 @@ export async function replicatedWrite<T>(redis: RedisClient, replicas: number, c
   return write[1] as T
 }
 
+/** Clients whose last call went unanswered for its whole deadline (see STALLED_CALL_TIMEOUT_MS). */
+const stalled = new WeakSet<RedisClient>()
+
 /**
- * Runs one Redis interaction; any failure of the connection, or the request's storage
- * budget running out first, becomes StorageUnavailable. A command abandoned this way may
- * still run later (Redis executes what reached its socket): the scripts are written for that.
+ * Runs one Redis interaction on `redis`; any failure, or no answer within the deadline,
+ * becomes StorageUnavailable (503). The deadline runs from here, not from when ioredis
+ * writes the command: with auto-pipelining a command waits for the pipeline ahead of it, so
+ * a stall would otherwise stack one command timeout per pipeline. A command abandoned this
+ * way may still run later (Redis executes what reached its socket): the scripts are written
+ * for that. Commands are always sent, so an undo step (putting back what a failed request
+ * took) issued before a client's retry reaches Redis ahead of it.
  */
-export async function inRedis<T>(operation: () => Promise<T>): Promise<T> {
+export async function inRedis<T>(redis: RedisClient, operation: () => Promise<T>): Promise<T> {
+  const deadlineMs = stalled.has(redis) ? STALLED_CALL_TIMEOUT_MS : REDIS_COMMAND_TIMEOUT_MS
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisStalled(deadlineMs)), deadlineMs)
+  })
   try {
-    return await withinBudget(operation)
+    const answer = await Promise.race([operation(), late])
+    stalled.delete(redis)
+    return answer
   } catch (error) {
+    if (error instanceof RedisStalled) stalled.add(redis)
     throw new StorageUnavailable('the session store is unavailable', { cause: error })
+  } finally {
+    clearTimeout(timer)
   }
+}
+
+class RedisStalled extends Error {
+  constructor(deadlineMs: number) {
+    super(`Redis did not answer within ${deadlineMs} ms`)
+    this.name = 'RedisStalled'
+  }
+}
+
+/**
+ * Starts an undo step (putting back a claimed ticket, freeing a reserved credential) after
+ * a failure, without making the failed request's answer wait for it. Its first command is
+ * issued before this returns, so on the same connection a client's retry reaches Redis
+ * after it.
+ */
+export function undoInBackground(undo: () => Promise<unknown>): void {
+  undo().catch(() => {})
 }
