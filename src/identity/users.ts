@@ -55,13 +55,12 @@ export class UserDirectory {
   ) {}
 
   async findByIdentity(identity: ExternalIdentity): Promise<PublicUser | undefined> {
-    const found = await inDatabase(() =>
-      this.prisma.identity.findUnique({
-        where: { provider_subject: { provider: identity.provider, subject: identity.subject } },
-        select: { user: true },
-      }),
+    // One query (the user filtered by its identity), not an identity lookup and then its user:
+    // every returning login waits on it.
+    const user = await inDatabase(() =>
+      this.prisma.user.findFirst({ where: { identities: { some: { provider: identity.provider, subject: identity.subject } } } }),
     )
-    return found ? toPublicUser(found.user) : undefined
+    return user ? toPublicUser(user) : undefined
   }
 
   /**
