@@ -88,7 +88,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const providers = new ProviderRegistry(config, metrics)
   const accessTokens = new AccessTokens(keys, { issuer: config.publicUrl, audience: config.tokenAudience, ttlSeconds: config.accessTokenTtl, appClientId: config.appClientId })
   const warnings = { warn: (object: unknown, message: string) => app?.log.warn(object, message) }
-  const audit = new AuditLog(database.prisma, warnings, metrics)
+  const audit = new AuditLog(database, warnings, metrics)
   const jobs = new JobQueue(database.prisma)
   metrics?.watchQueue(() => jobs.waiting())
   const events = new AccountEvents(config.webhook !== undefined, jobs, warnings)
@@ -101,7 +101,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   )
   const scopes = new UserScopes(database.prisma, redis, { ownResource: config.tokenAudience, cacheTtlSeconds: config.scopeCacheTtl })
   const sessionTokens = new SessionTokens(sessions, accessTokens, scopes)
-  const users = new UserDirectory(database.prisma, events)
+  const users = new UserDirectory(database, events)
   const links = new IdentityLinks({ users, vault, audit })
   const usedIdTokens = new UsedIdTokens(redis)
   const accountDeletion = new AccountDeletion({ prisma: database.prisma, sessions, audit, events })

@@ -23,8 +23,8 @@ const ORDERS = 'https://orders.example'
 const UNKNOWN_ID = 'AAAAAAAAAAAAAAAAAAAAAA'
 
 const clients = new ClientDirectory(prisma)
-const roles = new RoleDirectory(prisma, new AuditLog(prisma, { warn: () => {} }))
-const users = new UserDirectory(prisma, NO_ACCOUNT_EVENTS)
+const roles = new RoleDirectory(prisma, new AuditLog(gateway.database, { warn: () => {} }))
+const users = new UserDirectory(gateway.database, NO_ACCOUNT_EVENTS)
 
 async function clientToken(client: Pick<NewClient, 'clientId' | 'clientSecret'>, form: Record<string, string> = {}) {
   return await app.inject({

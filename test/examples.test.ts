@@ -23,7 +23,7 @@ const gatewayUrl = gateway.config.publicUrl
 const { prisma } = gateway.database
 
 // The operator's setup: a role for shoppers, and a client for the cart service.
-const roles = new RoleDirectory(prisma, new AuditLog(prisma, { warn: () => {} }))
+const roles = new RoleDirectory(prisma, new AuditLog(gateway.database, { warn: () => {} }))
 await roles.create('shopper')
 await roles.grant('shopper', ORDERS, ['read:order', 'write:order'])
 await roles.grant('shopper', CART, ['cart:checkout'])

@@ -29,7 +29,7 @@ const FAST: JobWorkerOptions = { concurrency: 1, firstRetryDelayMs: 20, retryFor
 for (const [name, database] of Object.entries(databases)) {
   const { prisma } = database
   const queue = new JobQueue(prisma)
-  const audit = new AuditLog(prisma, quiet)
+  const audit = new AuditLog(database, quiet)
   const auditOf = (jobId: bigint) => prisma.auditEvent.findMany({ where: { target: `job:${jobId}` }, orderBy: { id: 'asc' } })
 
   t.test(`${name}: a taken job is nobody else's until its lease ends, then due again`, async (t) => {
@@ -147,8 +147,8 @@ t.test('two instances on one PostgreSQL database deliver each job exactly once',
   })
   await new JobQueue(prisma).add(Array.from({ length: 60 }, (_, n) => ({ kind: 'count', payload: JSON.stringify({ n }) })))
   const workers = [
-    new JobWorker(new JobQueue(prisma), { count: handlerFor('a') }, new AuditLog(prisma, quiet), quiet, { ...FAST, concurrency: 4 }),
-    new JobWorker(new JobQueue(second.prisma), { count: handlerFor('b') }, new AuditLog(second.prisma, quiet), quiet, { ...FAST, concurrency: 4 }),
+    new JobWorker(new JobQueue(prisma), { count: handlerFor('a') }, new AuditLog(databases.postgresql!, quiet), quiet, { ...FAST, concurrency: 4 }),
+    new JobWorker(new JobQueue(second.prisma), { count: handlerFor('b') }, new AuditLog(second, quiet), quiet, { ...FAST, concurrency: 4 }),
   ]
   for (const worker of workers) worker.start()
   t.teardown(() => Promise.all(workers.map((worker) => worker.stop())))
@@ -163,7 +163,7 @@ t.test('a worker with nothing to do makes no audit rows and keeps polling cheapl
   const { prisma } = databases.pglite!
   await prisma.job.deleteMany()
   const before = await prisma.auditEvent.count()
-  const worker = new JobWorker(new JobQueue(prisma), {}, new AuditLog(prisma, quiet), quiet, FAST)
+  const worker = new JobWorker(new JobQueue(prisma), {}, new AuditLog(databases.pglite!, quiet), quiet, FAST)
   worker.start()
   await sleep(200)
   await worker.stop()
@@ -183,7 +183,7 @@ t.test('PermanentJobFailure from a handler gives the job up without retries', as
   }
   const queue = new JobQueue(prisma)
   await queue.add([{ kind: 'permanent', payload: '{}' }])
-  const worker = new JobWorker(queue, { permanent: handler }, new AuditLog(prisma, quiet), quiet, FAST)
+  const worker = new JobWorker(queue, { permanent: handler }, new AuditLog(databases.pglite!, quiet), quiet, FAST)
   worker.start()
   t.teardown(() => worker.stop())
   await until('the job to be given up', async () => (await prisma.job.count()) === 0)

@@ -19,13 +19,13 @@ import type { Operations, UserView } from './operations.js'
 
 export async function databaseOperations(config: Pick<Config, 'databaseUrl' | 'dataDir'>, operator: Operator): Promise<Operations> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
-  const audit = new AuditLog(database.prisma, { warn: (_object, message) => console.error(`warning: ${message}`) })
+  const audit = new AuditLog(database, { warn: (_object, message) => console.error(`warning: ${message}`) })
   const clients = new ClientDirectory(database.prisma)
   const administration = new Administration({
     clients,
     roles: new RoleDirectory(database.prisma, audit),
     users: new UserLookup(database.prisma),
-    auditTrail: new AuditTrail(new UserDirectory(database.prisma, NO_ACCOUNT_EVENTS), audit),
+    auditTrail: new AuditTrail(new UserDirectory(database, NO_ACCOUNT_EVENTS), audit),
     audit,
   })
   const by = operator

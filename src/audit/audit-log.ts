@@ -5,6 +5,7 @@
 
 import { StorageUnavailable } from '../common/errors.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
+import type { Database, RunSql } from '../storage/database.js'
 
 export type AuditAction =
   | 'session.started'
@@ -77,14 +78,23 @@ export interface AuditObserver {
   refreshed(outcome: RefreshOutcome): void
 }
 
+const INSERT_EVENT = {
+  name: 'audit-event',
+  text: 'INSERT INTO audit_events (at, action, user_id, session_id, actor, ip, user_agent, outcome, target, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+}
+
 export class AuditLog {
   private readonly anonymous: AnonymousRefusals
 
+  private readonly prisma: PrismaClient
+  private readonly sql: RunSql
+
   constructor(
-    private readonly prisma: PrismaClient,
+    database: Pick<Database, 'prisma' | 'sql'>,
     private readonly log: AuditWarnings,
     private readonly observer?: AuditObserver,
   ) {
+    ;({ prisma: this.prisma, sql: this.sql } = database)
     this.anonymous = new AnonymousRefusals(log)
   }
 
@@ -92,7 +102,13 @@ export class AuditLog {
     // Heard before the write: the event happened even if its row cannot be stored.
     this.observer?.recorded({ action: entry.action, actor: entry.actor, outcome: entry.outcome })
     try {
-      await this.prisma.auditEvent.create({ data: { ...entry, userAgent: entry.userAgent?.slice(0, 200), detail: entry.detail?.slice(0, 500) } })
+      // Plain SQL: every login and logout waits on this insert.
+      const { action, userId, sessionId, actor, ip, userAgent, outcome, target, detail } = entry
+      await this.sql({
+        ...INSERT_EVENT,
+        // `at` is UTC without a zone, as Prisma writes it (the column is TIMESTAMP(3)).
+        values: [new Date().toISOString(), action, userId ?? null, sessionId ?? null, actor, ip ?? null, userAgent?.slice(0, 200) ?? null, outcome, target ?? null, detail?.slice(0, 500) ?? null],
+      })
     } catch (error) {
       this.log.warn({ audit: entry, err: { message: (error as Error).message } }, 'audit event not stored')
     }

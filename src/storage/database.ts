@@ -14,8 +14,25 @@ import { StorageUnavailable } from '../common/errors.js'
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js'
 import { applyMigrations, pgliteMigrationTarget, pgMigrationTarget } from './migrations.js'
 
+/**
+ * One plain SQL statement. For the few statements every login runs, where Prisma's own work
+ * per query (compiling it, mapping the rows) would be most of their time: measured on
+ * PostgreSQL, 0.4-0.5 ms of CPU per query through Prisma against ~0.1 ms here. `name` makes
+ * it a prepared statement on PostgreSQL (parsed once per connection).
+ */
+export interface SqlStatement {
+  name: string
+  text: string
+  values: unknown[]
+}
+
+/** Runs a SqlStatement and answers its rows. */
+export type RunSql = <Row>(statement: SqlStatement) => Promise<Row[]>
+
 export interface Database {
   prisma: PrismaClient
+  /** The same database as `prisma`, by plain SQL (SqlStatement says when). */
+  sql: RunSql
   /** 'postgresql' or 'pglite' */
   kind: 'postgresql' | 'pglite'
   /** one cheap round trip; rejects when the database cannot be reached */
@@ -86,6 +103,7 @@ async function openPostgres(databaseUrl: string): Promise<Database> {
   const prisma = new PrismaClient({ adapter })
   return {
     prisma,
+    sql: async <Row>(statement: SqlStatement) => (await pool.query(statement)).rows as Row[],
     kind: 'postgresql',
     ping: () => ping(prisma),
     close: async () => {
@@ -124,6 +142,8 @@ async function openPglite(dataDir: string): Promise<Database> {
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(db) })
   return {
     prisma,
+    // Run exclusively of PGlite's transactions (Prisma's), as every PGlite query is.
+    sql: async <Row>({ text, values }: SqlStatement) => (await db.query<Row>(text, values)).rows,
     kind: 'pglite',
     ping: () => ping(prisma),
     close: async () => {
