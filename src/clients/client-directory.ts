@@ -50,7 +50,7 @@ export class ClientDirectory {
   async create(name: string): Promise<NewClient> {
     const label = name.trim()
     if (label === '' || label.length > MAX_NAME_LENGTH) throw new InvalidRequest(`a client name has 1 to ${MAX_NAME_LENGTH} characters`)
-    const clientId = newClientId()
+    const clientId = randomId()
     const clientSecret = randomSecret()
     await inDatabase(() => this.prisma.oAuthClient.create({ data: { clientId, name: label, secretHash: hashSecret(clientSecret) } }))
     return { clientId, clientSecret, name: label }
@@ -140,15 +140,4 @@ export function byResource(rows: { resource: string; scope: string }[]): Resourc
   const grants = new Map<string, string[]>()
   for (const row of rows) grants.set(row.resource, [...(grants.get(row.resource) ?? []), row.scope])
   return [...grants].sort(([a], [b]) => a.localeCompare(b)).map(([resource, scopes]) => ({ resource, scopes: scopes.sort() }))
-}
-
-/**
- * A random client id that starts with a letter or digit: one starting with "-" would read as
- * an option on an operator's command line (`npm run admin -- client:delete -Ab…`).
- */
-function newClientId(): string {
-  for (;;) {
-    const id = randomId()
-    if (/^[A-Za-z0-9]/.test(id)) return id
-  }
 }

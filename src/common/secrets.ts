@@ -23,9 +23,16 @@ export function secureRandomBytes(size: number): Buffer {
   return drawn
 }
 
-/** 128 random bits, base64url (22 characters): user public ids, session ids. */
+/**
+ * About 128 random bits, base64url (22 characters): user public ids, client ids, session ids.
+ * The first character is a letter or digit: an id starting with "-" would read as an option on
+ * an operator's command line (`npm run admin -- role:assign -Fe… support`).
+ */
 export function randomId(): string {
-  return secureRandomBytes(16).toString('base64url')
+  for (;;) {
+    const id = secureRandomBytes(16).toString('base64url')
+    if (/^[A-Za-z0-9]/.test(id)) return id
+  }
 }
 
 /** 256 random bits, base64url: tickets, login state, PKCE verifiers. */
