@@ -8,10 +8,13 @@ import { buildBaseline, serve, startGateway, startSessions } from './harness.js'
 
 const [target, redisUrl, dataDir, connections] = process.argv.slice(2)
 // No job loops: their polling would count instructions that depend on how long the run takes.
-const { gateway, url } = await startGateway(dataDir!, redisUrl!, { RATE_LIMIT_TOKEN: '1000000', RATE_LIMIT_REFRESH: '1000000', JOB_CONCURRENCY: '0' })
-// valgrind runs this process about 50 times slower than usual: its Redis commands must not
-// time out (ioredis reads the option at each command).
-if ('options' in gateway.redis && 'commandTimeout' in gateway.redis.options) gateway.redis.options.commandTimeout = 120_000
+// valgrind runs this process about 50 times slower than usual: its Redis calls must not time out.
+const { gateway, url } = await startGateway(dataDir!, redisUrl!, {
+  RATE_LIMIT_TOKEN: '1000000',
+  RATE_LIMIT_REFRESH: '1000000',
+  JOB_CONCURRENCY: '0',
+  REDIS_COMMAND_TIMEOUT_MS: '120000',
+})
 const sessions = await startSessions(gateway.services.sessionTokens, Number(connections))
 const tokens = sessions.map((session) => session.refreshToken)
 if (target === 'gateway') {

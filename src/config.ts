@@ -7,7 +7,7 @@ import { splitList } from './common/env-values.js'
 import { ConfigError } from './common/errors.js'
 import { PROFILE_FIELDS, type ProfileField } from './common/profile-text.js'
 import { isLoopbackUrl } from './common/loopback.js'
-import type { HostPort } from './storage/redis.js'
+import { DEFAULT_COMMAND_TIMEOUT_MS, type HostPort } from './storage/redis.js'
 import type { SigningAlgorithm } from './tokens/signing-keys.js'
 
 const SIGNING_ALGORITHM_CHOICES = ['ES256', 'RS256', 'EdDSA'] as const satisfies readonly SigningAlgorithm[]
@@ -30,6 +30,8 @@ export interface Config {
   redisSentinel?: { sentinels: HostPort[]; name: string }
   /** Replicas that must hold a session start, end or rotation before it is answered (Redis WAIT); 0: no waiting. */
   redisWaitReplicas: number
+  /** REDIS_COMMAND_TIMEOUT_MS: a Redis call unanswered this long answers 503. */
+  redisCommandTimeoutMs: number
   accessTokenTtl: number
   refreshTokenTtl: number
   /** Absolute lifetime of a session, however often it is refreshed. */
@@ -123,6 +125,9 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('REDIS_WAIT_REPLICAS needs a Redis with replicas (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); the local development redis-server has none')
   }
 
+  // Never shorter than the default: the replica acknowledgement (1 s) must fit inside it.
+  const redisCommandTimeoutMs = read.integer('REDIS_COMMAND_TIMEOUT_MS', DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_COMMAND_TIMEOUT_MS, 120_000)
+
   const signingKeys = read.text('SIGNING_KEYS')
   const providers: Record<string, ConfiguredProvider> = {}
   for (const definition of providerDefinitionsFor(env)) {
@@ -164,6 +169,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisClusterNodes,
     redisSentinel: redisSentinels && redisSentinelName ? { sentinels: redisSentinels, name: redisSentinelName } : undefined,
     redisWaitReplicas,
+    redisCommandTimeoutMs,
     accessTokenTtl: read.integer('ACCESS_TOKEN_TTL', 600, 30, 86_400),
     refreshTokenTtl: read.integer('REFRESH_TOKEN_TTL', 1_209_600, 60, 31_536_000),
     sessionMaxAge: read.integer('SESSION_MAX_AGE', 7_776_000, 60, 31_536_000),

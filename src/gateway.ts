@@ -76,7 +76,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
       : config.redisSentinel
         ? { sentinels: config.redisSentinel.sentinels, sentinelName: config.redisSentinel.name }
         : { url: config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url }
-    redis = await connectRedis(redisTarget, { warn: (object, message) => app?.log.warn(object, message) })
+    redis = await connectRedis(redisTarget, { warn: (object, message) => app?.log.warn(object, message) }, config.redisCommandTimeoutMs)
   } catch (error) {
     localRedis?.stop()
     await database.close().catch(() => {})

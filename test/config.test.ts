@@ -162,6 +162,14 @@ t.test('REDIS_WAIT_REPLICAS: a whole number of replicas, 0 by default, and only 
   t.match(problemsOf({ REDIS_WAIT_REPLICAS: '1' }).join('\n'), /REDIS_WAIT_REPLICAS needs a Redis with replicas/, 'the local development redis-server has none')
 })
 
+t.test('REDIS_COMMAND_TIMEOUT_MS: 1500 ms by default; only longer, up to two minutes', async (t) => {
+  t.equal(loadConfig({}).redisCommandTimeoutMs, 1500)
+  t.equal(loadConfig({ REDIS_COMMAND_TIMEOUT_MS: '5000' }).redisCommandTimeoutMs, 5000)
+  for (const value of ['1000', '120001', 'soon']) {
+    t.match(problemsOf({ REDIS_COMMAND_TIMEOUT_MS: value }).join('\n'), /REDIS_COMMAND_TIMEOUT_MS must be a whole number from 1500 to 120000/, value)
+  }
+})
+
 t.test('limits on what one client or user can hold have defaults and bounds', async (t) => {
   const config = loadConfig({})
   t.same([config.maxSessionsPerUser, config.requestTimeout, config.maxConnectionsPerIp], [50, 10, 256])

@@ -76,3 +76,14 @@ for (const freezeSeconds of [12, 30]) {
     t.same(runs.filter((run) => run.lost).length, 0, `0 of ${SESSIONS} sessions lost`)
   })
 }
+
+t.test('REDIS_COMMAND_TIMEOUT_MS: a gateway told to wait longer for a far-away Redis rides out a 2 s stall', async (t) => {
+  const patient = await startTestGateway({ database: 'pglite', env: { REDIS_COMMAND_TIMEOUT_MS: '6000' } })
+  t.teardown(() => patient.close())
+  const { refreshToken } = (await loginWithGoogle(patient, { sub: 'stall-patient', name: 'Pat' })).json()
+  patient.testRedis.pause()
+  const resumed = sleep(2000).then(() => patient.testRedis.resume())
+  const answer = await refresh(patient, refreshToken)
+  await resumed
+  t.equal(answer.statusCode, 200, 'answered once Redis was back, not 503 after the default 1.5 s')
+})

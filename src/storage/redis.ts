@@ -1,14 +1,14 @@
 // The Redis connection: one server (REDIS_URL), a Redis Cluster (REDIS_CLUSTER_NODES), or the
 // master a Sentinel group names (REDIS_SENTINELS). Fail fast rather than queue: with the offline
-// queue off and a deadline on every call (inRedis: 1.5 s, shortened while Redis is not
-// answering), an outage, a stall or a failover becomes a 503 within about 1.5 s, and ioredis
+// queue off and a deadline on every call (inRedis: 1.5 s by default, shortened while Redis is
+// not answering), an outage, a stall or a failover becomes a 503 within about 1.5 s, and ioredis
 // reconnects by itself, after a failover to the new master.
 
 import { Cluster, Redis, type RedisOptions, type RedisValue } from 'ioredis'
 import { StorageUnavailable } from '../common/errors.js'
 
-/** A call (inRedis) not answered this long after it was issued fails (503). */
-const REDIS_COMMAND_TIMEOUT_MS = 1500
+/** A call (inRedis) not answered this long after it was issued fails (503), unless REDIS_COMMAND_TIMEOUT_MS says longer. */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 1500
 /**
  * The deadline instead, while the last call on the client went unanswered, until one is
  * answered: a stalled Redis (frozen, swapping, blocked by a long command) costs a request
@@ -40,8 +40,9 @@ export interface RedisLogger {
   warn(object: unknown, message?: string): void
 }
 
-export async function connectRedis(target: RedisTarget, log: RedisLogger): Promise<RedisClient> {
-  const redis = createClient(target)
+export async function connectRedis(target: RedisTarget, log: RedisLogger, commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<RedisClient> {
+  const redis = createClient(target, commandTimeoutMs)
+  commandTimeouts.set(redis, commandTimeoutMs)
   let lastWarning = 0
   const warn = (error: Error) => {
     // One line per second at most while Redis is down or failing over.
@@ -63,7 +64,7 @@ export async function connectRedis(target: RedisTarget, log: RedisLogger): Promi
   return redis
 }
 
-function createClient(target: RedisTarget): RedisClient {
+function createClient(target: RedisTarget, commandTimeoutMs: number): RedisClient {
   const reconnectDelay = (attempt: number) => Math.min(attempt * 100, 1000)
   const failFast = {
     enableOfflineQueue: false,
@@ -73,7 +74,7 @@ function createClient(target: RedisTarget): RedisClient {
   }
   const perConnection = {
     maxRetriesPerRequest: 0,
-    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    commandTimeout: commandTimeoutMs,
     connectTimeout: 2000,
   }
   if ('clusterNodes' in target) {
@@ -175,6 +176,8 @@ export async function replicatedWrite<T>(redis: RedisClient, replicas: number, c
 
 /** Clients whose last call went unanswered for its whole deadline (see STALLED_CALL_TIMEOUT_MS). */
 const stalled = new WeakSet<RedisClient>()
+/** Each client's deadline for a call, as connectRedis was given it. */
+const commandTimeouts = new WeakMap<RedisClient, number>()
 
 /**
  * Runs one Redis interaction on `redis`; any failure, or no answer within the deadline,
@@ -186,7 +189,7 @@ const stalled = new WeakSet<RedisClient>()
  * took) issued before a client's retry reaches Redis ahead of it.
  */
 export async function inRedis<T>(redis: RedisClient, operation: () => Promise<T>): Promise<T> {
-  const deadlineMs = stalled.has(redis) ? STALLED_CALL_TIMEOUT_MS : REDIS_COMMAND_TIMEOUT_MS
+  const deadlineMs = stalled.has(redis) ? STALLED_CALL_TIMEOUT_MS : (commandTimeouts.get(redis) ?? DEFAULT_COMMAND_TIMEOUT_MS)
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new RedisStalled(deadlineMs)), deadlineMs)
