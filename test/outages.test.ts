@@ -4,7 +4,9 @@
 
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { IncomingMessage, Server } from 'node:http'
+import * as jose from 'jose'
 import t, { type Test } from 'tap'
+import { sessionKeys } from '../verifier/session-keys.js'
 import {
   googleSdkIdToken,
   loginWithGoogle,
@@ -125,6 +127,26 @@ t.test('PostgreSQL stopped: login and signup 503, refresh and JWKS keep working,
   t.equal(resumed.statusCode, 201, 'the same signup ticket works once the database is back')
   t.equal((await loginWithGoogle(gateway, { sub: 'db-outage', name: 'Dana' })).json().status, 'authenticated')
   t.equal(await gateway.database.prisma.user.count(), 2, 'no half-written user: exactly the two complete accounts')
+})
+
+t.test('PostgreSQL stopped after a returning login: its refresh keeps the scopes the login read with the user', async (t) => {
+  const cluster = await startPostgresCluster()
+  t.teardown(() => cluster.stop())
+  const gateway = await startTestGateway({ databaseUrl: cluster.url })
+  t.teardown(() => gateway.close())
+  const { prisma } = gateway.database
+  await prisma.role.create({ data: { name: 'reader', scopes: { create: [{ resource: gateway.config.tokenAudience, scope: 'read:profile' }] } } })
+  const first = (await loginWithGoogle(gateway, { sub: 'db-outage-returning', name: 'Rea' })).json()
+  await prisma.userRole.create({ data: { user: { connect: { publicId: first.user.id } }, role: { connect: { name: 'reader' } } } })
+  // The scope cache ran out (SCOPE_CACHE_TTL) since the first login: only the returning login can fill it.
+  await gateway.redis.del(sessionKeys.scopes(first.user.id))
+
+  const returning = (await loginWithGoogle(gateway, { sub: 'db-outage-returning', name: 'Rea' })).json()
+  t.equal(jose.decodeJwt(returning.accessToken).scope, 'read:profile', 'the returning login reads the role scope with the user')
+  await cluster.stop()
+  const refreshed = await refresh(gateway, returning.refreshToken)
+  t.equal(refreshed.statusCode, 200, 'the refresh needs no database: the login cached the scopes with its session')
+  t.equal(jose.decodeJwt(refreshed.json().accessToken).scope, 'read:profile', 'and the refreshed token keeps them')
 })
 
 /** A gateway on a private PostgreSQL cluster reached through a TCP proxy that can freeze or cut its connections. */

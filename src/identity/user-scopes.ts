@@ -1,6 +1,7 @@
 // What a user may do on a resource: the union of the scopes their roles grant there. Cached
 // in Redis in the user's hash slot (sessionKeys.scopes: one hash per user, a field per
-// resource), where the refresh-token rotation reads it in the same call: a cached answer
+// resource), where the refresh-token rotation reads it in the same call (and a returning
+// login, which reads the scopes with the user, writes it with its session): a cached answer
 // younger than a minute is used as is; an older one is re-read, and used anyway if the
 // database is down (refresh keeps working through a database outage).
 
@@ -13,6 +14,13 @@ import { inRedis } from '../storage/redis.js'
 
 /** Role changes reach new access tokens within this long. */
 const FRESH_MS = 60_000
+
+/** Scopes just read from the database, as they are cached: field `resource` of the user's hash. */
+export interface ScopeCacheEntry {
+  resource: string
+  entry: string
+  ttlSeconds: number
+}
 
 export class UserScopes {
   constructor(
@@ -36,14 +44,25 @@ export class UserScopes {
     if (known && Date.now() - known.checkedAt < FRESH_MS) return known.scope
     let scopes: string[]
     try {
-      scopes = await this.fromDatabase(userId, resource ?? this.options.ownResource)
+      scopes = await this.fromDatabase(userId, this.resourceOf(resource))
     } catch (error) {
       if (known && error instanceof StorageUnavailable) return known.scope
       throw error
     }
     const key = sessionKeys.scopes(userId)
-    await inRedis(this.redis, () => this.redis.multi().hset(key, resource ?? '', `${Date.now()} ${scopes.join(' ')}`).expire(key, this.options.cacheTtlSeconds).exec())
-    return scopes.length > 0 ? scopes.join(' ') : undefined
+    const fresh = this.cacheEntry(resource, scopes)
+    await inRedis(this.redis, () => this.redis.multi().hset(key, fresh.resource, fresh.entry).expire(key, fresh.ttlSeconds).exec())
+    return scopeOf(scopes)
+  }
+
+  /** The resource a token without an RFC 8707 `resource` is for: the gateway's own. */
+  resourceOf(resource: string | undefined): string {
+    return resource ?? this.options.ownResource
+  }
+
+  /** How scopes read from the database just now are cached, for whoever writes the user's hash (a session start does). */
+  cacheEntry(resource: string | undefined, scopes: readonly string[]): ScopeCacheEntry {
+    return { resource: resource ?? '', entry: `${Date.now()} ${scopes.join(' ')}`, ttlSeconds: this.options.cacheTtlSeconds }
   }
 
   /** RFC 8707: tokens are issued only for the gateway itself and resources operators configured. */
@@ -66,6 +85,11 @@ export class UserScopes {
     )
     return rows.map((row) => row.scope)
   }
+}
+
+/** The `scope` claim: space-separated, or undefined when the user holds none. */
+export function scopeOf(scopes: readonly string[]): string | undefined {
+  return scopes.length > 0 ? scopes.join(' ') : undefined
 }
 
 /** A cache entry: `<checkedAt ms> <scope> <scope> …`. */

@@ -49,9 +49,20 @@ export interface UserWithIdentities extends PublicUser {
 
 type UserRow = Parameters<typeof toPublicUser>[0]
 
-const USER_BY_IDENTITY = {
-  name: 'user-by-identity',
-  text: 'SELECT u.public_id AS "publicId", u.nickname, u.email, u.photo FROM users u JOIN identities i ON i.user_id = u.id WHERE i.provider = $1 AND i.subject = $2',
+// The user an identity is linked to, with the scopes their roles grant on one resource
+// (distinct and sorted, as UserScopes reads them): plain SQL, since every returning login waits on it.
+const RETURNING_USER = {
+  name: 'returning-user',
+  text: `SELECT u.public_id AS "publicId", u.nickname, u.email, u.photo,
+    ARRAY(SELECT DISTINCT rs.scope FROM user_roles ur JOIN role_scopes rs ON rs.role_id = ur.role_id
+          WHERE ur.user_id = u.id AND rs.resource = $3 ORDER BY rs.scope) AS scopes
+    FROM users u JOIN identities i ON i.user_id = u.id WHERE i.provider = $1 AND i.subject = $2`,
+}
+
+/** A user logging in again: who they are, and what their roles grant on the resource of the login. */
+export interface ReturningUser {
+  user: PublicUser
+  scopes: string[]
 }
 
 export class UserDirectory {
@@ -67,9 +78,19 @@ export class UserDirectory {
   }
 
   async findByIdentity(identity: ExternalIdentity): Promise<PublicUser | undefined> {
-    // Every returning login waits on this one: plain SQL, one round trip.
-    const [user] = await inDatabase(() => this.sql<UserRow>({ ...USER_BY_IDENTITY, values: [identity.provider, identity.subject] }))
+    const user = await inDatabase(() =>
+      this.prisma.user.findFirst({
+        where: { identities: { some: { provider: identity.provider, subject: identity.subject } } },
+        select: { publicId: true, nickname: true, email: true, photo: true },
+      }),
+    )
     return user ? toPublicUser(user) : undefined
+  }
+
+  /** The user an identity is linked to, with their scopes on `resource`, in one round trip (every returning login waits on it). */
+  async findReturning(identity: ExternalIdentity, resource: string): Promise<ReturningUser | undefined> {
+    const [row] = await inDatabase(() => this.sql<UserRow & { scopes: string[] }>({ ...RETURNING_USER, values: [identity.provider, identity.subject, resource] }))
+    return row ? { user: toPublicUser(row), scopes: row.scopes } : undefined
   }
 
   /**

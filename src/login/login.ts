@@ -55,7 +55,7 @@ export interface LoginDependencies {
   links: IdentityLinks
   transactions: LoginTransactions
   /** Checks an RFC 8707 resource before anything else happens. */
-  scopes: Pick<UserScopes, 'checkResource'>
+  scopes: Pick<UserScopes, 'checkResource' | 'resourceOf'>
   usedIdTokens: UsedIdTokens
   users: UserDirectory
   tickets: SignupTickets
@@ -296,10 +296,10 @@ export class LoginService {
   /** The part every credential kind shares once the provider has vouched for `profile`. */
   async signInIdentity(provider: string, profile: ProviderProfile, client: ClientContext): Promise<LoginOutcome> {
     const identity = { provider, subject: profile.subject }
-    const existing = await this.deps.users.findByIdentity(identity)
-    if (existing) {
+    const returning = await this.deps.users.findReturning(identity, this.deps.scopes.resourceOf(client.resource))
+    if (returning) {
       if (profile.grant) await this.deps.links.keepGrant(identity, profile.grant)
-      return this.authenticated(existing, false, client)
+      return this.authenticated(returning.user, false, client, returning.scopes)
     }
 
     const { subject: _subject, grant: _grant, ...known } = profile
@@ -321,8 +321,9 @@ export class LoginService {
     }
   }
 
-  private async authenticated(user: PublicUser, isNewUser: boolean, client: ClientContext): Promise<LoginOutcome> {
-    const tokens = await this.deps.sessionTokens.startSession(user.id, client)
+  /** `scopes`: the user's, read with the user; otherwise the session reads them. */
+  private async authenticated(user: PublicUser, isNewUser: boolean, client: ClientContext, scopes?: string[]): Promise<LoginOutcome> {
+    const tokens = await this.deps.sessionTokens.startSession(user.id, client, scopes)
     return { status: 'authenticated', tokens, user, isNewUser }
   }
 

@@ -9,6 +9,7 @@ import { randomId } from '../common/secrets.js'
 import { hashOfSecret, originOfClient, type RefreshRotation } from './refresh-rotation.js'
 import { composeRefreshToken, familyTag, newFamilyKey, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
 import type { Channel, PresentedToken, SessionStore } from './session-store.js'
+import type { ScopeCacheEntry } from '../identity/user-scopes.js'
 
 export type { Channel }
 
@@ -70,9 +71,16 @@ export class RefreshSessions {
 
   /**
    * Starts a session for a user who just logged in. Under the single policy the user's other
-   * sessions end; beyond MAX_SESSIONS_PER_USER the least recently used ones do.
+   * sessions end; beyond MAX_SESSIONS_PER_USER the least recently used ones do. `answer`
+   * makes the client's answer from the stored session while its audit rows are written (a
+   * login waits on both at once); `cacheScopes` are cached in the same Redis call.
    */
-  async start(userId: string, client: SessionClient): Promise<IssuedRefreshToken> {
+  async start<T>(
+    userId: string,
+    client: SessionClient,
+    answer: (session: IssuedRefreshToken) => Promise<T>,
+    cacheScopes?: ScopeCacheEntry,
+  ): Promise<T> {
     const { resource } = client
     const sessionId = randomId()
     const secret = newTokenSecret()
@@ -90,16 +98,22 @@ export class RefreshSessions {
       endOtherSessions: single,
       maxSessions: this.policy.maxSessionsPerUser,
       resource: resource ?? '',
+      cacheScopes,
     })
     const origin = originOfClient(client)
-    for (const endedId of ended) {
-      await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
-    }
-    await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
+    const audited = (async () => {
+      for (const endedId of ended) {
+        await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
+      }
+      await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
+    })()
     const refreshToken = composeRefreshToken({ userId, sessionId, generation: 0, secret, tag: familyTag(familyKey, 0) })
     // The session's own creation time, as its refreshes will read it back: one auth_time throughout.
     const authTime = Math.floor(createdAt / 1000)
-    return { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge), authTime }
+    const session = { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge), authTime }
+    // audit.record never throws (a row it cannot store is logged), so the answer decides the outcome.
+    const [answered] = await Promise.all([answer(session), audited])
+    return answered
   }
 
   /** Exchanges a refresh token for its successor (the rule: refresh-rotation.ts); throws InvalidGrant for anything unusable. */

@@ -17,6 +17,7 @@
 import type { RedisClient as Redis } from '../storage/redis.js'
 import { inRedis, replicatedWrite } from '../storage/redis.js'
 import { sessionKeys } from '../../verifier/session-keys.js'
+import type { ScopeCacheEntry } from '../identity/user-scopes.js'
 
 export { sessionKeys }
 
@@ -34,9 +35,10 @@ local function sameTag(presented, key, gen) return redis.sha1hex(presented) == r
 `
 
 const START_SESSION = `${NOW}
--- KEYS: 1 user's session index, 2 session
+-- KEYS: 1 user's session index, 2 session, 3 user's cached scopes
 -- ARGV: 1 sid, 2 secret hash, 3 family key, 4 token ttl ms, 5 max age ms, 6 channel, 7 label,
---       8 end the user's other sessions ('1'), 9 session key prefix, 10 resource, 11 max sessions
+--       8 end the user's other sessions ('1'), 9 session key prefix, 10 resource, 11 max sessions,
+--       and optionally scopes the login just read: 12 their resource field, 13 entry, 14 ttl s
 local ended = {}
 local function finish(sid)
   redis.call('DEL', ARGV[9] .. sid)
@@ -62,6 +64,10 @@ redis.call('HSET', KEYS[2], 'gen', 0, 'live', ARGV[2], 'prev', '', 'sealed', '',
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+if ARGV[12] then
+  redis.call('HSET', KEYS[3], ARGV[12], ARGV[13])
+  redis.call('EXPIRE', KEYS[3], ARGV[14])
+end
 return {tostring(now), ended}
 `
 
@@ -126,7 +132,7 @@ export class SessionStore {
   ) {
     // Called by name through replicatedWrite (with WAIT when REDIS_WAIT_REPLICAS is set). The
     // rotation's script lives with the code that acts on it (refresh-rotation.ts).
-    redis.defineCommand('startSession', { numberOfKeys: 2, lua: START_SESSION })
+    redis.defineCommand('startSession', { numberOfKeys: 3, lua: START_SESSION })
     redis.defineCommand('endSession', { numberOfKeys: 2, lua: END_SESSION })
     redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
   }
@@ -134,6 +140,7 @@ export class SessionStore {
   /**
    * Stores a new session; returns when it was created (Redis time, ms: the `auth_time` its
    * refreshes will report too) and the ids of sessions it ended (single policy, or over the cap).
+   * `cacheScopes`: the user's scopes a login read with the user, cached in the same call.
    */
   async start(input: {
     userId: string
@@ -147,14 +154,16 @@ export class SessionStore {
     endOtherSessions: boolean
     maxSessions: number
     resource: string
+    cacheScopes?: ScopeCacheEntry
   }): Promise<{ createdAt: number; ended: string[] }> {
-    const { userId, sessionId } = input
+    const { userId, sessionId, cacheScopes } = input
+    const scopes = cacheScopes ? [cacheScopes.resource, cacheScopes.entry, cacheScopes.ttlSeconds] : []
     const [created, ended] = await inRedis(this.redis, () =>
       replicatedWrite<[string, string[]]>(
         this.redis, this.waitReplicas, 'startSession',
-        keys.index(userId), keys.session(userId, sessionId),
+        keys.index(userId), keys.session(userId, sessionId), keys.scopes(userId),
         sessionId, input.secretHash, input.familyKey, input.ttlMs, input.maxAgeMs, input.channel, input.label,
-        input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions,
+        input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions, ...scopes,
       ),
     )
     return { createdAt: Number(created), ended }

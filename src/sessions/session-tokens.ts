@@ -3,7 +3,7 @@
 // for a session that was not persisted.
 
 import type { AccessTokens } from '../tokens/access-tokens.js'
-import type { UserScopes } from '../identity/user-scopes.js'
+import { scopeOf, type UserScopes } from '../identity/user-scopes.js'
 import type { IssuedRefreshToken, RefreshSessions, SessionClient } from './refresh-sessions.js'
 
 export interface TokenSet {
@@ -22,10 +22,15 @@ export class SessionTokens {
     private readonly scopes: UserScopes,
   ) {}
 
-  /** The scopes are read before the session is stored: a failure leaves nothing behind. */
-  async startSession(userId: string, client: SessionClient): Promise<TokenSet> {
-    const scope = await this.scopes.scopeFor(userId, client.resource)
-    return this.withAccessToken(await this.sessions.start(userId, client), scope)
+  /**
+   * The scopes are read before the session is stored: a failure leaves nothing behind.
+   * `scopes`: what the user's roles grant on the client's resource, when the caller read them
+   * from the database with the user (a returning login); the session's own Redis call caches them.
+   */
+  async startSession(userId: string, client: SessionClient, scopes?: readonly string[]): Promise<TokenSet> {
+    const scope = scopes ? scopeOf(scopes) : await this.scopes.scopeFor(userId, client.resource)
+    const cacheScopes = scopes && this.scopes.cacheEntry(client.resource, scopes)
+    return this.sessions.start(userId, client, (session) => this.withAccessToken(session, scope), cacheScopes)
   }
 
   /** One Redis call when the user's scopes were cached within the last minute: the rotation returns them. */
