@@ -19,7 +19,9 @@ export interface SessionRedis {
 export interface RedisRevocationOptions {
   /**
    * A client of the gateway's Redis. Configure it to fail fast, as the gateway does:
-   * `{ enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500 }`.
+   * `{ enableOfflineQueue: false, maxRetriesPerRequest: 0 }`; `timeoutMs` bounds the wait
+   * (an ioredis `commandTimeout` shorter than it would decide instead, and can fire while
+   * the answer is already waiting to be read, after the process was busy).
    */
   redis: SessionRedis
   /** Refuse with 503 when Redis has not answered within this long; default 1000 ms. */
@@ -62,7 +64,8 @@ function redisRevocation({ redis, timeoutMs = 1000 }: RedisRevocationOptions): R
       let timer: NodeJS.Timeout | undefined
       // Bounds the wait even for a client that queues commands while disconnected.
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+        // Fires after the event loop's next read: an answer that came while the process was busy is not late.
+        timer = setTimeout(() => setImmediate(() => reject(new Error(`no answer within ${timeoutMs} ms`))), timeoutMs)
       })
       try {
         return (await Promise.race([redis.exists(sessionKeys.session(sub, sid)), timeout])) === 1

@@ -74,7 +74,10 @@ function createClient(target: RedisTarget, commandTimeoutMs: number): RedisClien
   }
   const perConnection = {
     maxRetriesPerRequest: 0,
-    commandTimeout: commandTimeoutMs,
+    // Only a backstop for commands nobody awaits (an undo in the background): inRedis sets
+    // the deadline of every awaited call, and ioredis' own timer, which can fire before an
+    // answer already on the socket is read, must not beat it.
+    commandTimeout: 2 * commandTimeoutMs,
     connectTimeout: 2000,
   }
   if ('clusterNodes' in target) {
@@ -192,7 +195,10 @@ export async function inRedis<T>(redis: RedisClient, operation: () => Promise<T>
   const deadlineMs = stalled.has(redis) ? STALLED_CALL_TIMEOUT_MS : (commandTimeouts.get(redis) ?? DEFAULT_COMMAND_TIMEOUT_MS)
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisStalled(deadlineMs)), deadlineMs)
+    // The timer can fire in the same turn of the event loop as an answer already waiting on
+    // the socket (after the process itself was busy): let that turn read it first, so the
+    // deadline counts only Redis' lateness.
+    timer = setTimeout(() => setImmediate(() => reject(new RedisStalled(deadlineMs))), deadlineMs)
   })
   try {
     const answer = await Promise.race([operation(), late])
