@@ -20,7 +20,10 @@ export class OversizedResponse extends ProviderError {
 }
 
 /** A fetch for openid-client (`customFetch`) and our own provider calls. */
-export const boundedFetch: oidc.CustomFetch = async (url, options) => {
+export const boundedFetch: oidc.CustomFetch = async (url, options) => (await readBounded(url, options)).response
+
+/** The answer, read whole, and its body's bytes (empty when it has none). */
+async function readBounded(url: string, options: oidc.CustomFetchOptions): Promise<{ response: Response; body: Buffer }> {
   const response = await fetch(url, options as RequestInit)
   if (Number(response.headers.get('content-length')) > MAX_PROVIDER_RESPONSE_BYTES) {
     await response.body?.cancel().catch(() => undefined)
@@ -45,7 +48,8 @@ export const boundedFetch: oidc.CustomFetch = async (url, options) => {
   const headers = new Headers(response.headers)
   headers.delete('content-encoding')
   headers.delete('content-length')
-  return new Response(bodyless ? null : Buffer.concat(chunks), { status: response.status, statusText: response.statusText, headers })
+  const body = bodyless ? Buffer.alloc(0) : Buffer.concat(chunks)
+  return { response: new Response(bodyless ? null : body, { status: response.status, statusText: response.statusText, headers }), body }
 }
 
 /** The first error of `type` in a cause chain: openid-client wraps what our fetch throws. */
@@ -155,15 +159,15 @@ export class ProviderHttp {
     const started = performance.now()
     const call = (error: string | undefined) =>
       observer.providerCalled({ provider: this.provider, endpoint: this.endpointOf(url), seconds: (performance.now() - started) / 1000, error })
-    let response: Response
+    let answer: Awaited<ReturnType<typeof readBounded>>
     try {
-      response = await boundedFetch(url, options as oidc.CustomFetchOptions)
+      answer = await readBounded(url, options as oidc.CustomFetchOptions)
     } catch (error) {
       call(failureOf(error))
       throw error
     }
-    call(await this.errorCodeOf(response))
-    return response
+    call(this.errorCodeOf(answer.response.status, answer.body))
+    return answer.response
   }
 
   private endpointOf(url: string): ProviderEndpoint {
@@ -173,11 +177,11 @@ export class ProviderHttp {
   }
 
   /** The error an answer carries: any non-2xx, and a 2xx with an OAuth `error` member (Naver's token endpoint answers errors with 200). */
-  private async errorCodeOf(response: Response): Promise<string | undefined> {
-    const failed = response.status >= 400
-    const text = await response.clone().text()
-    if (!failed && !text.includes('"error"')) return undefined
-    const body = parseObject(text)
+  private errorCodeOf(status: number, bytes: Buffer): string | undefined {
+    const failed = status >= 400
+    // Read from the bytes already in hand: a clone of the Response would cost more than the call's own parsing.
+    if (!failed && !bytes.includes('"error"')) return undefined
+    const body = parseObject(bytes.toString('utf8'))
     for (const member of failed ? ERROR_MEMBERS : ['error']) {
       const value = body?.[member]
       if (typeof value === 'string' || typeof value === 'number') {
@@ -185,7 +189,7 @@ export class ProviderHttp {
         return this.errorCodes.has(code) ? code : 'other'
       }
     }
-    return failed ? `http_${Math.floor(response.status / 100)}xx` : undefined
+    return failed ? `http_${Math.floor(status / 100)}xx` : undefined
   }
 }
 
