@@ -8,16 +8,26 @@ export function isLoopbackUrl(url: URL): boolean {
 }
 
 /** A TCP port that was free on 127.0.0.1 a moment ago (for servers we start ourselves). */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => resolve(port))
-    })
+export async function freeLoopbackPort(): Promise<number> {
+  const { port, release } = await reserveLoopbackPort()
+  await release()
+  return port
+}
+
+/**
+ * A port on 127.0.0.1 held open until `release()`: for a server whose port must be named
+ * (in a URL, say) long before it listens. A port merely found free can be taken meanwhile,
+ * by another server or as the local port of any outgoing connection.
+ */
+export async function reserveLoopbackPort(): Promise<{ port: number; release: () => Promise<void> }> {
+  const holder = createServer()
+  holder.unref()
+  await new Promise<void>((resolve, reject) => {
+    holder.once('error', reject)
+    holder.listen(0, '127.0.0.1', resolve)
   })
+  const { port } = holder.address() as AddressInfo
+  return { port, release: () => new Promise((resolve) => holder.close(() => resolve())) }
 }
 
 /** Resolves once something accepts connections on 127.0.0.1:port. */

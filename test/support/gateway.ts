@@ -6,7 +6,7 @@ import * as jose from 'jose'
 import * as oidc from 'openid-client'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createGateway, type Gateway } from '../../src/gateway.js'
-import { createServer, type AddressInfo } from 'node:net'
+import { reserveLoopbackPort } from '../../src/common/loopback.js'
 import { startGoogleEmulator, type EmulatedAccount, type GoogleEmulator } from '../../emulators/google.js'
 import type { AppleEmulator } from '../../emulators/apple.js'
 import { startEmulatedApple, startEmulatedProviders, type EmulatedProviders } from '../../emulators/providers.js'
@@ -54,6 +54,7 @@ export interface TestGatewayOptions {
 export async function startTestGateway(options: TestGatewayOptions & { redis: Record<string, string> }): Promise<GatewayUnderTest>
 export async function startTestGateway(options?: TestGatewayOptions): Promise<TestGateway>
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<GatewayUnderTest & { testRedis?: TestRedis }> {
+  // Held until the gateway listens: PUBLIC_URL names the port, and a loaded machine can spend seconds starting the database.
   const reserved = options.listen ? await reserveLoopbackPort() : undefined
   const port = reserved?.port
   const publicUrl = port ? `http://localhost:${port}` : PUBLIC_URL
@@ -112,23 +113,6 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       await Promise.all([testRedis?.stop(), emulated ? emulated.stop() : google.stop(), apple?.emulator.stop()])
     },
   }
-}
-
-/**
- * A loopback port held open until the gateway listens on it: PUBLIC_URL names the port before
- * the gateway is built, and a port merely found free meanwhile can be taken (by another
- * test's server, or as the local port of any outgoing connection) while a loaded machine
- * spends seconds starting the database.
- */
-async function reserveLoopbackPort(): Promise<{ port: number; release: () => Promise<void> }> {
-  const holder = createServer()
-  holder.unref()
-  await new Promise<void>((resolve, reject) => {
-    holder.once('error', reject)
-    holder.listen(0, '127.0.0.1', resolve)
-  })
-  const { port } = holder.address() as AddressInfo
-  return { port, release: () => new Promise((resolve) => holder.close(() => resolve())) }
 }
 
 async function testSigningKeys(): Promise<string> {
