@@ -194,6 +194,8 @@ t.test('grant types other than client_credentials and malformed requests', async
   refusedTheOAuthWay(t, await tokenRequest({ grant_type: 'refresh_token', refresh_token: 'x' }, credentials), 400, 'unsupported_grant_type')
   refusedTheOAuthWay(t, await tokenRequest({ resource: ORDERS }, credentials), 400, 'invalid_request')
   refusedTheOAuthWay(t, await tokenRequest('grant_type=client_credentials&grant_type=client_credentials', credentials), 400, 'invalid_request')
+  // RFC 6749 §3.1: a parameter is never sent twice, even empty (an empty one alone counts as left out).
+  refusedTheOAuthWay(t, await tokenRequest('grant_type=client_credentials&scope=&scope=', credentials), 400, 'invalid_request')
   for (const odd of ['%00', '%0A', '%C3%A9', '%7F']) {
     // Each would reach the database (a resource is looked up there); PostgreSQL cannot store NUL.
     const answer = await tokenRequest(`grant_type=client_credentials&resource=https%3A%2F%2Forders.example${odd}`, credentials)

@@ -22,7 +22,7 @@ const INTROSPECTION_PARAMETERS = ['token', 'token_type_hint', 'client_id', 'clie
 // The schemas see the form as parseOAuthForm leaves it: only the parameters the endpoint
 // reads (others are ignored, RFC 6749 §3.2), none of them empty (an empty one counts as left
 // out). So no additionalProperties: false, which would say unknown parameters are refused.
-const OAUTH_FORM = 'RFC 6749 §3.2: parameters the endpoint does not read are ignored; one sent empty counts as left out, one sent twice is refused.'
+const OAUTH_FORM = 'RFC 6749 §3.2: parameters the endpoint does not read are ignored; one sent empty counts as left out, one sent twice (even empty) is refused.'
 
 /** A parameter's value as parseOAuthForm lets it through: VSCHAR (see VSCHAR below). */
 const vschar = { type: 'string', pattern: '^[\\x20-\\x7e]*$' } as const
@@ -116,14 +116,16 @@ export function parseOAuthForm<Name extends string>(body: string, names: readonl
   const form = new URLSearchParams(body)
   const parsed: Partial<Record<Name, string>> = {}
   for (const name of names) {
-    const values = form.getAll(name).filter((value) => value !== '')
+    // RFC 6749 §3.1: sent more than once is refused, empty or not; sent once empty, left out.
+    const values = form.getAll(name)
     if (values.length > 1) {
       if (name === 'resource') throw new InvalidTarget('ask for one resource per token')
       throw new InvalidRequest(`the parameter ${name} is repeated`)
     }
-    if (values.length === 1) {
-      if (!VSCHAR.test(values[0])) throw new InvalidRequest(`the parameter ${name} must be printable ASCII (RFC 6749 Appendix A)`)
-      parsed[name] = values[0]
+    const value = values[0]
+    if (value !== undefined && value !== '') {
+      if (!VSCHAR.test(value)) throw new InvalidRequest(`the parameter ${name} must be printable ASCII (RFC 6749 Appendix A)`)
+      parsed[name] = value
     }
   }
   return parsed
