@@ -21,7 +21,7 @@ import { splitList } from '../src/common/env-values.js'
 import { emailOf, nicknameOf, photoOf } from './profile-fields.js'
 import { describeCauses } from './provider-http.js'
 import { readProviderUrl } from './settings.js'
-import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderNotice, ProviderRuntime } from './types.js'
+import type { CodeCredential, ProviderDefinition, ProviderProfile, ProviderNotice, ProviderRuntime, SubjectVouched } from './types.js'
 
 export interface KakaoSettings extends OpenIdConnectSettings {
   /** kapi base URL, without a trailing slash. */
@@ -95,10 +95,11 @@ export class KakaoProvider extends OpenIdConnectProvider {
   }
 
   /** The code grant, then the profile API with the access token; both must name the same member. */
-  override async exchangeCode(credential: CodeCredential): Promise<ProviderProfile> {
+  override async exchangeCode(credential: CodeCredential, vouched?: SubjectVouched): Promise<ProviderProfile> {
     const tokens = await this.exchangeCodeForTokens(credential)
     const claims = tokens.claims()
     if (!claims) throw new ProviderError('kakao returned no ID token', { detail: 'turn OpenID Connect on for the app in Kakao Developers (Kakao Login > OpenID Connect)' })
+    vouched?.(claims.sub)
     const me = await this.userMe(tokens.access_token)
     if (me.subject !== claims.sub) {
       throw new ProviderError('kakao named two different members for one login', {
@@ -112,7 +113,7 @@ export class KakaoProvider extends OpenIdConnectProvider {
    * An access token from Kakao's native SDK. access_token_info first: the token must belong
    * to one of our app ids before /v2/user/me is trusted, and both must name the same member.
    */
-  async verifyAccessToken(accessToken: string): Promise<ProviderProfile> {
+  async verifyAccessToken(accessToken: string, vouched?: SubjectVouched): Promise<ProviderProfile> {
     if (this.settings.appIds.length === 0) {
       throw new InvalidRequest('this gateway does not accept Kakao access tokens; send a code or an idToken', {
         detail: 'a Kakao accessToken login was refused: set KAKAO_APP_IDS to the numeric app id(s) of your Kakao app to accept them',
@@ -136,6 +137,7 @@ export class KakaoProvider extends OpenIdConnectProvider {
       throw new ProviderError('kakao sent a malformed response', { detail: '/v1/user/access_token_info has no numeric expires_in' })
     }
     if (expiresIn <= 0) throw new InvalidGrant('the Kakao access token has expired')
+    vouched?.(id)
     const me = await this.userMe(accessToken)
     if (me.subject !== id) {
       throw new ProviderError('kakao named two different members for one access token', {

@@ -77,12 +77,20 @@ export interface ProviderNotice {
   once?: { id: string; expiresAt: number }
 }
 
+/** Told the subject a provider vouched for, before its profile is read. */
+export type SubjectVouched = (subject: string) => void
+
 export interface IdentityProvider {
   /** The name clients use in `provider`, e.g. "google". */
   readonly name: string
   buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL>
-  /** Exchanges the code server-side, validates any ID token, and reads the profile. */
-  exchangeCode(credential: CodeCredential): Promise<ProviderProfile>
+  /**
+   * Exchanges the code server-side, validates any ID token, and reads the profile.
+   * `vouched` hears the subject as soon as the provider has vouched for it, when the
+   * profile still needs a call of its own (Kakao's /v2/user/me), so the caller can look
+   * the account up meanwhile; the login still fails if that call does.
+   */
+  exchangeCode(credential: CodeCredential, vouched?: SubjectVouched): Promise<ProviderProfile>
   /**
    * Verifies an ID token a native SDK obtained (signature, iss, aud allow-list, exp, nonce).
    * `code`: the authorization code the same sign-in gave the app (Apple), exchanged so the
@@ -100,8 +108,8 @@ export interface IdentityProvider {
   readNotice?(notice: { authorization?: string; fields: Record<string, unknown> }): Promise<ProviderNotice>
   /** The name in a callback's `user` field (Apple's form_post); undefined when there is none usable. */
   nameFromCallback?(user: string): GivenName | undefined
-  /** Checks a native SDK's access token belongs to our app, then reads the profile. */
-  verifyAccessToken?(accessToken: string): Promise<ProviderProfile>
+  /** Checks a native SDK's access token belongs to our app, then reads the profile; `vouched` as for exchangeCode. */
+  verifyAccessToken?(accessToken: string, vouched?: SubjectVouched): Promise<ProviderProfile>
   /**
    * Ends our app's link with a deleted account's person at the provider: Kakao's admin
    * unlink, or revoking the grant we kept. Resolves with what was done (for the audit

@@ -6,8 +6,8 @@ import type { ProfileField } from '../common/profile-text.js'
 import { GatewayError, IdentityAlreadyLinked, InvalidRedirectUri, InvalidRequest, InvalidState } from '../common/errors.js'
 import { hashSecret, randomSecret } from '../common/secrets.js'
 import type { ProviderRegistry } from '../../providers/registry.js'
-import type { GivenName, IdentityProvider, ProviderProfile } from '../../providers/types.js'
-import type { PublicUser, UserDirectory } from '../identity/users.js'
+import type { GivenName, IdentityProvider, ProviderProfile, SubjectVouched } from '../../providers/types.js'
+import type { PublicUser, ReturningUser, UserDirectory } from '../identity/users.js'
 import type { SessionClient } from '../sessions/refresh-sessions.js'
 import type { SessionTokens, TokenSet } from '../sessions/session-tokens.js'
 import type { SignupTickets } from '../signup/signup-tickets.js'
@@ -129,7 +129,8 @@ export class LoginService {
         // Only a provider that hands the name to the app outside its tokens (Apple) takes one from the app.
         if (name !== undefined && !provider.nameFromCallback) throw new InvalidRequest(`${provider.name} supplies the profile itself; send no name`)
         await this.deps.scopes.checkResource(client.resource)
-        return this.withProvenIdentity(provider, credential, (profile) => this.signInIdentity(provider.name, withName(profile, name), client))
+        const lookup = this.accountLookup(provider.name, client)
+        return this.withProvenIdentity(provider, credential, (profile) => this.signInIdentity(provider.name, withName(profile, name), client, lookup), lookup.vouched)
       },
       statusOf,
     )
@@ -146,13 +147,18 @@ export class LoginService {
    * is written before the provider vouched. An ID token is accepted once: reserved after
    * verification, given back when `then` fails (the failure is ours, the token still good).
    */
-  private async withProvenIdentity<T>(provider: IdentityProvider, credential: ProviderCredential, then: (profile: ProviderProfile) => Promise<T>): Promise<T> {
+  private async withProvenIdentity<T>(
+    provider: IdentityProvider,
+    credential: ProviderCredential,
+    then: (profile: ProviderProfile) => Promise<T>,
+    vouched?: SubjectVouched,
+  ): Promise<T> {
     switch (credential.kind) {
       case 'code':
-        return then(await this.exchangeCode(provider, credential))
+        return then(await this.exchangeCode(provider, credential, vouched))
       case 'accessToken':
         if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
-        return then(await provider.verifyAccessToken(credential.accessToken))
+        return then(await provider.verifyAccessToken(credential.accessToken, vouched))
       case 'idToken': {
         if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
         if (credential.code !== undefined && !provider.acceptsNativeCode) {
@@ -173,7 +179,7 @@ export class LoginService {
     }
   }
 
-  private async exchangeCode(provider: IdentityProvider, credential: Extract<ProviderCredential, { kind: 'code' }>): Promise<ProviderProfile> {
+  private async exchangeCode(provider: IdentityProvider, credential: Extract<ProviderCredential, { kind: 'code' }>, vouched?: SubjectVouched): Promise<ProviderProfile> {
     this.checkRedirectUri(credential.redirectUri)
     let { codeVerifier, nonce } = credential
     if (credential.state !== undefined) {
@@ -184,7 +190,7 @@ export class LoginService {
       }
       ;({ codeVerifier, nonce } = transaction)
     }
-    return provider.exchangeCode({ code: credential.code, redirectUri: credential.redirectUri, codeVerifier, nonce, state: credential.state })
+    return provider.exchangeCode({ code: credential.code, redirectUri: credential.redirectUri, codeVerifier, nonce, state: credential.state }, vouched)
   }
 
   /**
@@ -243,20 +249,18 @@ export class LoginService {
     if (callback.error !== undefined || callback.code === undefined) {
       return { returnTo, error: callback.error === 'access_denied' || callback.error === 'user_cancelled_authorize' ? 'access_denied' : 'provider_error', ...linking }
     }
+    const lookup = linkUserId === undefined ? this.accountLookup(provider.name, client) : undefined
     try {
-      const profile = await provider.exchangeCode({
-        code: callback.code,
-        redirectUri: transaction.redirectUri,
-        codeVerifier: transaction.codeVerifier,
-        nonce: transaction.nonce,
-        state: callback.state,
-      })
+      const profile = await provider.exchangeCode(
+        { code: callback.code, redirectUri: transaction.redirectUri, codeVerifier: transaction.codeVerifier, nonce: transaction.nonce, state: callback.state },
+        lookup?.vouched,
+      )
       if (linkUserId !== undefined) {
         await this.deps.links.link(linkUserId, provider.name, profile, { ip: client.ip, userAgent: client.label })
         return { returnTo, linked: provider.name }
       }
       const name = callback.user === undefined ? undefined : provider.nameFromCallback?.(callback.user)
-      return { returnTo, outcome: await this.signInIdentity(provider.name, withName(profile, name), client) }
+      return { returnTo, outcome: await this.signInIdentity(provider.name, withName(profile, name), client, lookup) }
     } catch (error) {
       // The browser is mid-navigation: send it back to the app with the error code only.
       if (error instanceof GatewayError) return { returnTo, error: error.code, ...linking }
@@ -293,10 +297,15 @@ export class LoginService {
     if (!this.deps.webOrigins.includes(origin)) throw new InvalidRequest('returnTo must be on an allowed web origin')
   }
 
+  /** Looks up the account of the subject the provider vouches for, once or early (AccountLookup). */
+  private accountLookup(provider: string, client: ClientContext): AccountLookup {
+    return new AccountLookup((subject) => this.deps.users.findReturning({ provider, subject }, this.deps.scopes.resourceOf(client.resource)))
+  }
+
   /** The part every credential kind shares once the provider has vouched for `profile`. */
-  async signInIdentity(provider: string, profile: ProviderProfile, client: ClientContext): Promise<LoginOutcome> {
+  private async signInIdentity(provider: string, profile: ProviderProfile, client: ClientContext, lookup = this.accountLookup(provider, client)): Promise<LoginOutcome> {
     const identity = { provider, subject: profile.subject }
-    const returning = await this.deps.users.findReturning(identity, this.deps.scopes.resourceOf(client.resource))
+    const returning = await lookup.find(profile.subject)
     if (returning) {
       if (profile.grant) await this.deps.links.keepGrant(identity, profile.grant)
       return this.authenticated(returning.user, false, client, returning.scopes)
@@ -336,6 +345,30 @@ export class LoginService {
 }
 
 const statusOf = (outcome: LoginOutcome): LoginEnding => outcome.status
+
+/**
+ * A login's account lookup, started as soon as the provider vouched for the subject while
+ * it still reads the profile (Kakao: the ID token, then /v2/user/me), so the database round
+ * trip runs during the provider's. It only reads: nothing is written before the whole
+ * exchange succeeded, and an exchange that fails leaves its result unread.
+ */
+class AccountLookup {
+  private early?: { subject: string; found: Promise<ReturningUser | undefined> }
+
+  constructor(private readonly lookUp: (subject: string) => Promise<ReturningUser | undefined>) {}
+
+  readonly vouched: SubjectVouched = (subject) => {
+    const found = this.lookUp(subject)
+    // Read by find(); left unread when the exchange fails, and its failure must not go unhandled.
+    found.catch(() => {})
+    this.early = { subject, found }
+  }
+
+  /** The early lookup when it was for this subject, else a lookup now. */
+  find(subject: string): Promise<ReturningUser | undefined> {
+    return this.early?.subject === subject ? this.early.found : this.lookUp(subject)
+  }
+}
 
 /** The provider's profile, with a nickname made from the name the app passed when the provider gave none. */
 function withName(profile: ProviderProfile, name: GivenName | undefined): ProviderProfile {

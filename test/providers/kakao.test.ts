@@ -12,6 +12,7 @@ import { providerDefinitions } from '../../providers/registry.js'
 import type { ProviderDefinition } from '../../providers/types.js'
 import { REDIRECT_URI, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { KAKAO_APP, startKakao } from '../support/kakao.js'
+import { sessionKeys } from '../../verifier/session-keys.js'
 
 const KAKAO = KAKAO_APP
 const NATIVE_APP_KEY = 'kakao-native-app-key'
@@ -402,6 +403,26 @@ t.test('malformed and oversized Kakao answers are 502 and create nobody', async 
       t.equal(recovered.statusCode, 200, 'the same member logs in once Kakao answers normally')
     })
   }
+
+  await t.test('a returning member: the account is looked up while /v2/user/me is asked, yet no session starts when that call fails', async (t) => {
+    const account = member({ nickname: 'Returning' })
+    const first = await login(account)
+    t.equal(first.statusCode, 200, { body: first.body })
+    const userId = first.json().user.id as string
+    for (const fault of [{ kind: 'status', status: 500, body: 'Internal Server Error' }, { kind: 'malformed' }] as const) {
+      const { authorizationUrl, state } = await start()
+      const code = await codeFor(authorizationUrl, account)
+      kakao.fail('me', fault)
+      const response = await postLogin({ code, redirectUri: REDIRECT_URI, state })
+      kakao.clearFaults()
+      t.equal(response.statusCode, 502, { body: response.body })
+      t.notOk(response.json().accessToken, 'no token')
+    }
+    t.equal(await gateway.redis.zcard(sessionKeys.index(userId)), 1, 'only the first login holds a session')
+    t.equal(await gateway.database.prisma.auditEvent.count({ where: { userId, action: 'session.started' } }), 1, 'and only it was audited')
+    const again = await login(account)
+    t.equal(again.json().user?.id, userId, 'the same member logs in to the same account once Kakao answers')
+  })
 
   await t.test('an ID token that names another member than /v2/user/me is refused', async (t) => {
     // The token endpoint answers for one member, the profile API (oversized padding aside) for another.
