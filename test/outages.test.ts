@@ -73,8 +73,9 @@ t.test('Redis', async (t) => {
     t.equal((await ready(gateway)).statusCode, 200)
   })
 
-  t.test('lost after the provider exchange: 503 and no access token', async (t) => {
-    await loginWithGoogle(gateway, { sub: 'late-loss', name: 'Lee' })
+  t.test('lost after the provider exchange: 503, no access token, and the audit trail says the session start failed', async (t) => {
+    const first = await loginWithGoogle(gateway, { sub: 'late-loss', name: 'Lee' })
+    const userId = first.json().user.id as string
     const credential = await nativeAppAuthorization(gateway, { sub: 'late-loss', name: 'Lee' })
     // Redis freezes the moment Google's token endpoint gets the code: after the rate limiter
     // (which would refuse a login with Redis already gone), before the session is stored.
@@ -97,6 +98,9 @@ t.test('Redis', async (t) => {
       gateway.testRedis.resume()
     }
     await redisReconnected(gateway)
+    // The row is written while Redis stores the session: the one Redis never confirmed says so.
+    const started = await gateway.database.prisma.auditEvent.findMany({ where: { userId, action: 'session.started' }, orderBy: { id: 'asc' } })
+    t.same(started.map((row) => [row.outcome, row.detail]), [['success', null], ['failed', 'Redis did not confirm the session; none of its tokens was sent']], 'the first login started a session, the second did not')
   })
 })
 

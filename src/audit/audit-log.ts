@@ -80,7 +80,20 @@ export interface AuditObserver {
 
 const INSERT_EVENT = {
   name: 'audit-event',
-  text: 'INSERT INTO audit_events (at, action, user_id, session_id, actor, ip, user_agent, outcome, target, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+  text: 'INSERT INTO audit_events (at, action, user_id, session_id, actor, ip, user_agent, outcome, target, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id',
+}
+
+const MARK_FAILED = {
+  name: 'audit-event-failed',
+  text: "UPDATE audit_events SET outcome = 'failed', detail = $2 WHERE id = $1",
+}
+
+/** The row of an event written while the event happens: begin() */
+export interface AuditInProgress {
+  /** Resolves when the row is written (or could not be, which is logged). */
+  done: Promise<void>
+  /** The event did not happen after all: its row says `failed`, with why. */
+  failed(detail: string): Promise<void>
 }
 
 export class AuditLog {
@@ -100,17 +113,55 @@ export class AuditLog {
 
   async record(entry: AuditEntry): Promise<void> {
     // Heard before the write: the event happened even if its row cannot be stored.
-    this.observer?.recorded({ action: entry.action, actor: entry.actor, outcome: entry.outcome })
+    this.heard(entry)
+    await this.insert(entry)
+  }
+
+  /**
+   * Writes the row of an event that is happening now (a session being stored), so that
+   * the write need not wait for it; `failed` turns the row into a failed attempt if the
+   * event did not happen. The metrics hear the event once its outcome is known.
+   */
+  begin(entry: AuditEntry): AuditInProgress {
+    const id = this.insert(entry)
+    let settled = false
+    const settle = (outcome: AuditEntry['outcome']) => {
+      if (!settled) this.heard({ ...entry, outcome })
+      settled = true
+    }
+    return {
+      done: id.then(() => settle(entry.outcome)),
+      failed: async (detail) => {
+        settle('failed')
+        const row = await id
+        if (row === undefined) return
+        try {
+          await this.sql({ ...MARK_FAILED, values: [row, detail] })
+        } catch (error) {
+          this.log.warn({ audit: { ...entry, outcome: 'failed', detail }, err: { message: (error as Error).message } }, 'audit event not marked failed')
+        }
+      },
+    }
+  }
+
+  private heard({ action, actor, outcome }: AuditEntry): void {
+    this.observer?.recorded({ action, actor, outcome })
+  }
+
+  /** The new row's id; undefined when it could not be stored (logged, never thrown). */
+  private async insert(entry: AuditEntry): Promise<string | undefined> {
     try {
       // Plain SQL: every login and logout waits on this insert.
       const { action, userId, sessionId, actor, ip, userAgent, outcome, target, detail } = entry
-      await this.sql({
+      const [row] = await this.sql<{ id: string }>({
         ...INSERT_EVENT,
         // `at` is UTC without a zone, as Prisma writes it (the column is TIMESTAMP(3)).
         values: [new Date().toISOString(), action, userId ?? null, sessionId ?? null, actor, ip ?? null, userAgent?.slice(0, 200) ?? null, outcome, target ?? null, detail?.slice(0, 500) ?? null],
       })
+      return String(row!.id)
     } catch (error) {
       this.log.warn({ audit: entry, err: { message: (error as Error).message } }, 'audit event not stored')
+      return undefined
     }
   }
 

@@ -72,8 +72,10 @@ export class RefreshSessions {
   /**
    * Starts a session for a user who just logged in. Under the single policy the user's other
    * sessions end; beyond MAX_SESSIONS_PER_USER the least recently used ones do. `answer`
-   * makes the client's answer from the stored session while its audit rows are written (a
-   * login waits on both at once); `cacheScopes` are cached in the same Redis call.
+   * makes the client's answer (signs its access token) and the audit row is written while
+   * Redis stores the session, so a login waits on the three at once; a session Redis did
+   * not confirm is never answered, and its row says it failed. `cacheScopes` are cached in
+   * the same Redis call.
    */
   async start<T>(
     userId: string,
@@ -86,34 +88,50 @@ export class RefreshSessions {
     const secret = newTokenSecret()
     const familyKey = newFamilyKey()
     const single = this.policy.sessionPolicy === 'single'
-    const { createdAt, ended } = await this.store.start({
+    // The login's time: the session's creation, as its refreshes read it back for auth_time.
+    const createdAt = Date.now()
+    const refreshToken = composeRefreshToken({ userId, sessionId, generation: 0, secret, tag: familyTag(familyKey, 0) })
+    const session = {
       userId,
       sessionId,
-      secretHash: hashOfSecret(secret),
-      familyKey,
-      ttlMs: this.policy.refreshTokenTtl * 1000,
-      maxAgeMs: this.policy.sessionMaxAge * 1000,
-      channel: client.channel,
-      label: deviceLabel(client.label),
-      endOtherSessions: single,
-      maxSessions: this.policy.maxSessionsPerUser,
-      resource: resource ?? '',
-      cacheScopes,
-    })
+      resource,
+      refreshToken,
+      refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge),
+      authTime: Math.floor(createdAt / 1000),
+    }
     const origin = originOfClient(client)
-    const audited = (async () => {
-      for (const endedId of ended) {
-        await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
-      }
-      await this.audit.record({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
-    })()
-    const refreshToken = composeRefreshToken({ userId, sessionId, generation: 0, secret, tag: familyTag(familyKey, 0) })
-    // The session's own creation time, as its refreshes will read it back: one auth_time throughout.
-    const authTime = Math.floor(createdAt / 1000)
-    const session = { userId, sessionId, resource, refreshToken, refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge), authTime }
-    // audit.record never throws (a row it cannot store is logged), so the answer decides the outcome.
-    const [answered] = await Promise.all([answer(session), audited])
-    return answered
+    const audited = this.audit.begin({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
+    const answered = answer(session)
+    let ended: string[]
+    try {
+      ;({ ended } = await this.store.start({
+        userId,
+        sessionId,
+        secretHash: hashOfSecret(secret),
+        familyKey,
+        createdAt,
+        ttlMs: this.policy.refreshTokenTtl * 1000,
+        maxAgeMs: this.policy.sessionMaxAge * 1000,
+        channel: client.channel,
+        label: deviceLabel(client.label),
+        endOtherSessions: single,
+        maxSessions: this.policy.maxSessionsPerUser,
+        resource: resource ?? '',
+        cacheScopes,
+      }))
+    } catch (error) {
+      // Not stored, or not confirmed (a stalled Redis may still run it): the answer is
+      // dropped unsent, and a session nobody holds a token of runs out by itself.
+      answered.catch(() => {})
+      await audited.failed('Redis did not confirm the session; none of its tokens was sent')
+      throw error
+    }
+    for (const endedId of ended) {
+      await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
+    }
+    // The audit never throws (a row it cannot store is logged), so the answer decides the outcome.
+    const [result] = await Promise.all([answered, audited.done])
+    return result
   }
 
   /** Exchanges a refresh token for its successor (the rule: refresh-rotation.ts); throws InvalidGrant for anything unusable. */

@@ -12,7 +12,8 @@
 // Every key of a user shares the hash slot {user}. Each change is one Lua script that
 // checks all its preconditions before its first write (Redis does not roll scripts back),
 // and reads the clock from Redis (TIME): a script that waited out a stall in the socket
-// is stamped with the time it really ran, not the time the gateway sent it.
+// is stamped with the time it really ran, not the time the gateway sent it. Only a
+// session's `created` is the login's time (its auth_time, signed before Redis answers).
 
 import type { RedisClient as Redis } from '../storage/redis.js'
 import { inRedis, replicatedWrite } from '../storage/redis.js'
@@ -38,7 +39,8 @@ const START_SESSION = `${NOW}
 -- KEYS: 1 user's session index, 2 session, 3 user's cached scopes
 -- ARGV: 1 sid, 2 secret hash, 3 family key, 4 token ttl ms, 5 max age ms, 6 channel, 7 label,
 --       8 end the user's other sessions ('1'), 9 session key prefix, 10 resource, 11 max sessions,
---       and optionally scopes the login just read: 12 their resource field, 13 entry, 14 ttl s
+--       12 the login's time (ms: created, which auth_time is read from),
+--       and optionally scopes the login just read: 13 their resource field, 14 entry, 15 ttl s
 local ended = {}
 local function finish(sid)
   redis.call('DEL', ARGV[9] .. sid)
@@ -59,16 +61,16 @@ elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[11]) then
 end
 local ttl = math.min(tonumber(ARGV[4]), tonumber(ARGV[5]))
 redis.call('HSET', KEYS[2], 'gen', 0, 'live', ARGV[2], 'prev', '', 'sealed', '', 'key', ARGV[3],
-  'exp', now + tonumber(ARGV[5]), 'channel', ARGV[6], 'created', now, 'lastUsed', now,
+  'exp', now + tonumber(ARGV[5]), 'channel', ARGV[6], 'created', ARGV[12], 'lastUsed', now,
   'label', ARGV[7], 'resource', ARGV[10])
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-if ARGV[12] then
-  redis.call('HSET', KEYS[3], ARGV[12], ARGV[13])
-  redis.call('EXPIRE', KEYS[3], ARGV[14])
+if ARGV[13] then
+  redis.call('HSET', KEYS[3], ARGV[13], ARGV[14])
+  redis.call('EXPIRE', KEYS[3], ARGV[15])
 end
-return {tostring(now), ended}
+return ended
 `
 
 
@@ -138,8 +140,8 @@ export class SessionStore {
   }
 
   /**
-   * Stores a new session; returns when it was created (Redis time, ms: the `auth_time` its
-   * refreshes will report too) and the ids of sessions it ended (single policy, or over the cap).
+   * Stores a new session; returns the ids of sessions it ended (single policy, or over the cap).
+   * `createdAt`: the login's time (ms), the `auth_time` its refreshes will report.
    * `cacheScopes`: the user's scopes a login read with the user, cached in the same call.
    */
   async start(input: {
@@ -147,6 +149,7 @@ export class SessionStore {
     sessionId: string
     secretHash: Buffer
     familyKey: string
+    createdAt: number
     ttlMs: number
     maxAgeMs: number
     channel: Channel
@@ -155,18 +158,18 @@ export class SessionStore {
     maxSessions: number
     resource: string
     cacheScopes?: ScopeCacheEntry
-  }): Promise<{ createdAt: number; ended: string[] }> {
+  }): Promise<{ ended: string[] }> {
     const { userId, sessionId, cacheScopes } = input
     const scopes = cacheScopes ? [cacheScopes.resource, cacheScopes.entry, cacheScopes.ttlSeconds] : []
-    const [created, ended] = await inRedis(this.redis, () =>
-      replicatedWrite<[string, string[]]>(
+    const ended = await inRedis(this.redis, () =>
+      replicatedWrite<string[]>(
         this.redis, this.waitReplicas, 'startSession',
         keys.index(userId), keys.session(userId, sessionId), keys.scopes(userId),
         sessionId, input.secretHash, input.familyKey, input.ttlMs, input.maxAgeMs, input.channel, input.label,
-        input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions, ...scopes,
+        input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions, input.createdAt, ...scopes,
       ),
     )
-    return { createdAt: Number(created), ended }
+    return { ended }
   }
 
   /** Ends a session by a token of it (proof of possession): true when it was live. */
