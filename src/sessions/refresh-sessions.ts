@@ -99,26 +99,28 @@ export class RefreshSessions {
       refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge),
       authTime: Math.floor(createdAt / 1000),
     }
+    // Redis is asked first: the row and the signature are made while it works.
+    const stored = this.store.start({
+      userId,
+      sessionId,
+      secretHash: hashOfSecret(secret),
+      familyKey,
+      createdAt,
+      ttlMs: this.policy.refreshTokenTtl * 1000,
+      maxAgeMs: this.policy.sessionMaxAge * 1000,
+      channel: client.channel,
+      label: deviceLabel(client.label),
+      endOtherSessions: single,
+      maxSessions: this.policy.maxSessionsPerUser,
+      resource: resource ?? '',
+      cacheScopes,
+    })
     const origin = originOfClient(client)
     const audited = this.audit.begin({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
     const answered = answer(session)
     let ended: string[]
     try {
-      ;({ ended } = await this.store.start({
-        userId,
-        sessionId,
-        secretHash: hashOfSecret(secret),
-        familyKey,
-        createdAt,
-        ttlMs: this.policy.refreshTokenTtl * 1000,
-        maxAgeMs: this.policy.sessionMaxAge * 1000,
-        channel: client.channel,
-        label: deviceLabel(client.label),
-        endOtherSessions: single,
-        maxSessions: this.policy.maxSessionsPerUser,
-        resource: resource ?? '',
-        cacheScopes,
-      }))
+      ;({ ended } = await stored)
     } catch (error) {
       // Not stored, or not confirmed (a stalled Redis may still run it): the answer is
       // dropped unsent, and a session nobody holds a token of runs out by itself.
