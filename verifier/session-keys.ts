@@ -15,4 +15,9 @@ export const sessionKeys = {
    * `<checkedAt ms> <scopes>` read by the rotation script, so a refresh needs one call.
    */
   scopes: (userId: string) => `gw:{${userId}}:scopes`,
+  /**
+   * Set for a while once the account is deleted: a login that found the account before
+   * then cannot start a session for it afterwards.
+   */
+  deleted: (userId: string) => `gw:{${userId}}:deleted`,
 }

@@ -85,15 +85,15 @@ const INSERT_EVENT = {
 
 const MARK_FAILED = {
   name: 'audit-event-failed',
-  text: "UPDATE audit_events SET outcome = 'failed', detail = $2 WHERE id = $1",
+  text: "UPDATE audit_events SET outcome = 'failed', detail = $2, ip = CASE WHEN $3 THEN NULL ELSE ip END, user_agent = CASE WHEN $3 THEN NULL ELSE user_agent END WHERE id = $1",
 }
 
 /** The row of an event written while the event happens: begin() */
 export interface AuditInProgress {
   /** Resolves when the row is written (or could not be, which is logged). */
   done: Promise<void>
-  /** The event did not happen after all: its row says `failed`, with why. */
-  failed(detail: string): Promise<void>
+  /** The event did not happen after all: its row says `failed`, with why; `forgetOrigin` drops its address and User-Agent. */
+  failed(detail: string, options?: { forgetOrigin?: boolean }): Promise<void>
 }
 
 export class AuditLog {
@@ -131,12 +131,12 @@ export class AuditLog {
     }
     return {
       done: id.then(() => settle(entry.outcome)),
-      failed: async (detail) => {
+      failed: async (detail, options) => {
         settle('failed')
         const row = await id
         if (row === undefined) return
         try {
-          await this.sql({ ...MARK_FAILED, values: [row, detail] })
+          await this.sql({ ...MARK_FAILED, values: [row, detail, options?.forgetOrigin === true] })
         } catch (error) {
           this.log.warn({ audit: { ...entry, outcome: 'failed', detail }, err: { message: (error as Error).message } }, 'audit event not marked failed')
         }

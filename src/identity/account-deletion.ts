@@ -15,7 +15,7 @@ export class AccountDeletion {
   constructor(
     private readonly deps: {
       prisma: PrismaClient
-      sessions: Pick<RefreshSessions, 'endAll'>
+      sessions: Pick<RefreshSessions, 'endAll' | 'endForDeletedAccount'>
       audit: AuditLog
       events: Pick<AccountEvents, 'rows'>
     },
@@ -49,8 +49,9 @@ export class AccountDeletion {
     )
     if (!deleted) return false
     // A login that slipped in between the first end and the delete holds a session of a user
-    // who no longer exists: end it too.
-    await this.deps.sessions.endAll(userId, actor, {})
+    // who no longer exists: end it too, and refuse one that found the account and has yet to
+    // start its session. (Not at the first end: a deletion that fails leaves the account usable.)
+    await this.deps.sessions.endForDeletedAccount(userId, actor)
     await this.deps.audit.record({ action: 'user.deleted', userId, actor, outcome: 'success' })
     return true
   }

@@ -88,7 +88,7 @@ const START_REFUSALS = {
 
 const LOGIN_REFUSALS = {
   400: 'invalid_request: the body is not valid, not exactly one credential, a credential kind the provider does not take, or a name for a provider other than Apple; unsupported_provider; invalid_redirect_uri; invalid_state: the state is unknown, used, expired or for another login; invalid_target: the resource is not one the gateway issues tokens for',
-  401: 'invalid_grant: the provider refused the credential, or it failed validation (an ID token is accepted once)',
+  401: 'invalid_grant: the provider refused the credential, or it failed validation (an ID token is accepted once), or the account was deleted while the login was under way',
   ...ORIGIN_REFUSED,
   409: 'identity_already_linked: a parallel login or link of the same identity got in the way (rare; try again)',
   ...BODY_REFUSALS,

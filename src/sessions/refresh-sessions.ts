@@ -5,6 +5,7 @@
 
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import type { AccountEvents, SessionsRevokedReason } from '../events/account-events.js'
+import { InvalidGrant } from '../common/errors.js'
 import { randomId } from '../common/secrets.js'
 import { hashOfSecret, originOfClient, type RefreshRotation } from './refresh-rotation.js'
 import { composeRefreshToken, familyTag, newFamilyKey, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
@@ -12,6 +13,9 @@ import type { Channel, PresentedToken, SessionStore } from './session-store.js'
 import type { ScopeCacheEntry } from '../identity/user-scopes.js'
 
 export type { Channel }
+
+/** Far longer than a login can take between finding its account and starting its session (provider calls are bounded by PROVIDER_HTTP_TIMEOUT). */
+const DELETED_ACCOUNT_SECONDS = 3600
 
 /** The client a session belongs to: where its refresh token travels, a device label, its address. */
 export interface SessionClient {
@@ -118,9 +122,9 @@ export class RefreshSessions {
     const origin = originOfClient(client)
     const audited = this.audit.begin({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
     const answered = answer(session)
-    let ended: string[]
+    let outcome: Awaited<typeof stored>
     try {
-      ;({ ended } = await stored)
+      outcome = await stored
     } catch (error) {
       // Not stored, or not confirmed (a stalled Redis may still run it): the answer is
       // dropped unsent, and a session nobody holds a token of runs out by itself.
@@ -128,7 +132,13 @@ export class RefreshSessions {
       await audited.failed('Redis did not confirm the session; none of its tokens was sent')
       throw error
     }
-    for (const endedId of ended) {
+    if (outcome === 'deleted') {
+      answered.catch(() => {})
+      // The row outlives the account, without where from (as the deletion left the others).
+      await audited.failed('the account was deleted while this login was under way', { forgetOrigin: true })
+      throw new InvalidGrant('the account was deleted while this login was under way; log in again')
+    }
+    for (const endedId of outcome.ended) {
       await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
     }
     // The audit never throws (a row it cannot store is logged), so the answer decides the outcome.
@@ -165,6 +175,15 @@ export class RefreshSessions {
     await this.audit.record({ action: 'sessions.ended_all', userId, actor, outcome: 'success', ...origin })
     if (reason) await this.events?.announce('sessions.revoked', { userId, reason })
     return ended
+  }
+
+  /**
+   * The account is deleted: its sessions end, and for an hour no session starts for it, so
+   * a login that found the account just before cannot finish with a session of nobody.
+   */
+  async endForDeletedAccount(userId: string, actor: string): Promise<void> {
+    await this.store.endAll(userId, DELETED_ACCOUNT_SECONDS)
+    await this.audit.record({ action: 'sessions.ended_all', userId, actor, outcome: 'success' })
   }
 
   list(userId: string) {

@@ -36,11 +36,13 @@ local function sameTag(presented, key, gen) return redis.sha1hex(presented) == r
 `
 
 const START_SESSION = `${NOW}
--- KEYS: 1 user's session index, 2 session, 3 user's cached scopes
+-- KEYS: 1 user's session index, 2 session, 3 user's cached scopes, 4 the account's deletion mark
 -- ARGV: 1 sid, 2 secret hash, 3 family key, 4 token ttl ms, 5 max age ms, 6 channel, 7 label,
 --       8 end the user's other sessions ('1'), 9 session key prefix, 10 resource, 11 max sessions,
 --       12 the login's time (ms: created, which auth_time is read from),
 --       and optionally scopes the login just read: 13 their resource field, 14 entry, 15 ttl s
+-- The account was deleted after this login found it.
+if redis.call('EXISTS', KEYS[4]) == 1 then return false end
 local ended = {}
 local function finish(sid)
   redis.call('DEL', ARGV[9] .. sid)
@@ -93,7 +95,9 @@ return redis.call('DEL', KEYS[1])
 // Every session of one user, in one step: a rotation racing it either ran before (and its
 // session is deleted here) or runs after (and finds no session). Nothing survives.
 const END_ALL_SESSIONS = `
--- KEYS: 1 user's session index; ARGV: 1 session key prefix
+-- KEYS: 1 user's session index, 2 the account's deletion mark
+-- ARGV: 1 session key prefix, 2 seconds to keep the deletion mark ('0': the account stays)
+if ARGV[2] ~= '0' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[2]) end
 local ended = 0
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   ended = ended + redis.call('DEL', ARGV[1] .. sid)
@@ -134,13 +138,14 @@ export class SessionStore {
   ) {
     // Called by name through replicatedWrite (with WAIT when REDIS_WAIT_REPLICAS is set). The
     // rotation's script lives with the code that acts on it (refresh-rotation.ts).
-    redis.defineCommand('startSession', { numberOfKeys: 3, lua: START_SESSION })
+    redis.defineCommand('startSession', { numberOfKeys: 4, lua: START_SESSION })
     redis.defineCommand('endSession', { numberOfKeys: 2, lua: END_SESSION })
-    redis.defineCommand('endAllSessions', { numberOfKeys: 1, lua: END_ALL_SESSIONS })
+    redis.defineCommand('endAllSessions', { numberOfKeys: 2, lua: END_ALL_SESSIONS })
   }
 
   /**
-   * Stores a new session; returns the ids of sessions it ended (single policy, or over the cap).
+   * Stores a new session; returns the ids of sessions it ended (single policy, or over the
+   * cap), or 'deleted' when the account was deleted meanwhile (nothing stored).
    * `createdAt`: the login's time (ms), the `auth_time` its refreshes will report.
    * `cacheScopes`: the user's scopes a login read with the user, cached in the same call.
    */
@@ -158,18 +163,18 @@ export class SessionStore {
     maxSessions: number
     resource: string
     cacheScopes?: ScopeCacheEntry
-  }): Promise<{ ended: string[] }> {
+  }): Promise<{ ended: string[] } | 'deleted'> {
     const { userId, sessionId, cacheScopes } = input
     const scopes = cacheScopes ? [cacheScopes.resource, cacheScopes.entry, cacheScopes.ttlSeconds] : []
     const ended = await inRedis(this.redis, () =>
-      replicatedWrite<string[]>(
+      replicatedWrite<string[] | null>(
         this.redis, this.waitReplicas, 'startSession',
-        keys.index(userId), keys.session(userId, sessionId), keys.scopes(userId),
+        keys.index(userId), keys.session(userId, sessionId), keys.scopes(userId), keys.deleted(userId),
         sessionId, input.secretHash, input.familyKey, input.ttlMs, input.maxAgeMs, input.channel, input.label,
         input.endOtherSessions ? '1' : '0', keys.session(userId, ''), input.resource, input.maxSessions, input.createdAt, ...scopes,
       ),
     )
-    return { ended }
+    return ended === null ? 'deleted' : { ended }
   }
 
   /** Ends a session by a token of it (proof of possession): true when it was live. */
@@ -190,9 +195,14 @@ export class SessionStore {
     return ended > 0
   }
 
-  /** Ends every session of a user; returns how many were live. */
-  endAll(userId: string): Promise<number> {
-    return inRedis(this.redis, () => replicatedWrite<number>(this.redis, this.waitReplicas, 'endAllSessions', keys.index(userId), keys.session(userId, '')))
+  /**
+   * Ends every session of a user; returns how many were live. `deletedForSeconds`: the
+   * account is gone, and no session may start for it that long (a login under way).
+   */
+  endAll(userId: string, deletedForSeconds = 0): Promise<number> {
+    return inRedis(this.redis, () =>
+      replicatedWrite<number>(this.redis, this.waitReplicas, 'endAllSessions', keys.index(userId), keys.deleted(userId), keys.session(userId, ''), deletedForSeconds),
+    )
   }
 
   /** The user's live sessions, oldest first; ids of sessions that expired are dropped from the index. */

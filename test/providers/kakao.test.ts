@@ -12,6 +12,7 @@ import { providerDefinitions } from '../../providers/registry.js'
 import type { ProviderDefinition } from '../../providers/types.js'
 import { REDIRECT_URI, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { KAKAO_APP, startKakao } from '../support/kakao.js'
+import { until } from '../support/until.js'
 import { sessionKeys } from '../../verifier/session-keys.js'
 
 const KAKAO = KAKAO_APP
@@ -404,6 +405,22 @@ t.test('malformed and oversized Kakao answers are 502 and create nobody', async 
     })
   }
 
+  await t.test('an ID token that names another member than /v2/user/me is refused', async (t) => {
+    // The token endpoint answers for one member, the profile API (oversized padding aside) for another.
+    const account = member({ nickname: 'Mixed' })
+    const other = member({ nickname: 'Other' })
+    const otherTokens = await kakao.sdkLogin(other)
+    const { authorizationUrl, state } = await start()
+    const code = await codeFor(authorizationUrl, account)
+    const meForOther = await fetch(`${kakao.apiUrl}/v2/user/me`, { headers: { authorization: `Bearer ${otherTokens.accessToken}` } })
+    kakao.fail('me', { kind: 'status', status: 200, body: await meForOther.text() })
+    const response = await createsNobody(t, () => postLogin({ code, redirectUri: REDIRECT_URI, state }))
+    t.equal(response.statusCode, 502, { body: response.body })
+    t.equal(await identityOf(other.id), null, 'the other member got nothing either')
+  })
+})
+
+t.test('a returning member is looked up while Kakao reads the profile; nothing is decided before Kakao answered', async (t) => {
   await t.test('a returning member: the account is looked up while /v2/user/me is asked, yet no session starts when that call fails', async (t) => {
     const account = member({ nickname: 'Returning' })
     const first = await login(account)
@@ -424,18 +441,35 @@ t.test('malformed and oversized Kakao answers are 502 and create nobody', async 
     t.equal(again.json().user?.id, userId, 'the same member logs in to the same account once Kakao answers')
   })
 
-  await t.test('an ID token that names another member than /v2/user/me is refused', async (t) => {
-    // The token endpoint answers for one member, the profile API (oversized padding aside) for another.
-    const account = member({ nickname: 'Mixed' })
-    const other = member({ nickname: 'Other' })
-    const otherTokens = await kakao.sdkLogin(other)
-    const { authorizationUrl, state } = await start()
+  await t.test('an account deleted while its login waits on /v2/user/me: that login starts no session, and the account stays gone', async (t) => {
+    // No job delivery: Kakao must still know the member when the profile call is answered.
+    const quiet = await startTestGateway({ database: 'pglite', env: { ...kakaoEnv, JOB_CONCURRENCY: '0' } })
+    t.teardown(() => quiet.close())
+    const account = member({ nickname: 'Leaving' })
+    const first = await login(account, quiet)
+    t.equal(first.statusCode, 200, { body: first.body })
+    const { accessToken, user } = first.json() as { accessToken: string; user: { id: string } }
+    const { authorizationUrl, state } = await start(quiet)
     const code = await codeFor(authorizationUrl, account)
-    const meForOther = await fetch(`${kakao.apiUrl}/v2/user/me`, { headers: { authorization: `Bearer ${otherTokens.accessToken}` } })
-    kakao.fail('me', { kind: 'status', status: 200, body: await meForOther.text() })
-    const response = await createsNobody(t, () => postLogin({ code, redirectUri: REDIRECT_URI, state }))
-    t.equal(response.statusCode, 502, { body: response.body })
-    t.equal(await identityOf(other.id), null, 'the other member got nothing either')
+    kakao.fail('me', { kind: 'slow', delayMs: 300 })
+    t.teardown(() => kakao.clearFaults())
+    const asked = kakao.requests.filter((request) => request.endpoint === 'me').length
+    const late = postLogin({ code, redirectUri: REDIRECT_URI, state }, quiet)
+    // Once Kakao is asked for the profile, the gateway has found the account.
+    await until('the profile call', () => kakao.requests.filter((request) => request.endpoint === 'me').length > asked)
+    const deleted = await quiet.app.inject({ method: 'DELETE', url: '/auth/me', headers: { authorization: `Bearer ${accessToken}` } })
+    t.equal(deleted.statusCode, 204, { body: deleted.body })
+    const response = await late
+    t.equal(response.statusCode, 401, { body: response.body })
+    t.match(response.json(), { error: 'invalid_grant', message: /account was deleted/ })
+    t.notOk(response.json().accessToken, 'no token')
+    t.equal(await quiet.redis.zcard(sessionKeys.index(user.id)), 0, 'no session of the deleted account')
+    t.equal(await quiet.database.prisma.user.count({ where: { publicId: user.id } }), 0, 'the account is still deleted')
+    const rows = await quiet.database.prisma.auditEvent.findMany({ where: { userId: user.id, action: 'session.started' }, orderBy: { id: 'asc' } })
+    t.same(rows.map((row) => [row.outcome, row.ip]), [['success', null], ['failed', null]], "the late login's row says it failed, and keeps no address")
+    const again = await login(account, quiet)
+    t.equal(again.statusCode, 200, { body: again.body })
+    t.not(again.json().user.id, user.id, 'logging in again makes a new account')
   })
 })
 
