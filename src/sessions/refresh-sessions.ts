@@ -122,18 +122,18 @@ export class RefreshSessions {
     const origin = originOfClient(client)
     const audited = this.audit.begin({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
     const answered = answer(session)
+    // Awaited below once the session is stored; dropped unsent (its failure unheard) when it is not.
+    answered.catch(() => {})
     let outcome: Awaited<typeof stored>
     try {
       outcome = await stored
     } catch (error) {
-      // Not stored, or not confirmed (a stalled Redis may still run it): the answer is
-      // dropped unsent, and a session nobody holds a token of runs out by itself.
-      answered.catch(() => {})
+      // Not stored, or not confirmed (a stalled Redis may still run it): a session nobody
+      // holds a token of runs out by itself.
       await audited.failed('Redis did not confirm the session; none of its tokens was sent')
       throw error
     }
     if (outcome === 'deleted') {
-      answered.catch(() => {})
       // The row outlives the account, without where from (as the deletion left the others).
       await audited.failed('the account was deleted while this login was under way', { forgetOrigin: true })
       throw new InvalidGrant('the account was deleted while this login was under way; log in again')

@@ -8,6 +8,8 @@
 //   gw:{user}:index      sorted set of the user's session ids by last use (LRU eviction)
 //   gw:{user}:scopes     the user's scopes per resource, cached (identity/user-scopes.ts):
 //                        the rotation returns them, so a refresh is one Redis call
+//   gw:{user}:deleted    set for an hour when the account is deleted: a login that found
+//                        the account before then starts no session (START_SESSION checks it)
 // A session holds the same fields after 1 or 10,000 rotations: no per-token records.
 // Every key of a user shares the hash slot {user}. Each change is one Lua script that
 // checks all its preconditions before its first write (Redis does not roll scripts back),

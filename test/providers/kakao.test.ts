@@ -453,10 +453,11 @@ t.test('a returning member is looked up while Kakao reads the profile; nothing i
     const code = await codeFor(authorizationUrl, account)
     kakao.fail('me', { kind: 'slow', delayMs: 300 })
     t.teardown(() => kakao.clearFaults())
-    const asked = kakao.requests.filter((request) => request.endpoint === 'me').length
+    const profileCalls = () => kakao.requests.filter((request) => request.endpoint === 'me').length
+    const asked = profileCalls()
     const late = postLogin({ code, redirectUri: REDIRECT_URI, state }, quiet)
     // Once Kakao is asked for the profile, the gateway has found the account.
-    await until('the profile call', () => kakao.requests.filter((request) => request.endpoint === 'me').length > asked)
+    await until('the profile call', () => profileCalls() > asked)
     const deleted = await quiet.app.inject({ method: 'DELETE', url: '/auth/me', headers: { authorization: `Bearer ${accessToken}` } })
     t.equal(deleted.statusCode, 204, { body: deleted.body })
     const response = await late
