@@ -68,8 +68,12 @@ export interface GoogleEmulator {
   deny(authorizationUrl: string | URL): Promise<URL>;
   /** Signs arbitrary ID token claims with the emulator's key (odd `aud`, `azp`, `sub`, `iat`, `exp`). */
   signIdToken(claims: Record<string, unknown>): Promise<string>;
-  /** The next ID token the token endpoint issues carries `edit(claims)` instead, validly signed. */
-  tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>): void;
+  /**
+   * The next ID token the token endpoint issues carries `edit(claims)` instead, validly
+   * signed; with `forged`, signed under the emulator's kid by a key that is not in its JWKS
+   * (an answer forged on its way).
+   */
+  tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>, options?: { forged?: boolean }): void;
   /** Every revocation that ended a live token at /revoke, oldest first (unknown or dead tokens are not in it). */
   revocations(): GoogleRevocation[];
   /** The next `times` calls of /revoke answer HTTP `status` (default 503) and revoke nothing. */
@@ -331,9 +335,10 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
   const { Provider, interactionPolicy } = await loadOidcProvider();
   const { privateKey } = await promisify(generateKeyPair)('rsa', { modulusLength: 2048 });
   const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
-  const signIdToken = async (claims: Record<string, unknown>): Promise<string> =>
-    new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signingKey.kid, typ: 'JWT' }).sign(privateKey);
-  const idTokenEdits: ((claims: Record<string, unknown>) => Record<string, unknown>)[] = [];
+  const signIdToken = async (claims: Record<string, unknown>, key = privateKey): Promise<string> =>
+    new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signingKey.kid, typ: 'JWT' }).sign(key);
+  const { privateKey: strangersKey } = await promisify(generateKeyPair)('rsa', { modulusLength: 2048 });
+  const idTokenEdits: { edit: (claims: Record<string, unknown>) => Record<string, unknown>; forged: boolean }[] = [];
 
   // Accounts signed in through this emulator: findAccount answers from here.
   const accounts = new Map<string, EmulatedAccount>();
@@ -480,8 +485,11 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
     await next();
     const body = ctx.body as Record<string, unknown> | undefined;
     if (ctx.path !== '/token' || ctx.status !== 200 || typeof body?.id_token !== 'string') return;
-    const edit = idTokenEdits.shift();
-    if (edit) body.id_token = await signIdToken(edit(jose.decodeJwt(body.id_token) as Record<string, unknown>));
+    const tampering = idTokenEdits.shift();
+    if (tampering) {
+      const claims = tampering.edit(jose.decodeJwt(body.id_token) as Record<string, unknown>);
+      body.id_token = await signIdToken(claims, tampering.forged ? strangersKey : privateKey);
+    }
   });
 
   const providerCallback = provider.callback();
@@ -624,8 +632,8 @@ export async function startGoogleEmulator(options: GoogleEmulatorOptions): Promi
     authorize: (authorizationUrl, account) => play(authorizationUrl, formFromAccount(account)),
     deny: (authorizationUrl) => play(authorizationUrl, new URLSearchParams({ action: 'deny' })),
     signIdToken,
-    tamperNextIdToken(edit) {
-      idTokenEdits.push(edit);
+    tamperNextIdToken(edit, options) {
+      idTokenEdits.push({ edit, forged: options?.forged ?? false });
     },
     revocations: () => revocationLog.map((entry) => ({ ...entry })),
     failRevocation(times, status = 503) {

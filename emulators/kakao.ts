@@ -133,8 +133,12 @@ export interface KakaoEmulator {
   sendUnlinkCallback(url: string, member: { id: string; referrerType?: string }, adminKey?: string): Promise<number>
   /** Signs arbitrary ID token claims with the emulator's key (expired or otherwise odd tokens). */
   signIdToken(claims: Record<string, unknown>): Promise<string>
-  /** The next ID token issued (by the token endpoint or sdkLogin) carries `edit(claims)` instead, validly signed. */
-  tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>): void
+  /**
+   * The next ID token issued (by the token endpoint or sdkLogin) carries `edit(claims)`
+   * instead, validly signed; with `forged`, signed under the emulator's kid by a key that is
+   * not in its JWKS (an answer forged on its way).
+   */
+  tamperNextIdToken(edit: (claims: Record<string, unknown>) => Record<string, unknown>, options?: { forged?: boolean }): void
   /**
    * The user unlinks the app: their tokens then get kapi's -401 answer, and the member is
    * not linked (an unlink call for them gets -101) until they log in again.
@@ -375,7 +379,8 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
   const faults = new Map<KakaoEndpoint, { fault: KakaoFault; remaining: number }[]>()
   const timers = new Set<NodeJS.Timeout>()
   const requests: KakaoRequestRecord[] = []
-  const idTokenEdits: ((claims: Record<string, unknown>) => Record<string, unknown>)[] = []
+  const idTokenEdits: { edit: (claims: Record<string, unknown>) => Record<string, unknown>; forged: boolean }[] = []
+  const { privateKey: strangersKey } = await jose.generateKeyPair('RS256')
 
   const authServer = createServer((req, res) => dispatch('auth', req, res))
   const apiServer = createServer((req, res) => dispatch('api', req, res))
@@ -409,8 +414,8 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     for (const [value, issued] of refreshTokens) if (issued.memberId === memberId && issued.appId === fromApp) refreshTokens.delete(value)
   }
 
-  async function signIdToken(claims: Record<string, unknown>): Promise<string> {
-    return new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(privateKey)
+  async function signIdToken(claims: Record<string, unknown>, key = privateKey): Promise<string> {
+    return new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(key)
   }
 
   function idTokenClaims(grant: { memberId: string; clientId: string; consented: Set<ConsentItem>; nonce?: string }, authTime: number) {
@@ -434,9 +439,9 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
     link(grant.appId, grant.memberId)
     accessTokens.set(accessToken, record)
     refreshTokens.set(refreshToken, { ...record, expiresAt: Date.now() + REFRESH_TOKEN_TTL * 1000 })
-    const edit = grant.openid ? idTokenEdits.shift() : undefined
+    const tampering = grant.openid ? idTokenEdits.shift() : undefined
     const claims = grant.openid ? idTokenClaims(grant, authTime) : undefined
-    const idToken = claims ? await signIdToken(edit ? edit(claims) : claims) : undefined
+    const idToken = claims ? await signIdToken(tampering ? tampering.edit(claims) : claims, tampering?.forged ? strangersKey : privateKey) : undefined
     return { accessToken, refreshToken, idToken }
   }
 
@@ -882,8 +887,8 @@ export async function startKakaoEmulator(options: KakaoEmulatorOptions): Promise
       return { accessToken: issued.accessToken, refreshToken: issued.refreshToken, idToken: issued.idToken! }
     },
     signIdToken,
-    tamperNextIdToken(edit) {
-      idTokenEdits.push(edit)
+    tamperNextIdToken(edit, options) {
+      idTokenEdits.push({ edit, forged: options?.forged ?? false })
     },
     revokeConsent(memberId) {
       for (const [value, issued] of accessTokens) if (issued.memberId === memberId) accessTokens.delete(value)

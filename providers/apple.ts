@@ -114,9 +114,9 @@ export class AppleProvider extends OpenIdConnectProvider {
   }
 
   override async exchangeCode(credential: CodeCredential): Promise<ProviderProfile> {
-    const tokens = await this.exchangeCodeForTokens(credential)
-    const claims = tokens.claims()
+    const { tokens, claims, signed } = await this.exchangeCodeForTokens(credential)
     if (!claims) throw new InvalidGrant('apple returned no ID token')
+    await signed
     return { ...this.profileFromClaims(claims), grant: await this.grantToKeep(this.apple.clientId, tokens) }
   }
 

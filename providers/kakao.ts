@@ -96,11 +96,13 @@ export class KakaoProvider extends OpenIdConnectProvider {
 
   /** The code grant, then the profile API with the access token; both must name the same member. */
   override async exchangeCode(credential: CodeCredential, vouched?: SubjectVouched): Promise<ProviderProfile> {
-    const tokens = await this.exchangeCodeForTokens(credential)
-    const claims = tokens.claims()
+    const { tokens, claims, signed } = await this.exchangeCodeForTokens(credential)
     if (!claims) throw new ProviderError('kakao returned no ID token', { detail: 'turn OpenID Connect on for the app in Kakao Developers (Kakao Login > OpenID Connect)' })
+    // The ID token came from Kakao's token endpoint just now, over our own connection: its
+    // subject may start the (read-only) account lookup and the profile call while its
+    // signature is checked; nothing is decided before both have succeeded.
     vouched?.(claims.sub)
-    const me = await this.userMe(tokens.access_token)
+    const [me] = await Promise.all([this.userMe(tokens.access_token), signed])
     if (me.subject !== claims.sub) {
       throw new ProviderError('kakao named two different members for one login', {
         detail: `the ID token sub "${String(claims.sub)}" differs from /v2/user/me id "${me.subject}"`,

@@ -1,6 +1,8 @@
 // An adapter for any OpenID Connect provider reached through openid-client: discovery,
-// the authorization code grant with PKCE, and ID token validation (iss, aud, exp, nonce,
-// and the signature, which openid-client skips unless non-repudiation checks are on).
+// the authorization code grant with PKCE, and ID token validation: openid-client checks the
+// claims (iss, aud, exp, nonce), jose the signature against the provider's JWKS (a check
+// openid-client would skip), so that a provider with a second call to make (Kakao's profile
+// API) can make it while the signature is checked.
 // Google uses it as it is; Kakao's OIDC mode and configured generic providers build on it.
 
 import * as jose from 'jose'
@@ -18,6 +20,13 @@ export interface OpenIdConnectSettings {
   scope: string
   /** Client ids whose ID tokens a native SDK may bring (web, Android, iOS keys differ). */
   audiences: string[]
+}
+
+/** A code grant's answer; `signed`: see exchangeCodeForTokens. `claims` is undefined when it carried no ID token. */
+export interface CodeGrant {
+  tokens: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers
+  claims: oidc.IDToken | undefined
+  signed: Promise<void>
 }
 
 /** OIDC Core §3.1.3.7 allows a small clock skew; we cap it at 30 s. */
@@ -61,9 +70,9 @@ export class OpenIdConnectProvider implements IdentityProvider {
   }
 
   async exchangeCode(credential: CodeCredential): Promise<ProviderProfile> {
-    const tokens = await this.exchangeCodeForTokens(credential)
-    const claims = tokens.claims()
+    const { tokens, claims, signed } = await this.exchangeCodeForTokens(credential)
     if (!claims) throw new ProviderError(`${this.name} returned no ID token`)
+    await signed
     return { ...this.profileFromClaims(claims), grant: await this.grantToKeep(this.settings.clientId, tokens) }
   }
 
@@ -101,16 +110,22 @@ export class OpenIdConnectProvider implements IdentityProvider {
   }
 
   /**
-   * The code grant itself: the token endpoint response with its ID token validated (nonce,
-   * signature, iss, aud, then checkIdTokenClaims with the code flow's age bound). Subclasses
-   * that need the provider access token (Kakao's profile API) start from here.
+   * The code grant itself: the token endpoint response with its ID token's claims validated
+   * (nonce, iss, aud, exp, then checkIdTokenClaims with the code flow's age bound), and
+   * `signed`, the check of its signature, under way. Nothing may be decided on the claims
+   * before `signed` has resolved; a provider may use the time for calls that decide nothing
+   * (Kakao's profile API). `signed` rejects with the ID token's failure; it is already
+   * handled, so a caller that gives up on the login for another reason may leave it.
    */
-  protected async exchangeCodeForTokens(credential: CodeCredential): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
+  protected async exchangeCodeForTokens(credential: CodeCredential): Promise<CodeGrant> {
     const tokens = await this.authorizationCodeGrant(credential)
     const claims = tokens.claims()
+    if (!claims || !tokens.id_token) return { tokens, claims: undefined, signed: Promise.resolve() }
     // The token came from the provider just now: one issued long ago is a replay, not a login.
-    if (claims) checkIdTokenClaims(this.name, claims, { maxAgeSeconds: MAX_CODE_FLOW_AGE_SECONDS })
-    return tokens
+    checkIdTokenClaims(this.name, claims, { maxAgeSeconds: MAX_CODE_FLOW_AGE_SECONDS })
+    const signed = this.verifySignedByProvider(tokens.id_token, { requiredClaims: ['sub', 'iat', 'exp'] }).then(() => {})
+    signed.catch(() => {})
+    return { tokens, claims, signed }
   }
 
   private async authorizationCodeGrant(credential: CodeCredential): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
@@ -213,8 +228,8 @@ export class OpenIdConnectProvider implements IdentityProvider {
       this.http.nameEndpoint(metadata.jwks_uri, 'jwks')
       this.http.nameEndpoint(metadata.revocation_endpoint, 'revocation')
       configuration.timeout = this.runtime.httpTimeoutSeconds
-      // Verify ID token signatures too, not only their claims.
-      oidc.enableNonRepudiationChecks(configuration)
+      // No non-repudiation checks here: exchangeCodeForTokens checks the code grant's ID
+      // token signature itself, beside the provider's next call.
       return configuration
     }).catch((error: unknown) => {
       this.configuration = undefined

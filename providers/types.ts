@@ -86,9 +86,10 @@ export interface IdentityProvider {
   buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL>
   /**
    * Exchanges the code server-side, validates any ID token, and reads the profile.
-   * `vouched` hears the subject as soon as the provider has vouched for it, when the
-   * profile still needs a call of its own (Kakao's /v2/user/me), so the caller can look
-   * the account up meanwhile; the login still fails if that call does.
+   * `vouched` hears the subject as soon as the provider has vouched for it (its token
+   * endpoint's answer, whose signature may still be under check), when the profile still
+   * needs a call of its own (Kakao's /v2/user/me), so the caller can look the account up
+   * meanwhile; the login still fails if that call or the signature check does.
    */
   exchangeCode(credential: CodeCredential, vouched?: SubjectVouched): Promise<ProviderProfile>
   /**

@@ -4,7 +4,8 @@
 // flow an `iat` older than 10 minutes, an `exp` more than 24 h after `iat`, and a token
 // with several audiences whose `azp` is another party. Native ID tokens (verifyIdToken) and
 // code-flow ID tokens (the token endpoint's answer), at Google and at Kakao; each refusal
-// has a control just inside the bound that is accepted.
+// has a control just inside the bound that is accepted. And code-flow ID tokens with good
+// claims but a signature by a key the provider does not publish.
 
 import t, { type Test } from 'tap'
 import { startKakaoEmulator } from '../emulators/kakao.js'
@@ -116,4 +117,19 @@ t.test('code-flow ID tokens: empty sub, iat too old or ahead, lifetime over a da
       return kakaoCodeLogin(freshMember())
     }, status)
   }
+})
+
+t.test('code-flow ID tokens signed by a key the provider does not publish → 401', async (t) => {
+  await expectLogin(t, 'google: a forged signature', () => {
+    google.tamperNextIdToken((claims) => claims, { forged: true })
+    return loginWithGoogle(gateway, { sub: fresh('google-code'), name: 'Coder' })
+  }, 401)
+  await expectLogin(t, 'kakao: a forged signature', () => {
+    kakao.tamperNextIdToken((claims) => claims, { forged: true })
+    return kakaoCodeLogin(freshMember())
+  }, 401)
+  await expectLogin(t, 'google: (control) the same edit, validly signed', () => {
+    google.tamperNextIdToken((claims) => claims)
+    return loginWithGoogle(gateway, { sub: fresh('google-code'), name: 'Coder' })
+  }, 200)
 })

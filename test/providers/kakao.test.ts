@@ -441,6 +441,22 @@ t.test('a returning member is looked up while Kakao reads the profile; nothing i
     t.equal(again.json().user?.id, userId, 'the same member logs in to the same account once Kakao answers')
   })
 
+  await t.test('a returning member whose ID token is not signed by Kakao: the profile call made meanwhile starts no session', async (t) => {
+    const account = member({ nickname: 'Forged' })
+    const first = await login(account)
+    t.equal(first.statusCode, 200, { body: first.body })
+    const userId = first.json().user.id as string
+    const { authorizationUrl, state } = await start()
+    const code = await codeFor(authorizationUrl, account)
+    kakao.tamperNextIdToken((claims) => claims, { forged: true })
+    const response = await postLogin({ code, redirectUri: REDIRECT_URI, state })
+    t.equal(response.statusCode, 401, { body: response.body })
+    t.match(response.json(), { error: 'invalid_grant', message: /ID token/ })
+    t.notOk(response.json().accessToken, 'no token')
+    t.equal(await gateway.redis.zcard(sessionKeys.index(userId)), 1, 'only the first login holds a session')
+    t.equal(await gateway.database.prisma.auditEvent.count({ where: { userId, action: 'session.started' } }), 1, 'and only it was audited')
+  })
+
   await t.test('an account deleted while its login waits on /v2/user/me: that login starts no session, and the account stays gone', async (t) => {
     // No job delivery: Kakao must still know the member when the profile call is answered.
     const quiet = await startTestGateway({ database: 'pglite', env: { ...kakaoEnv, JOB_CONCURRENCY: '0' } })
