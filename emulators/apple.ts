@@ -98,6 +98,8 @@ export interface AppleEmulator {
   ): Promise<{ identityToken: string; authorizationCode: string; fullName?: { givenName?: string; familyName?: string }; email?: string }>
   /** Signs arbitrary claims with the emulator's ID token key (expired or otherwise odd tokens). */
   signIdToken(claims: Record<string, unknown>): Promise<string>
+  /** The token endpoint's next ID token is signed under the emulator's kid by a key that is not in its JWKS (an answer forged on its way). */
+  forgeNextIdToken(): void
   /**
    * A server-to-server notification as Apple sends it to the registered endpoint: the body
    * `{"payload": <JWS>}` signed with the emulator's key; `events` is a JSON string
@@ -363,9 +365,11 @@ export async function startAppleEmulator(options: AppleEmulatorOptions): Promise
     send(res, fault.status, fault.body === undefined ? '' : JSON.stringify(fault.body))
   }
 
-  async function signIdToken(claims: Record<string, unknown>): Promise<string> {
-    return new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid }).sign(privateKey)
+  async function signIdToken(claims: Record<string, unknown>, key = privateKey): Promise<string> {
+    return new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid }).sign(key)
   }
+  const { privateKey: strangersKey } = await jose.generateKeyPair('RS256')
+  let forgeNext = false
 
   async function notification(event: { type: AppleNotificationType; sub: string; email?: string }, claims: Record<string, unknown> = {}) {
     const events = JSON.stringify({ ...event, event_time: Date.now() })
@@ -600,7 +604,8 @@ export async function startAppleEmulator(options: AppleEmulatorOptions): Promise
     const refreshToken = `r${randomToken(24)}.0.${randomToken(6)}`
     accessTokens.set(accessToken, { clientId, sub: grant.account.sub })
     refreshTokens.set(refreshToken, grant)
-    const idToken = await signIdToken(idTokenClaims(grant, { nonce: code.nonce, hashes: { at_hash: halfHash(accessToken) } }))
+    const idToken = await signIdToken(idTokenClaims(grant, { nonce: code.nonce, hashes: { at_hash: halfHash(accessToken) } }), forgeNext ? strangersKey : privateKey)
+    forgeNext = false
     return {
       status: 200,
       body: { access_token: accessToken, token_type: 'Bearer', expires_in: ACCESS_TOKEN_TTL, refresh_token: refreshToken, id_token: idToken },
@@ -693,7 +698,10 @@ export async function startAppleEmulator(options: AppleEmulatorOptions): Promise
       if (first && account.email !== undefined) result.email = account.email
       return result
     },
-    signIdToken,
+    signIdToken: (claims) => signIdToken(claims),
+    forgeNextIdToken() {
+      forgeNext = true
+    },
     notification,
     async notify(url, event) {
       const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(await notification(event)) })

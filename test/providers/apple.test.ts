@@ -107,6 +107,17 @@ t.test('web: a form POST without the binding cookie, or to a provider that redir
   t.match(repeated.json(), { error: 'invalid_request' })
 })
 
+t.test('web: an ID token Apple did not sign sends the browser back with invalid_grant and writes nothing', async (t) => {
+  const { form, binding } = await throughApple(gateway, { sub: '001234.web-forged', email: 'forged@example.com', name: { firstName: 'Mal' } })
+  const users = await gateway.database.prisma.user.count()
+  apple.forgeNextIdToken()
+  const callback = await postCallback(form.fields, binding)
+  t.equal(callback.statusCode, 302, { body: callback.body })
+  t.equal(callback.headers.location, `${RETURN_TO}?error=invalid_grant`)
+  t.notOk(cookiesOf(callback)['__Secure-refresh_token'], 'no session cookie')
+  t.equal(await gateway.database.prisma.user.count(), users, 'nobody was created')
+})
+
 t.test('web: a user who cancels at Apple goes back with access_denied', async (t) => {
   const start = await gateway.app.inject({ method: 'GET', url: `/auth/authorize/apple?returnTo=${encodeURIComponent(RETURN_TO)}` })
   const form = await apple.deny(String(start.headers.location))
