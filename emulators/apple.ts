@@ -698,7 +698,7 @@ export async function startAppleEmulator(options: AppleEmulatorOptions): Promise
       if (first && account.email !== undefined) result.email = account.email
       return result
     },
-    signIdToken: (claims) => signIdToken(claims),
+    signIdToken,
     forgeNextIdToken() {
       forgeNext = true
     },
