@@ -29,6 +29,9 @@ export interface CodeGrant {
   signed: Promise<void>
 }
 
+/** What every ID token, of either flow, must carry for checkIdTokenClaims to bound it. */
+const ID_TOKEN_CLAIMS = { requiredClaims: ['sub', 'iat', 'exp'] }
+
 /** OIDC Core §3.1.3.7 allows a small clock skew; we cap it at 30 s. */
 const CLOCK_TOLERANCE_SECONDS = 30
 /**
@@ -123,7 +126,7 @@ export class OpenIdConnectProvider implements IdentityProvider {
     if (!claims || !tokens.id_token) return { tokens, claims: undefined, signed: Promise.resolve() }
     // The token came from the provider just now: one issued long ago is a replay, not a login.
     checkIdTokenClaims(this.name, claims, { maxAgeSeconds: MAX_CODE_FLOW_AGE_SECONDS })
-    const signed = this.verifySignedByProvider(tokens.id_token, { requiredClaims: ['sub', 'iat', 'exp'] }).then(() => {})
+    const signed = this.verifySignedByProvider(tokens.id_token, ID_TOKEN_CLAIMS).then(() => {})
     signed.catch(() => {})
     return { tokens, claims, signed }
   }
@@ -157,7 +160,7 @@ export class OpenIdConnectProvider implements IdentityProvider {
    */
   async verifyIdToken(idToken: string, nonce?: string): Promise<VerifiedIdToken> {
     const { audiences } = this.settings
-    const claims = await this.verifySignedByProvider(idToken, { requiredClaims: ['sub', 'iat', 'exp'] })
+    const claims = await this.verifySignedByProvider(idToken, ID_TOKEN_CLAIMS)
     if (Array.isArray(claims.aud) && claims.aud.length > 1 && !audiences.includes(String(claims.azp))) {
       throw new InvalidGrant(`the ${this.name} ID token was issued to another party (azp)`)
     }
