@@ -5,6 +5,7 @@
 
 import t from 'tap'
 import { ClientDirectory, type NewClient } from '../src/clients/client-directory.js'
+import { hashSecret } from '../src/common/secrets.js'
 import { parseRefreshToken } from '../src/sessions/refresh-token.js'
 import { sessionKeys } from '../verifier/session-keys.js'
 import { loginWithGoogle, REDIRECT_URI, startTestGateway } from './support/gateway.js'
@@ -87,6 +88,33 @@ t.test('behind a trusted proxy each client address has its own budget', async (t
   t.equal((await from('198.51.100.1')).statusCode, 401)
   t.equal((await from('198.51.100.1')).statusCode, 429, 'the first client is out of budget')
   t.equal((await from('198.51.100.2')).statusCode, 401, 'another client behind the same proxy is not')
+})
+
+t.test('a login refused by the budget keeps its state: the same state and code log in once the budget allows', async (t) => {
+  const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_LOGIN: '2', TRUST_PROXY: '127.0.0.1' } })
+  t.teardown(() => gateway.close())
+  const from = (client: string, payload: object) => gateway.app.inject({ method: 'POST', url: '/auth/login', payload, headers: { 'x-forwarded-for': client } })
+  const start = await gateway.app.inject({ method: 'POST', url: '/auth/login/start', payload: { provider: 'google', redirectUri: REDIRECT_URI } })
+  const { authorizationUrl, state } = start.json()
+  const code = await gateway.codeFor(authorizationUrl, { sub: 'refused-once', name: 'Rhea' })
+  const withState = { provider: 'google', code, redirectUri: REDIRECT_URI, state }
+  const stateKey = `gw:login:${hashSecret(state)}`
+  const leftAtFirst = await gateway.redis.pttl(stateKey)
+
+  // The login's state is claimed while the budget is counted: a refusal must give it back.
+  const unknownResource = await from('198.51.100.1', { ...withState, resource: 'https://unknown.example/api' })
+  t.equal(unknownResource.json().error, 'invalid_target', 'an unknown resource is refused…')
+  t.equal((await from('198.51.100.1', login)).statusCode, 401, 'the address spends the rest of its budget')
+  const refused = await from('198.51.100.1', withState)
+  t.equal(refused.statusCode, 429, '…and so is a login over the budget')
+  const left = await gateway.redis.pttl(stateKey)
+  t.ok(left > 0 && left <= leftAtFirst, `the state is back, expiring no later than it would have (${left} of ${leftAtFirst} ms left)`)
+
+  const retried = await from('198.51.100.2', withState)
+  t.equal(retried.statusCode, 200, 'the same state and code log in from an address with budget')
+  t.equal(retried.json().status, 'authenticated')
+  const replayed = await from('198.51.100.3', withState)
+  t.equal(replayed.json().error, 'invalid_state', 'and the state still works only once')
 })
 
 t.test('with Redis down the limiter cannot count, so it refuses: 503 with Retry-After', async (t) => {

@@ -1,7 +1,9 @@
 // Rate limits per client address, counted in Redis so every gateway instance shares them.
 // They run at onRequest: a burst is refused before the body is read or a provider is
-// called (RFC 9700 §4.13; ASVS 2.4.1). The address is the socket's unless TRUST_PROXY names
-// the proxies whose X-Forwarded-For is believed (ASVS 4.1.3). Introspection, which resource
+// called (RFC 9700 §4.13; ASVS 2.4.1). POST /auth/login is counted from onRequest too, but
+// answered after its body (countedAlongside): its own Redis call runs during the count.
+// The address is the socket's unless TRUST_PROXY names the proxies whose X-Forwarded-For
+// is believed (ASVS 4.1.3). Introspection, which resource
 // servers call for the requests they serve, counts per authenticated client instead, once
 // the client is known (rateLimitedPerClient).
 //
@@ -17,7 +19,7 @@
 // never a deletion), the session still ends, as the user asked.
 
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { RateLimited } from '../common/errors.js'
 import { inRedis, type RedisClient } from '../storage/redis.js'
@@ -37,6 +39,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The OAuth client this request authenticated as; set by the route before rateLimitedPerClient counts. */
     oauthClient?: string
+    /** The rate limiter's verdict, still being counted (countedAlongside). */
+    admission?: Promise<void>
   }
 }
 
@@ -55,6 +59,39 @@ export async function registerRateLimits(app: FastifyInstance, redis: RedisClien
 export function rateLimitedAs(group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
   return { rateLimitGroup: group, rateLimit: { max: config.rateLimits[group], timeWindow: WINDOW_MS } }
 }
+
+/**
+ * The same budget, counted alongside the request (POST /auth/login): the count starts at
+ * onRequest like any other, but the request goes on reading its body while Redis counts,
+ * and the route awaits the verdict (admissionOf) only where it must: the login claims its
+ * state meanwhile, so the two Redis round trips overlap, and it reaches no provider and no
+ * database before the verdict. A refused request is answered as before (429 with
+ * Retry-After, or 503), just after its body was read and validated. Same counter (key) as
+ * rateLimitedAs.
+ */
+export function countedAlongside(app: FastifyInstance, group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
+  const count = app.rateLimit({
+    max: config.rateLimits[group],
+    timeWindow: WINDOW_MS,
+    // Made outside a route, the limiter has no route to name its counter after (see countingIn).
+    keyGenerator: (request) => `${request.method}${request.routeOptions.url}-${request.ip}`,
+  })
+  return {
+    config: { rateLimitGroup: group },
+    onRequest(request: FastifyRequest, reply: FastifyReply, done: () => void) {
+      const verdict = count.call(app, request, reply) as Promise<void>
+      // Awaited by the handler; a request refused for something else first never asks.
+      verdict.catch(() => {})
+      request.admission = verdict
+      done()
+    },
+  }
+}
+
+const ADMITTED: Promise<void> = Promise.resolve()
+
+/** The rate limiter's verdict on a countedAlongside request: rejects with RateLimited (429) or StorageUnavailable (503). */
+export const admissionOf = (request: FastifyRequest): Promise<void> => request.admission ?? ADMITTED
 
 /** The same budget for a route whose every effect is a deletion in Redis (see the top of this file). */
 export function rateLimitedDeletionAs(group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {
@@ -115,8 +152,12 @@ function countingIn(redis: RedisClient) {
       )
     }
 
+    // A route's counter is named after its method and URL. A limiter made outside a route
+    // (app.rateLimit) has neither: its keyGenerator names the whole counter instead.
     child(routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): GuardedCounter {
-      return new GuardedCounter(undefined, this.store.child(routeOptions))
+      // (The plugin passes the route's merged limit options, typings aside.)
+      const { routeInfo } = routeOptions as unknown as { routeInfo: { url?: string } }
+      return new GuardedCounter(undefined, routeInfo.url === undefined ? this.store : this.store.child(routeOptions))
     }
   }
 }

@@ -20,6 +20,8 @@ import type { RequestOrigin } from '../audit/audit-log.js'
 import { nameOf } from '../../providers/profile-fields.js'
 import { undoInBackground } from '../storage/redis.js'
 
+const ADMITTED: Promise<void> = Promise.resolve()
+
 /** What proves a provider identity: the credentials POST /auth/login and POST /auth/identities take. */
 export type ProviderCredential =
   | {
@@ -120,17 +122,22 @@ export class LoginService {
   /**
    * A login with any credential. `name`: what a native app got from the provider on the
    * first authorization (Apple), used only for a new account's missing nickname.
+   * `admission`: a verdict on the request still being reached (the rate limiter's count).
+   * The login's state is claimed meanwhile and put back if it refuses; nothing else happens
+   * before it admits the request.
    */
-  login(providerName: string, credential: ProviderCredential, client: ClientContext, name?: GivenName): Promise<LoginOutcome> {
+  login(providerName: string, credential: ProviderCredential, client: ClientContext, name?: GivenName, admission: Promise<void> = ADMITTED): Promise<LoginOutcome> {
     return this.counted(
       providerName,
       async () => {
         const provider = this.deps.providers.get(providerName)
         // Only a provider that hands the name to the app outside its tokens (Apple) takes one from the app.
         if (name !== undefined && !provider.nameFromCallback) throw new InvalidRequest(`${provider.name} supplies the profile itself; send no name`)
-        await this.deps.scopes.checkResource(client.resource)
+        // An unknown resource is refused before the state is spent, as before the provider is called.
+        const admitted = admission.then(() => this.deps.scopes.checkResource(client.resource))
+        admitted.catch(() => {}) // awaited below, unless a refusal of the credential's shape comes first
         const lookup = this.accountLookup(provider.name, client)
-        return this.withProvenIdentity(provider, credential, (profile) => this.signInIdentity(provider.name, withName(profile, name), client, lookup), lookup.vouched)
+        return this.withProvenIdentity(provider, credential, (profile) => this.signInIdentity(provider.name, withName(profile, name), client, lookup), lookup.vouched, admitted)
       },
       statusOf,
     )
@@ -144,26 +151,30 @@ export class LoginService {
 
   /**
    * Has the provider vouch for the credential, then runs `then` with the profile. Nothing
-   * is written before the provider vouched. An ID token is accepted once: reserved after
-   * verification, given back when `then` fails (the failure is ours, the token still good).
+   * is written before the provider vouched, and the provider is not asked before `admitted`.
+   * An ID token is accepted once: reserved after verification, given back when `then` fails
+   * (the failure is ours, the token still good).
    */
   private async withProvenIdentity<T>(
     provider: IdentityProvider,
     credential: ProviderCredential,
     then: (profile: ProviderProfile) => Promise<T>,
     vouched?: SubjectVouched,
+    admitted = ADMITTED,
   ): Promise<T> {
     switch (credential.kind) {
       case 'code':
-        return then(await this.exchangeCode(provider, credential, vouched))
+        return then(await this.exchangeCode(provider, credential, vouched, admitted))
       case 'accessToken':
         if (!provider.verifyAccessToken) throw new InvalidRequest(`${provider.name} does not accept access tokens; send a code or an idToken`)
+        await admitted
         return then(await provider.verifyAccessToken(credential.accessToken, vouched))
       case 'idToken': {
         if (!provider.verifyIdToken) throw new InvalidRequest(`${provider.name} does not issue ID tokens; send a code or an accessToken`)
         if (credential.code !== undefined && !provider.acceptsNativeCode) {
           throw new InvalidRequest(`${provider.name} takes an idToken alone; send a code as its own credential`)
         }
+        await admitted
         const verified = await provider.verifyIdToken(credential.idToken, credential.nonce, credential.code)
         const reservation = await this.deps.usedIdTokens.reserve(credential.idToken, verified.expiresAt)
         try {
@@ -179,11 +190,17 @@ export class LoginService {
     }
   }
 
-  private async exchangeCode(provider: IdentityProvider, credential: Extract<ProviderCredential, { kind: 'code' }>, vouched?: SubjectVouched): Promise<ProviderProfile> {
+  private async exchangeCode(
+    provider: IdentityProvider,
+    credential: Extract<ProviderCredential, { kind: 'code' }>,
+    vouched: SubjectVouched | undefined,
+    admitted: Promise<void>,
+  ): Promise<ProviderProfile> {
     this.checkRedirectUri(credential.redirectUri)
     let { codeVerifier, nonce } = credential
-    if (credential.state !== undefined) {
-      const transaction = await this.deps.transactions.consume(credential.state)
+    if (credential.state === undefined) await admitted
+    else {
+      const transaction = await this.deps.transactions.consume(credential.state, admitted)
       // A state is good once, for the provider and redirect URI it was started with (RFC 9700 §4.4, §4.7).
       if (!transaction || transaction.provider !== provider.name || transaction.redirectUri !== credential.redirectUri || transaction.linkUserId !== undefined) {
         throw new InvalidState('the state is unknown, used, expired, or belongs to another login')

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { BrowserPolicy } from '../http/browser.js'
 import type { GatewayServices } from '../services.js'
 import { clientOf } from '../http/browser.js'
-import { rateLimitedAs } from '../http/rate-limits.js'
+import { admissionOf, countedAlongside, rateLimitedAs } from '../http/rate-limits.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { LoginOutcome } from '../login/login.js'
 import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds } from './credentials.js'
@@ -118,6 +118,8 @@ export async function loginRoutes(fastify: FastifyInstance, { login, browser, co
   const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
 
   const limited = rateLimitedAs('login', config)
+  // The login's own Redis call (its state) overlaps the count: see countedAlongside.
+  const countedLogin = countedAlongside(fastify, 'login', config)
   /** The providers that take a `name` (Apple: it hands the name to the app only). */
   const namedProviders = providers.names.filter((name) => providers.get(name).nameFromCallback)
   app.post(
@@ -146,12 +148,13 @@ export async function loginRoutes(fastify: FastifyInstance, { login, browser, co
         body: loginBody,
         response: responses({ 200: loginReply }, LOGIN_REFUSALS),
       },
-      config: { ...limited, swaggerTransform: documentLoginBody(namedProviders) },
+      config: { ...countedLogin.config, swaggerTransform: documentLoginBody(namedProviders) },
+      onRequest: countedLogin.onRequest,
     },
     async (request, reply) => {
       const { provider, resource, name, ...credential } = request.body
       const client = { ...clientOf(request, browser.channelOf(request)), resource }
-      const outcome = await login.login(provider, credentialOf(credential), client, name)
+      const outcome = await login.login(provider, credentialOf(credential), client, name, admissionOf(request))
       return sendLoginOutcome(browser, reply, outcome, client.channel)
     },
   )
