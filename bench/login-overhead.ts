@@ -2,10 +2,13 @@
 // time. A returning user logs in with Kakao's authorization code (POST /auth/login, the
 // emulated Kakao on loopback): the gateway exchanges the code, validates the ID token,
 // reads Kakao's profile API, finds the account by its Kakao subject, starts a session and
-// signs the tokens. Each login's overhead is its time at the gateway minus the time the
-// gateway spent waiting on Kakao's endpoints in that login (the provider call durations its
-// metrics observer hears of, which include the HTTP client's own work). Logins run one at a
-// time, so each login's provider time is its own. Goal: median overhead <= 2 ms.
+// signs the tokens. Each login's overhead is its time at the gateway minus Kakao's own time
+// in that login: from the moment the emulator's HTTP server has a request's headers to the
+// moment its answer is written (Node's http.server diagnostics channels). The gateway's HTTP
+// client and the loopback hops are the gateway's, so they count as overhead. Logins run one
+// at a time, so each login's provider time is its own. Goal: median overhead <= 2 ms.
+// Also printed, for comparison with earlier runs: the time the gateway's own provider-call
+// timer measured (the metrics observer's durations, which include its HTTP client's work).
 //
 // Each login is a different user who signed up earlier and comes back after their cached
 // scopes ran out (SCOPE_CACHE_TTL), as most returning users do: nothing of theirs is warm.
@@ -14,6 +17,8 @@
 //   BENCH_LOGIN_ACCOUNTS=350  returning users the logins cycle through (fewer than the
 //                             logins: the same users again within a minute, cache warm)
 
+import { subscribe } from 'node:diagnostics_channel'
+import type { IncomingMessage, Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { startEmulatedProviders } from '../emulators/providers.js'
 import { startPostgresCluster } from '../test/support/postgres.js'
@@ -54,6 +59,24 @@ async function main(): Promise<number> {
     observed(call)
   }
 
+  // Kakao's own time: its servers' handling of each request, headers in to answer out.
+  const kakaoPorts = new Set([providers.env.KAKAO_AUTH_URL, providers.env.KAKAO_API_URL].map((url) => Number(new URL(url!).port)))
+  const arrived = new WeakMap<IncomingMessage, number>()
+  let kakaoOwnMs = 0
+  const isKakao = (server: Server) => {
+    const address = server.address()
+    return typeof address === 'object' && address !== null && kakaoPorts.has(address.port)
+  }
+  subscribe('http.server.request.start', (message) => {
+    const { request, server } = message as { request: IncomingMessage; server: Server }
+    if (isKakao(server)) arrived.set(request, performance.now())
+  })
+  subscribe('http.server.response.finish', (message) => {
+    const { request } = message as { request: IncomingMessage }
+    const at = arrived.get(request)
+    if (at !== undefined) kakaoOwnMs += performance.now() - at
+  })
+
   const accounts = Array.from({ length: ACCOUNTS }, (_, index) => ({ id: String(7_000_000 + index), nickname: `bench-${index}`, email: `bench${index}@example.com` }))
   for (const account of accounts) {
     const first = await login(running, providers.kakao, account)
@@ -69,20 +92,25 @@ async function main(): Promise<number> {
   const overheads: number[] = []
   const totals: number[] = []
   const waits: number[] = []
+  const kakaoOwn: number[] = []
+  const overCalls: number[] = []
   for (let i = 0; i < WARMUP + LOGINS; i++) {
-    const { took, providerMs, body } = await login(running, providers.kakao, accounts[i % ACCOUNTS]!)
+    const { took, providerMs, ownMs, body } = await login(running, providers.kakao, accounts[i % ACCOUNTS]!)
     if (body.status !== 'authenticated') throw new Error(`a returning user's login answered ${JSON.stringify(body)}`)
     if (i < WARMUP) continue
     totals.push(took)
     waits.push(providerMs)
-    overheads.push(took - providerMs)
+    kakaoOwn.push(ownMs)
+    overheads.push(took - ownMs)
+    overCalls.push(took - providerMs)
   }
   const at = (values: number[], quantile: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * quantile))]!
   const ms = (value: number) => `${value.toFixed(2)} ms`
   console.log(`login: ${LOGINS} Kakao code logins (POST /auth/login) of ${ACCOUNTS} returning users, one at a time, after ${WARMUP} unmeasured; database: ${database ? 'PostgreSQL' : 'embedded PGlite (no PostgreSQL binaries here)'}`)
   console.log(`  at the gateway     median ${ms(at(totals, 0.5))}, p90 ${ms(at(totals, 0.9))}`)
-  console.log(`  waiting on Kakao   median ${ms(at(waits, 0.5))}, p90 ${ms(at(waits, 0.9))}   (token endpoint and profile API, and the key set when not cached)`)
-  console.log(`  gateway overhead   median ${ms(at(overheads, 0.5))}, p90 ${ms(at(overheads, 0.9))}   (goal: median <= ${GOAL_MS} ms)`)
+  console.log(`  Kakao's own time   median ${ms(at(kakaoOwn, 0.5))}, p90 ${ms(at(kakaoOwn, 0.9))}   (its servers, from a request's headers to its answer: token endpoint, profile API, key set when not cached)`)
+  console.log(`  gateway overhead   median ${ms(at(overheads, 0.5))}, p90 ${ms(at(overheads, 0.9))}   (at the gateway minus Kakao's own time; goal: median <= ${GOAL_MS} ms)`)
+  console.log(`  (for comparison with earlier runs: the gateway timed its Kakao calls at median ${ms(at(waits, 0.5))}; at the gateway minus that: median ${ms(at(overCalls, 0.5))}, p90 ${ms(at(overCalls, 0.9))})`)
   return 0
 
   /** One login: start, play the user at Kakao, post the code back; timed from the POST to its answer. */
@@ -94,11 +122,12 @@ async function main(): Promise<number> {
     const code = back.searchParams.get('code')
     const state = back.searchParams.get('state')
     const waitedBefore = providerSeconds
+    const ownBefore = kakaoOwnMs
     const began = performance.now()
     const answer = await app.inject({ method: 'POST', url: '/auth/login', payload: { provider: 'kakao', code, state, redirectUri: REDIRECT_URI } })
     const took = performance.now() - began
     if (answer.statusCode !== 200) throw new Error(`login failed: ${answer.statusCode} ${answer.body}`)
-    return { took, providerMs: (providerSeconds - waitedBefore) * 1000, body: answer.json() }
+    return { took, providerMs: (providerSeconds - waitedBefore) * 1000, ownMs: kakaoOwnMs - ownBefore, body: answer.json() }
   }
 }
 

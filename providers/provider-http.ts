@@ -5,6 +5,7 @@
 
 import { performance } from 'node:perf_hooks'
 import type * as oidc from 'openid-client'
+import { request, type Dispatcher } from 'undici'
 import { ProviderError } from '../src/common/errors.js'
 
 /** Token, profile and key-set answers are a few kilobytes; anything this large is not the provider talking. */
@@ -19,37 +20,51 @@ export class OversizedResponse extends ProviderError {
   }
 }
 
-/** A fetch for openid-client (`customFetch`) and our own provider calls. */
+/**
+ * A fetch for openid-client (`customFetch`), jose's key sets and our own provider calls,
+ * made with undici's `request` rather than the global fetch: a provider call is a small
+ * request and a small answer, read whole, and fetch's web streams cost more CPU and
+ * latency than the call itself (measured on loopback: 340–390 µs per call against 130–150).
+ * Redirects are never followed and nothing is decompressed (no Accept-Encoding is sent):
+ * the answer is exactly what the provider's endpoint said.
+ */
 export const boundedFetch: oidc.CustomFetch = async (url, options) => (await readBounded(url, options)).response
+
+const BODYLESS_STATUSES = new Set([204, 205, 304])
 
 /** The answer, read whole, and its body's bytes (empty when it has none). */
 async function readBounded(url: string, options: oidc.CustomFetchOptions): Promise<{ response: Response; body: Buffer }> {
-  const response = await fetch(url, options as RequestInit)
-  if (Number(response.headers.get('content-length')) > MAX_PROVIDER_RESPONSE_BYTES) {
-    await response.body?.cancel().catch(() => undefined)
+  const headers = Object.fromEntries(new Headers(options.headers as ConstructorParameters<typeof Headers>[0]))
+  let payload = options.body as string | URLSearchParams | Uint8Array | undefined
+  if (payload instanceof URLSearchParams) {
+    // As fetch sends a URLSearchParams body.
+    headers['content-type'] ??= 'application/x-www-form-urlencoded;charset=UTF-8'
+    payload = payload.toString()
+  }
+  const answer = await request(url, { method: options.method as Dispatcher.HttpMethod, headers, body: payload, signal: options.signal })
+  if (Number(answer.headers['content-length']) > MAX_PROVIDER_RESPONSE_BYTES) {
+    answer.body.destroy()
     throw new OversizedResponse(url)
   }
-  const chunks: Uint8Array[] = []
+  const chunks: Buffer[] = []
   let size = 0
-  if (response.body) {
-    const reader = response.body.getReader()
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > MAX_PROVIDER_RESPONSE_BYTES) {
-        await reader.cancel().catch(() => undefined)
-        throw new OversizedResponse(url)
-      }
-      chunks.push(value)
+  for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+    size += chunk.byteLength
+    if (size > MAX_PROVIDER_RESPONSE_BYTES) {
+      answer.body.destroy()
+      throw new OversizedResponse(url)
     }
+    chunks.push(chunk)
   }
-  const bodyless = [101, 204, 205, 304].includes(response.status)
-  const headers = new Headers(response.headers)
-  headers.delete('content-encoding')
-  headers.delete('content-length')
-  const body = bodyless ? Buffer.alloc(0) : Buffer.concat(chunks)
-  return { response: new Response(bodyless ? null : body, { status: response.status, statusText: response.statusText, headers }), body }
+  const status = answer.statusCode
+  // The Response below cannot carry a status outside 200–599; no provider endpoint answers with one.
+  if (status < 200 || status > 599) throw new ProviderError('the provider answered with an unusable HTTP status', { detail: `${new URL(url).pathname} answered HTTP ${status}` })
+  const body = BODYLESS_STATUSES.has(status) ? Buffer.alloc(0) : Buffer.concat(chunks, size)
+  const responseHeaders = new Headers()
+  for (const [name, value] of Object.entries(answer.headers)) {
+    for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined) responseHeaders.append(name, one)
+  }
+  return { response: new Response(BODYLESS_STATUSES.has(status) ? null : body, { status, headers: responseHeaders }), body }
 }
 
 /** The first error of `type` in a cause chain: openid-client wraps what our fetch throws. */

@@ -4,10 +4,8 @@
 // once the store is back. Every fault here is real: a stopped redis-server, a Redis that
 // is out of memory, a stopped PostgreSQL.
 
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import type { IncomingMessage, Server } from 'node:http'
 import { Redis } from 'ioredis'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import {
   googleSdkIdToken,
   loginWithGoogle,
@@ -18,26 +16,7 @@ import {
   type TestGateway,
 } from './support/gateway.js'
 import { startPostgresCluster } from './support/postgres.js'
-
-/**
- * Counts the requests the Google emulator's own HTTP server receives (Node's
- * `http.server.request.start` diagnostics channel): what the provider saw, not what the
- * gateway believes it sent.
- */
-function countGoogleRequests(t: Test, gateway: TestGateway) {
-  const port = Number(new URL(gateway.google.issuer).port)
-  const seen = { all: 0, token: 0 }
-  const onRequest = (message: unknown) => {
-    const { request, server } = message as { request: IncomingMessage; server: Server }
-    const address = server.address()
-    if (typeof address !== 'object' || address?.port !== port) return
-    seen.all++
-    if (request.method === 'POST' && request.url?.startsWith('/token')) seen.token++
-  }
-  subscribe('http.server.request.start', onRequest)
-  t.teardown(() => unsubscribe('http.server.request.start', onRequest))
-  return seen
-}
+import { countGatewayRequests } from './support/provider-requests.js'
 
 const ready = (gateway: TestGateway) => gateway.app.inject({ method: 'GET', url: '/health/ready' })
 
@@ -47,7 +26,7 @@ t.test('Redis stopped: every login route answers 503 before any provider call', 
   // A genuine code, obtained before the outage: sent during it, it must not be burned at Google.
   const genuine = await nativeAppAuthorization(gateway, { sub: 'outage-code', name: 'Otto' })
   const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'outage-session', name: 'Sam' })).json()
-  const google = countGoogleRequests(t, gateway)
+  const google = countGatewayRequests(t, gateway.google.issuer)
 
   await gateway.testRedis.stop()
   const codes = []

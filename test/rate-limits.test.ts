@@ -9,23 +9,19 @@ import { hashSecret } from '../src/common/secrets.js'
 import { parseRefreshToken } from '../src/sessions/refresh-token.js'
 import { sessionKeys } from '../verifier/session-keys.js'
 import { loginWithGoogle, REDIRECT_URI, startTestGateway } from './support/gateway.js'
+import { countGatewayRequests } from './support/provider-requests.js'
 
 const login = { provider: 'google', code: 'some-code', redirectUri: REDIRECT_URI, codeVerifier: 'v'.repeat(43) }
 
 t.test('logins over the limit are refused with 429 before the provider is called', async (t) => {
   const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_LOGIN: '3', RATE_LIMIT_TOKEN: '5' } })
   t.teardown(() => gateway.close())
-  let providerCalls = 0
-  const realFetch = globalThis.fetch
-  globalThis.fetch = ((input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-    if (String(input instanceof Request ? input.url : input).startsWith(gateway.google.issuer)) providerCalls++
-    return realFetch(input, init)
-  }) as typeof fetch
-  t.teardown(() => void (globalThis.fetch = realFetch))
+  const google = countGatewayRequests(t, gateway.google.issuer)
 
   const attempt = (headers: Record<string, string> = {}) => gateway.app.inject({ method: 'POST', url: '/auth/login', payload: login, headers })
   for (let i = 0; i < 3; i++) t.equal((await attempt()).statusCode, 401, `attempt ${i + 1} reaches the provider (and is refused by it)`)
-  const callsBefore = providerCalls
+  const callsBefore = google.all
+  t.equal(google.token, 3, 'each of them was a token call at Google')
   const limited = await attempt()
   t.equal(limited.statusCode, 429)
   t.equal(limited.json().error, 'rate_limited')
@@ -33,7 +29,7 @@ t.test('logins over the limit are refused with 429 before the provider is called
   t.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After says when')
   const spoofed = await attempt({ 'x-forwarded-for': '203.0.113.7' })
   t.equal(spoofed.statusCode, 429, 'an invented X-Forwarded-For does not reset the budget')
-  t.equal(providerCalls, callsBefore, 'no provider call for a limited request')
+  t.equal(google.all, callsBefore, 'no provider call for a limited request')
 
   const refresh = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken: 'x' } })
   t.equal(refresh.statusCode, 401, 'refresh has its own budget')
