@@ -100,9 +100,11 @@ export class KakaoProvider extends OpenIdConnectProvider {
     if (!claims) throw new ProviderError('kakao returned no ID token', { detail: 'turn OpenID Connect on for the app in Kakao Developers (Kakao Login > OpenID Connect)' })
     // The ID token came from Kakao's token endpoint just now, over our own connection: its
     // subject may start the (read-only) account lookup and the profile call while its
-    // signature is checked; nothing is decided before both have succeeded.
+    // signature is checked; nothing is decided before both have succeeded. The profile call
+    // goes out first, so Kakao works on it while the lookup is prepared here.
+    const profileCall = this.userMe(tokens.access_token)
     vouched?.(claims.sub)
-    const [me] = await Promise.all([this.userMe(tokens.access_token), signed])
+    const [me] = await Promise.all([profileCall, signed])
     if (me.subject !== claims.sub) {
       throw new ProviderError('kakao named two different members for one login', {
         detail: `the ID token sub "${String(claims.sub)}" differs from /v2/user/me id "${me.subject}"`,
