@@ -3,9 +3,9 @@
 // called (RFC 9700 §4.13; ASVS 2.4.1). POST /auth/login is counted from onRequest too, but
 // answered after its body (countedAlongside): its own Redis call runs during the count.
 // The address is the socket's unless TRUST_PROXY names the proxies whose X-Forwarded-For
-// is believed (ASVS 4.1.3). Introspection, which resource
-// servers call for the requests they serve, counts per authenticated client instead, once
-// the client is known (rateLimitedPerClient).
+// is believed (ASVS 4.1.3). Introspection, which resource servers call for the requests
+// they serve, counts per authenticated client instead, once the client is known
+// (rateLimitedPerClient).
 //
 // When the count cannot be taken (Redis down, frozen, or refusing writes at maxmemory) the
 // request is refused with 503 and Retry-After, before anything else runs: a limiter that

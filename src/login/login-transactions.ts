@@ -73,12 +73,13 @@ export class LoginTransactions {
 
   /** Stores a claimed state again, expiring when it would have (NX: a state is never begun twice). */
   private putBack(state: string, value: string): void {
-    const { expiresAt } = JSON.parse(value) as LoginTransaction
-    undoInBackground(() =>
-      expiresAt === undefined
+    // Never in the way of the refusal being answered: a failure here only loses the state.
+    undoInBackground(async () => {
+      const { expiresAt } = JSON.parse(value) as LoginTransaction
+      return expiresAt === undefined
         ? this.redis.set(key(state), value, 'EX', this.ttlSeconds, 'NX')
-        : this.redis.set(key(state), value, 'PXAT', expiresAt, 'NX'),
-    )
+        : this.redis.set(key(state), value, 'PXAT', expiresAt, 'NX')
+    })
   }
 }
 
