@@ -9,7 +9,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import { refreshCookieFor } from '../src/http/browser.js'
 import { APP_ORIGIN, REDIRECT_URI, loginWithGoogle, startTestGateway } from './support/gateway.js'
-import { countGatewayRequests } from './support/provider-requests.js'
+import { countGoogleRequests } from './support/provider-requests.js'
 
 type Tap = Pick<typeof t, 'equal' | 'not' | 'match' | 'notMatch' | 'same' | 'ok' | 'type'>
 
@@ -25,7 +25,7 @@ const VERIFIER = 'v'.repeat(43)
 
 // Every request the (emulated) provider receives from the gateway is counted; none shows a
 // refusal came before any call.
-const google = countGatewayRequests(t, gateway.google.issuer)
+const google = countGoogleRequests(t, gateway.google.issuer)
 
 /** Everything a bad request could have changed (the rate limiter counting it is intended). */
 async function footprint() {
@@ -35,7 +35,7 @@ async function footprint() {
     identities: await prisma.identity.count(),
     redisKeyCount: redisKeys.length,
     redisKeys,
-    providerCalls: google.all,
+    providerCalls: google.fromGateway,
   }
 }
 
@@ -120,11 +120,11 @@ const me = (accessToken: string) => app.inject({ method: 'GET', url: '/auth/me',
 
 t.test('the controls: the provider counter and the sessions work', async (t) => {
   t.equal(COOKIE, '__Secure-refresh_token', 'the https gateway names its cookie __Secure-')
-  const before = google.all
+  const before = google.fromGateway
   await freshCode({ sub: 'bad-input-counter', name: 'Counter' }).then(({ code, state }) =>
     app.inject({ method: 'POST', url: '/auth/login', payload: { provider: 'google', code, redirectUri: REDIRECT_URI, state } }),
   )
-  t.ok(google.all > before, 'a real login is seen calling the provider, so a zero count means no call')
+  t.ok(google.fromGateway > before, 'a real login is seen calling the provider, so a zero count means no call')
   t.equal((await me(native.accessToken)).statusCode, 200, 'the native session works')
 })
 

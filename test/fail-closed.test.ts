@@ -16,7 +16,7 @@ import {
   type TestGateway,
 } from './support/gateway.js'
 import { startPostgresCluster } from './support/postgres.js'
-import { countGatewayRequests } from './support/provider-requests.js'
+import { countGoogleRequests } from './support/provider-requests.js'
 
 const ready = (gateway: TestGateway) => gateway.app.inject({ method: 'GET', url: '/health/ready' })
 
@@ -26,7 +26,7 @@ t.test('Redis stopped: every login route answers 503 before any provider call', 
   // A genuine code, obtained before the outage: sent during it, it must not be burned at Google.
   const genuine = await nativeAppAuthorization(gateway, { sub: 'outage-code', name: 'Otto' })
   const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'outage-session', name: 'Sam' })).json()
-  const google = countGatewayRequests(t, gateway.google.issuer)
+  const google = countGoogleRequests(t, gateway.google.issuer)
 
   await gateway.testRedis.stop()
   const codes = []

@@ -9,14 +9,14 @@ import { hashSecret } from '../src/common/secrets.js'
 import { parseRefreshToken } from '../src/sessions/refresh-token.js'
 import { sessionKeys } from '../verifier/session-keys.js'
 import { loginWithGoogle, REDIRECT_URI, startTestGateway } from './support/gateway.js'
-import { countGatewayRequests } from './support/provider-requests.js'
+import { countGoogleRequests } from './support/provider-requests.js'
 
 const login = { provider: 'google', code: 'some-code', redirectUri: REDIRECT_URI, codeVerifier: 'v'.repeat(43) }
 
 t.test('logins over the limit are refused with 429 before the provider is called', async (t) => {
   const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_LOGIN: '3', RATE_LIMIT_TOKEN: '5' } })
   t.teardown(() => gateway.close())
-  const google = countGatewayRequests(t, gateway.google.issuer)
+  const google = countGoogleRequests(t, gateway.google.issuer)
 
   const attempt = (headers: Record<string, string> = {}) => gateway.app.inject({ method: 'POST', url: '/auth/login', payload: login, headers })
   for (let i = 0; i < 3; i++) t.equal((await attempt()).statusCode, 401, `attempt ${i + 1} reaches the provider (and is refused by it)`)
