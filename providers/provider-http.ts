@@ -59,12 +59,13 @@ async function readBounded(url: string, options: oidc.CustomFetchOptions): Promi
   const status = answer.statusCode
   // The Response below cannot carry a status outside 200–599; no provider endpoint answers with one.
   if (status < 200 || status > 599) throw new ProviderError('the provider answered with an unusable HTTP status', { detail: `${new URL(url).pathname} answered HTTP ${status}` })
-  const body = BODYLESS_STATUSES.has(status) ? Buffer.alloc(0) : Buffer.concat(chunks, size)
+  const bodyless = BODYLESS_STATUSES.has(status)
+  const body = bodyless ? Buffer.alloc(0) : Buffer.concat(chunks, size)
   const responseHeaders = new Headers()
   for (const [name, value] of Object.entries(answer.headers)) {
     for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined) responseHeaders.append(name, one)
   }
-  return { response: new Response(BODYLESS_STATUSES.has(status) ? null : body, { status, headers: responseHeaders }), body }
+  return { response: new Response(bodyless ? null : body, { status, headers: responseHeaders }), body }
 }
 
 /** The first error of `type` in a cause chain: openid-client wraps what our fetch throws. */

@@ -39,7 +39,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The OAuth client this request authenticated as; set by the route before rateLimitedPerClient counts. */
     oauthClient?: string
-    /** The rate limiter's verdict, still being counted (countedAlongside). */
+    /** The rate limiter's verdict, still being counted (countedAlongside): rejects with RateLimited (429) or StorageUnavailable (503). */
     admission?: Promise<void>
   }
 }
@@ -63,7 +63,7 @@ export function rateLimitedAs(group: RateLimitGroup, config: Pick<Config, 'rateL
 /**
  * The same budget, counted alongside the request (POST /auth/login): the count starts at
  * onRequest like any other, but the request goes on reading its body while Redis counts,
- * and the route awaits the verdict (admissionOf) only where it must: the login claims its
+ * and the route awaits the verdict (request.admission) only where it must: the login claims its
  * state meanwhile, so the two Redis round trips overlap, and it reaches no provider and no
  * database before the verdict. A refused request is answered as before (429 with
  * Retry-After, or 503), just after its body was read and validated. Same counter (key) as
@@ -87,11 +87,6 @@ export function countedAlongside(app: FastifyInstance, group: RateLimitGroup, co
     },
   }
 }
-
-const ADMITTED: Promise<void> = Promise.resolve()
-
-/** The rate limiter's verdict on a countedAlongside request: rejects with RateLimited (429) or StorageUnavailable (503). */
-export const admissionOf = (request: FastifyRequest): Promise<void> => request.admission ?? ADMITTED
 
 /** The same budget for a route whose every effect is a deletion in Redis (see the top of this file). */
 export function rateLimitedDeletionAs(group: RateLimitGroup, config: Pick<Config, 'rateLimits'>) {

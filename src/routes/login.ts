@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { BrowserPolicy } from '../http/browser.js'
 import type { GatewayServices } from '../services.js'
 import { clientOf } from '../http/browser.js'
-import { admissionOf, countedAlongside, rateLimitedAs } from '../http/rate-limits.js'
+import { countedAlongside, rateLimitedAs } from '../http/rate-limits.js'
 import type { Channel } from '../sessions/refresh-sessions.js'
 import type { LoginOutcome } from '../login/login.js'
 import { CREDENTIAL_RULE, credentialOf, credentialProperties, documentCredentialKinds } from './credentials.js'
@@ -154,7 +154,7 @@ export async function loginRoutes(fastify: FastifyInstance, { login, browser, co
     async (request, reply) => {
       const { provider, resource, name, ...credential } = request.body
       const client = { ...clientOf(request, browser.channelOf(request)), resource }
-      const outcome = await login.login(provider, credentialOf(credential), client, name, admissionOf(request))
+      const outcome = await login.login(provider, credentialOf(credential), client, name, request.admission)
       return sendLoginOutcome(browser, reply, outcome, client.channel)
     },
   )
