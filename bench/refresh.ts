@@ -2,19 +2,30 @@
 // redis-server, embedded database, ES256 keys), against a baseline of a bare fastify app
 // that only signs one access token with the same key. Goal: gateway/baseline >= 0.7, p99 <= 25 ms.
 //
-//   BENCH_SECONDS=10         measured seconds per target
-//   BENCH_WARMUP_SECONDS=2   unmeasured warm-up per target (0: none)
+// The targets are measured in alternating rounds, the baseline and the gateway back to back
+// (the baseline first in odd rounds, the gateway in even ones): the load of other processes
+// on a shared machine drifts over tens of seconds, and one long run per target would
+// compare them under different loads. The ratio
+// reported is the median of the rounds' ratios; the table pools all rounds.
+//
+//   BENCH_ROUNDS=5           rounds
+//   BENCH_SECONDS=10         measured seconds per target in all, shared out over the rounds
+//                            (whole seconds per run, at least 1)
+//   BENCH_WARMUP_SECONDS=2   unmeasured warm-up before each run of round 1 (0: none); later
+//                            rounds warm up for 1 s (or less when this is less)
 //   BENCH_CONNECTIONS=64     concurrent connections, one refresh session each
-//   BENCH_SPLIT=1            add a third target: the gateway's refresh service behind a bare
-//                            fastify route, to split the gap into HTTP layer and refresh
-//   BENCH_CPU_PROFILE=dir    also CPU-profile the servers' thread during each measured run:
-//                            writes <dir>/<target>.cpuprofile and prints where the time goes
+//   BENCH_SPLIT=1            add a third target, measured last in each round: the gateway's
+//                            refresh service behind a bare fastify route, to split the gap
+//                            into HTTP layer and refresh
+//   BENCH_CPU_PROFILE=dir    also CPU-profile the servers' thread during each measured run of
+//                            round 1: writes <dir>/<target>.cpuprofile and prints where the time goes
 // What-if knobs (for comparing deployment/implementation options, off by default):
 //   BENCH_REDIS_SOCKET=1     the gateway reaches redis-server over a unix socket, not TCP
 //                            (read per command, so it can be flipped at run time)
 //
-// Exits non-zero when any request failed (a benchmark of 401s is meaningless); the ratio
-// itself is reported, never asserted. See bench/README.md.
+// Exits non-zero when any request failed (a benchmark of 401s is meaningless) or the
+// rotations in Redis do not match the 2xx answers; the ratio itself is reported, never
+// asserted. See bench/README.md.
 
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -34,6 +45,7 @@ import {
   printSetup,
   printTable,
   readLoadSettings,
+  readNumber,
   redisCpuSeconds,
   runBench,
   serve,
@@ -41,12 +53,18 @@ import {
   startGateway,
   startSessions,
   tempDir,
+  type LoadSettings,
   type Measurement,
   type Probe,
 } from './harness.js'
-import type { LoadReport } from './load-generator.js'
+import type { LoadReport, RunFigures } from './load-generator.js'
 
 const SETTINGS = readLoadSettings(10)
+const ROUNDS = Math.floor(readNumber('BENCH_ROUNDS', 5, 1))
+// Whole seconds: autocannon ends a run only on its once-a-second tick, so a fraction would
+// be rounded up anyway, and unevenly.
+const RUN_SECONDS = Math.max(1, Math.round(SETTINGS.seconds / ROUNDS))
+const LATER_WARMUP_SECONDS = Math.min(SETTINGS.warmupSeconds, 1)
 const PROFILE_DIR = process.env.BENCH_CPU_PROFILE?.trim() || undefined
 const REDIS_SOCKET = process.env.BENCH_REDIS_SOCKET === '1'
 const SPLIT = process.env.BENCH_SPLIT === '1'
@@ -71,86 +89,107 @@ async function main(): Promise<number> {
     appClientId: config.appClientId,
   })
   const baselineUrl = await serve(buildBaseline(baselineTokens))
+  // The same refresh service behind a bare fastify route: separates the cost of the
+  // gateway's HTTP layer (plugins, schema, hooks) from the cost of the refresh itself.
+  const bareUrl = SPLIT ? await serve(buildBareRefresh(services.sessionTokens)) : undefined
 
   const startBenchSessions = () => startSessions(services.sessionTokens, SETTINGS.connections)
-  const job = (url: string, path: string, tokens: string[], rotate: boolean) => loadJob(SETTINGS, url, path, tokens, rotate)
   const redisCpu = () => redisCpuSeconds(gateway.redis)
-  // A new profiler per measured run; none unless BENCH_CPU_PROFILE is set.
-  const options = () => ({ redisCpuSeconds: redisCpu, probe: PROFILE_DIR ? cpuProfiler(PROFILE_DIR) : undefined })
+  // A new profiler per measured run of round 1 (one profile per target); none unless BENCH_CPU_PROFILE is set.
+  const options = (round: number) => ({ redisCpuSeconds: redisCpu, probe: PROFILE_DIR && round === 1 ? cpuProfiler(PROFILE_DIR) : undefined })
 
   printSetup(SETTINGS)
+  console.log(
+    `${ROUNDS} rounds of ${RUN_SECONDS} s measured per target, after a warm-up of ${SETTINGS.warmupSeconds} s in round 1 ` +
+      `and ${LATER_WARMUP_SECONDS} s in later rounds`,
+  )
   const whatIfs = [REDIS_SOCKET && 'redis over a unix socket'].filter(Boolean)
   if (whatIfs.length > 0) console.log(`what-if options: ${whatIfs.join(', ')}`)
-
-  const sessions = await startBenchSessions()
   console.log(`baseline: bare fastify, POST /token signs one ES256 access token (${baselineUrl})`)
-  const placeholder = sessions[0]!.refreshToken
-  const base = await measure('baseline (sign only)', job(baselineUrl, '/token', sessions.map(() => placeholder), false), options())
+  console.log(`gateway: POST /auth/token { refreshToken }, one session per connection (${gatewayUrl})`)
+  if (bareUrl) console.log(`split: bare fastify, POST /refresh calls the gateway's sessionTokens.refresh (${bareUrl})`)
 
-  const targets: Measurement[] = [base]
-  let split: Measurement | undefined
+  const base: Measurement[] = []
+  const refresh: Measurement[] = []
+  const split: Measurement[] = []
+  const redisUse: RedisUse = { refreshes: 0, cpuSeconds: 0, commands: new Map() }
   const inconsistent: string[] = []
-  if (SPLIT) {
-    // The same refresh service behind a bare fastify route: separates the cost of the
-    // gateway's HTTP layer (plugins, schema, hooks) from the cost of the refresh itself.
-    const bareUrl = await serve(buildBareRefresh(services.sessionTokens))
-    const bareSessions = await startBenchSessions()
-    console.log(`split: bare fastify, POST /refresh calls the gateway's sessionTokens.refresh (${bareUrl})`)
-    split = await measure('bare fastify + refresh', job(bareUrl, '/refresh', bareSessions.map((session) => session.refreshToken), true), options())
-    if (!(await rotationsMatch(gateway, bareSessions, split))) inconsistent.push(split.name)
-    targets.push(split)
+  for (let round = 1; round <= ROUNDS; round++) {
+    const job = (url: string, path: string, tokens: string[], rotate: boolean) => loadJob(runSettings(round), url, path, tokens, rotate)
+    const tokensOf = (sessions: { refreshToken: string }[]) => sessions.map((session) => session.refreshToken)
+    // Fresh sessions for every run (the runs before rotated theirs), all made before the
+    // round's runs so that nothing comes between the baseline and the gateway.
+    const sessions = await startBenchSessions()
+    const bareSessions = bareUrl ? await startBenchSessions() : []
+    const placeholder = sessions[0]!.refreshToken
+    const measureBaseline = async () => {
+      base.push(await measure('baseline (sign only)', job(baselineUrl, '/token', sessions.map(() => placeholder), false), options(round)))
+    }
+    const measureGateway = async () => {
+      // Redis' counters start afresh for each gateway run: the session starts and checks in
+      // between are not the gateway's refreshes.
+      await gateway.redis.config('RESETSTAT')
+      const redisCpuBefore = await redisCpu()
+      const gatewayRun = await measure('gateway refresh', job(gatewayUrl, '/auth/token', tokensOf(sessions), true), options(round))
+      redisUse.cpuSeconds += (await redisCpu()) - redisCpuBefore
+      addCommandStats(redisUse.commands, await gateway.redis.info('commandstats'))
+      refresh.push(gatewayRun)
+      const gatewayRotations = await rotationsMatch(gateway, sessions, gatewayRun)
+      if (!gatewayRotations.consistent) inconsistent.push(`${gatewayRun.name}, round ${round}`)
+      redisUse.refreshes += gatewayRotations.rotations
+    }
+    // Odd rounds measure the baseline first, even rounds the gateway: a load that keeps
+    // rising or falling within a round favours neither.
+    for (const run of round % 2 === 1 ? [measureBaseline, measureGateway] : [measureGateway, measureBaseline]) await run()
+    printRound(round, base.at(-1)!, refresh.at(-1)!)
+
+    if (bareUrl) {
+      const bareRun = await measure('bare fastify + refresh', job(bareUrl, '/refresh', tokensOf(bareSessions), true), options(round))
+      split.push(bareRun)
+      if (!(await rotationsMatch(gateway, bareSessions, bareRun)).consistent) inconsistent.push(`${bareRun.name}, round ${round}`)
+    }
   }
 
-  console.log(`gateway: POST /auth/token { refreshToken }, one session per connection (${gatewayUrl})`)
-  await gateway.redis.config('RESETSTAT')
-  const redisCpuBefore = await redisCpu()
-  const refresh = await measure('gateway refresh', job(gatewayUrl, '/auth/token', sessions.map((session) => session.refreshToken), true), options())
-  const redisCpuUsed = (await redisCpu()) - redisCpuBefore
-  const commandStats = parseCommandStats(await gateway.redis.info('commandstats'))
-  if (!(await rotationsMatch(gateway, sessions, refresh))) inconsistent.push(refresh.name)
-  targets.push(refresh)
-
-  printTable(targets, [columns.serverThreadBusy, columns.serverCpuPerRequest, columns.otherProcesses])
-  const busiest = Math.max(...targets.map((target) => target.noise?.others ?? 0))
+  const pooledBase = pooled(base)
+  const pooledRefresh = pooled(refresh)
+  const pooledSplit = SPLIT ? pooled(split) : undefined
+  const table = [pooledBase, ...(pooledSplit ? [pooledSplit] : []), pooledRefresh]
+  printTable(table, [columns.serverThreadBusy, columns.serverCpuPerRequest, columns.otherProcesses])
+  console.log(
+    `all ${ROUNDS} rounds pooled: req/s = requests / measured seconds, CPU per request over all requests; ` +
+      "p50 and p99 are the median of the rounds' values; other processes: the busiest run",
+  )
+  const busiest = Math.max(...table.map((target) => target.noise?.others ?? 0))
   if (busiest > 0.1) {
     console.log(
       `\nnote: other processes on this machine used up to ${(busiest * 100).toFixed(0)} % of one CPU during a measured run; ` +
         'they competed with the bench, so req/s (and the ratio) are noisy: run again on a quieter machine',
     )
   }
-  const ratio = refresh.report.measured.requestsPerSecond / base.report.measured.requestsPerSecond
-  console.log(`\nratio gateway_rps / baseline_rps = ${ratio.toFixed(3)}   (goal: ratio >= ${GOAL})`)
-  const cpuRatio = base.cpuPerRequest / refresh.cpuPerRequest
+  const rounds = base.map((baseRun, index) => ({ base: baseRun, refresh: refresh[index]! }))
+  const all = { base: pooledBase, refresh: pooledRefresh }
+  const ratios = rounds.map(rpsRatio)
+  const costRatios = rounds.map(costRatio)
+  console.log(`\nratio gateway_rps / baseline_rps = ${median(ratios).toFixed(3)}   (goal: ratio >= ${GOAL}; ${spread(ratios, rpsRatio(all))})`)
   console.log(
-    `cost ratio baseline_cpu / gateway_cpu = ${cpuRatio.toFixed(3)}   ` +
-      '(server-process CPU per request; steadier than req/s when other processes compete for the CPUs)',
+    `cost ratio baseline_cpu / gateway_cpu = ${median(costRatios).toFixed(3)}   (${spread(costRatios, costRatio(all))}; ` +
+      'server-process CPU per request, steadier than req/s when other processes compete for the CPUs)',
   )
-  if (split) {
+  if (pooledSplit) {
     const cpu = (measurement: Measurement) => measurement.cpuPerRequest
     console.log(
-      `split of the extra CPU per request (gateway - baseline = ${(cpu(refresh) - cpu(base)).toFixed(0)} µs): ` +
-        `refresh service ${(cpu(split) - cpu(base)).toFixed(0)} µs, gateway HTTP layer ${(cpu(refresh) - cpu(split)).toFixed(0)} µs`,
+      `split of the extra CPU per request, all rounds pooled (gateway - baseline = ${(cpu(pooledRefresh) - cpu(pooledBase)).toFixed(0)} µs): ` +
+        `refresh service ${(cpu(pooledSplit) - cpu(pooledBase)).toFixed(0)} µs, ` +
+        `gateway HTTP layer ${(cpu(pooledRefresh) - cpu(pooledSplit)).toFixed(0)} µs`,
     )
   }
+  printRedisUse(redisUse)
 
-  const refreshes = answered(refresh.report)
-  const perRefresh = (calls: number) => (calls / refreshes).toFixed(2)
-  const scriptCalls = ['eval', 'evalsha', 'fcall']
-  const scripts = Object.entries(commandStats).filter(([name]) => scriptCalls.includes(name))
-  const others = Object.entries(commandStats).filter(([name]) => !scriptCalls.includes(name))
-  const describe = (entries: typeof scripts) =>
-    entries
-      .sort(([, a], [, b]) => b.calls - a.calls)
-      .map(([name, stat]) => `${name} ${perRefresh(stat.calls)} x ${stat.usecPerCall.toFixed(1)} µs`)
-      .join(', ')
-  console.log(`redis per gateway refresh (warm-up + measured run, ${refreshes} refreshes):`)
-  console.log(`  script calls: ${describe(scripts) || 'none'}`)
-  console.log(`  other commands, inside scripts or direct: ${describe(others) || 'none'}`)
-  console.log(`  redis-server CPU: ${((redisCpuUsed * 1e6) / refreshes).toFixed(1)} µs per refresh`)
-
-  const failures = targets.filter(({ report }) => hasFailures(report))
-  for (const { name, report } of failures) {
-    console.error(`\nFAILED: ${name} had failed requests (warm-up and measured runs):`)
+  const failures = [base, split, refresh]
+    .flatMap((runs) => runs.map((run, index) => ({ run, round: index + 1 })))
+    .filter(({ run }) => hasFailures(run.report))
+  for (const { run: { name, report }, round } of failures) {
+    console.error(`\nFAILED: ${name}, round ${round}, had failed requests (warm-up and measured runs):`)
     for (const run of [report.warmup, report.measured]) {
       if (run) console.error(`  status codes ${JSON.stringify(run.statusCodes)}, ${run.errors} connection errors, ${run.timeouts} timeouts`)
     }
@@ -161,6 +200,89 @@ async function main(): Promise<number> {
 }
 
 /**
+ * The load settings of one run: the configured warm-up in round 1 warms the servers' JIT
+ * (both servers live in this process and stay warm); later runs need only a short one,
+ * for their new load generator process and connections to settle.
+ */
+function runSettings(round: number): LoadSettings {
+  return { ...SETTINGS, seconds: RUN_SECONDS, warmupSeconds: round === 1 ? SETTINGS.warmupSeconds : LATER_WARMUP_SECONDS }
+}
+
+interface Pair {
+  base: Measurement
+  refresh: Measurement
+}
+
+const rpsRatio = ({ base, refresh }: Pair) => refresh.report.measured.requestsPerSecond / base.report.measured.requestsPerSecond
+const costRatio = ({ base, refresh }: Pair) => base.cpuPerRequest / refresh.cpuPerRequest
+
+function printRound(round: number, base: Measurement, refresh: Measurement): void {
+  const rps = (run: Measurement) => run.report.measured.requestsPerSecond.toFixed(0)
+  const others = (run: Measurement) => (run.noise ? `${(run.noise.others * 100).toFixed(0)} %` : 'n/a')
+  console.log(
+    `round ${round}: baseline ${rps(base)} req/s, gateway ${rps(refresh)} req/s: ratio ${rpsRatio({ base, refresh }).toFixed(3)}, ` +
+      `cost ratio ${costRatio({ base, refresh }).toFixed(3)}   (other processes ${others(base)} / ${others(refresh)} of a CPU)`,
+  )
+}
+
+/** What to print beside a median of the rounds: their range, and the figure of all rounds pooled. */
+function spread(perRound: number[], pooledValue: number): string {
+  const range = `${Math.min(...perRound).toFixed(3)}–${Math.max(...perRound).toFixed(3)}`
+  return `median of ${perRound.length} rounds, range ${range}; pooled ${pooledValue.toFixed(3)}`
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/**
+ * One target's runs as one Measurement, for the table and the pooled ratios: counts and
+ * CPU summed, req/s and CPU per request over the totals, server-thread busy weighted by
+ * time, noise at its worst. Percentiles do not add up across runs: p50 and p99 are the
+ * median of the runs'.
+ */
+function pooled(runs: Measurement[]): Measurement {
+  const measured = runs.map((run) => run.report.measured)
+  const sum = (value: (run: RunFigures) => number) => measured.reduce((total, run) => total + value(run), 0)
+  const total = sum((run) => run.total)
+  const seconds = sum((run) => run.durationSeconds)
+  const statusCodes: Record<string, number> = {}
+  for (const [code, count] of measured.flatMap((run) => Object.entries(run.statusCodes))) statusCodes[code] = (statusCodes[code] ?? 0) + count
+  const noises = runs.flatMap((run) => (run.noise ? [run.noise] : []))
+  return {
+    name: runs[0]!.name,
+    report: {
+      measured: {
+        requestsPerSecond: total / seconds,
+        total,
+        ok: sum((run) => run.ok),
+        non2xx: sum((run) => run.non2xx),
+        errors: sum((run) => run.errors),
+        timeouts: sum((run) => run.timeouts),
+        statusCodes,
+        latencyP50: median(measured.map((run) => run.latencyP50)),
+        latencyP99: median(measured.map((run) => run.latencyP99)),
+        latencyMean: sum((run) => run.latencyMean * run.total) / Math.max(total, 1),
+        latencyMax: Math.max(...measured.map((run) => run.latencyMax)),
+        durationSeconds: seconds,
+      },
+      // Tokens and failed answers belong to their run, and are checked per run.
+      tokens: [],
+      failureSamples: [],
+      measuredCpuMicros: runs.reduce((micros, run) => micros + run.report.measuredCpuMicros, 0),
+    },
+    serverThreadBusy: runs.reduce((busy, run) => busy + run.serverThreadBusy * run.report.measured.durationSeconds, 0) / seconds,
+    cpuPerRequest: runs.reduce((micros, run) => micros + run.cpuPerRequest * run.report.measured.total, 0) / Math.max(total, 1),
+    noise:
+      noises.length > 0
+        ? { others: Math.max(...noises.map((noise) => noise.others)), steal: Math.max(...noises.map((noise) => noise.steal)) }
+        : undefined,
+  }
+}
+
+/**
  * Every 2xx must have been a real rotation: the session generations in Redis add up to the
  * 2xx answers, plus at most one per connection and run for requests cut off at the end.
  */
@@ -168,7 +290,7 @@ async function rotationsMatch(
   gateway: Gateway,
   sessions: { userId: string; sessionId: string }[],
   { name, report }: Measurement,
-): Promise<boolean> {
+): Promise<{ consistent: boolean; rotations: number }> {
   const generations = await Promise.all(
     sessions.map(async ({ userId, sessionId }) => Number((await gateway.redis.hget(`gw:{${userId}}:s:${sessionId}`, 'gen')) ?? NaN)),
   )
@@ -177,7 +299,7 @@ async function rotationsMatch(
   const runs = report.warmup ? 2 : 1
   const consistent = rotations >= ok && rotations <= ok + sessions.length * runs
   console.log(`  ${name}: ${rotations} rotations recorded in redis for ${ok} 2xx answers${consistent ? '' : ' (INCONSISTENT)'}`)
-  return consistent
+  return { consistent, rotations }
 }
 
 function buildBareRefresh(sessionTokens: SessionTokens): FastifyInstance {
@@ -270,14 +392,47 @@ function shortUrl(url: string): string {
   return url.startsWith(ROOT) ? url.slice(ROOT.length) : url
 }
 
-function parseCommandStats(info: string): Record<string, { calls: number; usecPerCall: number }> {
-  const stats: Record<string, { calls: number; usecPerCall: number }> = {}
-  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=\d+,usec_per_call=([\d.]+)/gm)) {
+interface CommandStat {
+  calls: number
+  usec: number
+}
+
+/** What redis-server did for the gateway runs, summed over them. */
+interface RedisUse {
+  /**
+   * Rotations recorded in Redis, not 2xx answers: they include the requests cut off at the
+   * end of each warm-up and measured run, which Redis served all the same (up to one per
+   * connection and run: too many to leave out with short runs).
+   */
+  refreshes: number
+  cpuSeconds: number
+  commands: Map<string, CommandStat>
+}
+
+/** Adds one gateway run's INFO commandstats to the sums. */
+function addCommandStats(sums: Map<string, CommandStat>, info: string): void {
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+),/gm)) {
     // The stats reads of this script itself are not the gateway's.
     if (match[1] === 'info' || match[1] === 'config|resetstat') continue
-    stats[match[1]!] = { calls: Number(match[2]), usecPerCall: Number(match[3]) }
+    const sum = sums.get(match[1]!) ?? { calls: 0, usec: 0 }
+    sums.set(match[1]!, { calls: sum.calls + Number(match[2]), usec: sum.usec + Number(match[3]) })
   }
-  return stats
+}
+
+function printRedisUse({ refreshes, cpuSeconds, commands }: RedisUse): void {
+  const perRefresh = (calls: number) => (calls / refreshes).toFixed(2)
+  const scriptCalls = ['eval', 'evalsha', 'fcall']
+  const scripts = [...commands].filter(([name]) => scriptCalls.includes(name))
+  const others = [...commands].filter(([name]) => !scriptCalls.includes(name))
+  const describe = (entries: typeof scripts) =>
+    entries
+      .sort(([, a], [, b]) => b.calls - a.calls)
+      .map(([name, stat]) => `${name} ${perRefresh(stat.calls)} x ${(stat.usec / stat.calls).toFixed(1)} µs`)
+      .join(', ')
+  console.log(`redis per gateway refresh (warm-ups + measured runs of all ${ROUNDS} rounds, ${refreshes} rotations recorded):`)
+  console.log(`  script calls: ${describe(scripts) || 'none'}`)
+  console.log(`  other commands, inside scripts or direct: ${describe(others) || 'none'}`)
+  console.log(`  redis-server CPU: ${((cpuSeconds * 1e6) / refreshes).toFixed(1)} µs per refresh`)
 }
 
 await runBench(main)
