@@ -324,8 +324,12 @@ export class LoginService {
     const identity = { provider, subject: profile.subject }
     const returning = await lookup.find(profile.subject)
     if (returning) {
-      if (profile.grant) await this.deps.links.keepGrant(identity, profile.grant)
-      return this.authenticated(returning.user, false, client, returning.scopes)
+      // The provider's newest grant is kept while the session starts, not before it: the
+      // login waits for the slower of the two, and gets no token if keeping it failed.
+      const grantKept = profile.grant && this.deps.links.keepGrant(identity, profile.grant)
+      // Handled: its failure is thrown where the session is started, or lost with a failure before that.
+      if (grantKept) grantKept.catch(() => {})
+      return this.authenticated(returning.user, false, client, returning.scopes, grantKept || undefined)
     }
 
     const { subject: _subject, grant: _grant, ...known } = profile
@@ -347,9 +351,9 @@ export class LoginService {
     }
   }
 
-  /** `scopes`: the user's, read with the user; otherwise the session reads them. */
-  private async authenticated(user: PublicUser, isNewUser: boolean, client: ClientContext, scopes?: string[]): Promise<LoginOutcome> {
-    const tokens = await this.deps.sessionTokens.startSession(user.id, client, scopes)
+  /** `scopes`: the user's, read with the user; otherwise the session reads them. `alongside`: see startSession. */
+  private async authenticated(user: PublicUser, isNewUser: boolean, client: ClientContext, scopes?: string[], alongside?: Promise<void>): Promise<LoginOutcome> {
+    const tokens = await this.deps.sessionTokens.startSession(user.id, client, scopes, alongside)
     return { status: 'authenticated', tokens, user, isNewUser }
   }
 

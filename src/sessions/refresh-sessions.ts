@@ -79,13 +79,15 @@ export class RefreshSessions {
    * makes the client's answer (signs its access token) and the audit row is written while
    * Redis stores the session, so a login waits on the three at once; a session Redis did
    * not confirm is never answered, and its row says it failed. `cacheScopes` are cached in
-   * the same Redis call.
+   * the same Redis call. `alongside`: the login's own write running meanwhile (keeping the
+   * provider's newest grant); when it fails, the session ends before any token of it is sent.
    */
   async start<T>(
     userId: string,
     client: SessionClient,
     answer: (session: IssuedRefreshToken) => Promise<T>,
     cacheScopes?: ScopeCacheEntry,
+    alongside?: Promise<unknown>,
   ): Promise<T> {
     const { resource } = client
     const sessionId = randomId()
@@ -140,6 +142,14 @@ export class RefreshSessions {
     }
     for (const endedId of outcome.ended) {
       await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
+    }
+    try {
+      await alongside
+    } catch (error) {
+      // If even the end fails (Redis lost), nobody holds a token of the session: it runs out by itself.
+      await this.store.end(userId, sessionId).catch(() => {})
+      await audited.failed('the login could not be completed; the session was ended before any of its tokens was sent')
+      throw error
     }
     // The audit never throws (a row it cannot store is logged), so the answer decides the outcome.
     const [result] = await Promise.all([answered, audited.done])

@@ -26,11 +26,12 @@ export class SessionTokens {
    * The scopes are read before the session is stored: a failure leaves nothing behind.
    * `scopes`: what the user's roles grant on the client's resource, when the caller read them
    * from the database with the user (a returning login); the session's own Redis call caches them.
+   * `alongside`: the login's own write under way; no token is answered unless it succeeds.
    */
-  async startSession(userId: string, client: SessionClient, scopes?: readonly string[]): Promise<TokenSet> {
+  async startSession(userId: string, client: SessionClient, scopes?: readonly string[], alongside?: Promise<unknown>): Promise<TokenSet> {
     const scope = scopes ? scopeOf(scopes) : await this.scopes.scopeFor(userId, client.resource)
     const cacheScopes = scopes && this.scopes.cacheEntry(client.resource, scopes)
-    return this.sessions.start(userId, client, (session) => this.withAccessToken(session, scope), cacheScopes)
+    return this.sessions.start(userId, client, (session) => this.withAccessToken(session, scope), cacheScopes, alongside)
   }
 
   /** One Redis call when the user's scopes were cached within the last minute: the rotation returns them. */
