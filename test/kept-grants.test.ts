@@ -1,6 +1,7 @@
 // A returning login keeps the provider's newest grant (what deleting the account revokes at the
-// provider), written while the session starts. A login whose grant could not be kept gets no
-// token and leaves no session behind; the user's other sessions are untouched.
+// provider), written while the session's row and signature are made. A login whose grant could
+// not be kept gets no token and stores no session; the user's other sessions are untouched, even
+// under SESSION_POLICY=single, where storing a session ends the others.
 
 import { randomBytes } from 'node:crypto'
 import * as jose from 'jose'
@@ -10,7 +11,7 @@ import { sessionKeys } from '../verifier/session-keys.js'
 import { loginWithGoogle, startTestGateway } from './support/gateway.js'
 
 const ENCRYPTION_KEY = { kty: 'oct', kid: 'test-enc-1', k: randomBytes(32).toString('base64url') }
-const gateway = await startTestGateway({ database: 'pglite', env: { ENCRYPTION_KEYS: JSON.stringify({ keys: [ENCRYPTION_KEY] }) } })
+const gateway = await startTestGateway({ database: 'pglite', env: { ENCRYPTION_KEYS: JSON.stringify({ keys: [ENCRYPTION_KEY] }), SESSION_POLICY: 'single' } })
 t.teardown(() => gateway.close())
 const { prisma } = gateway.database
 
@@ -38,7 +39,7 @@ t.test("a returning login keeps the provider's newest grant", async (t) => {
   t.not(second, first, "it is the returning login's own grant, not the first one's")
 })
 
-t.test('a returning login whose grant cannot be kept gets no token, and the session it began is ended', async (t) => {
+t.test('a returning login whose grant cannot be kept gets no token and stores no session; the earlier one lives on', async (t) => {
   const { refreshToken, user } = await login('grant-refused')
   const sessionsBefore = await gateway.redis.zrange(sessionKeys.index(user.id), '0', '-1')
   const grantBefore = await keptGrant('grant-refused')
@@ -56,13 +57,13 @@ t.test('a returning login whose grant cannot be kept gets no token, and the sess
   t.equal(refused.statusCode, 503, { body: refused.body })
   t.equal(refused.json().error, 'unavailable')
   t.notOk(refused.json().accessToken ?? refused.json().refreshToken, 'no token of any kind')
-  t.same(await gateway.redis.zrange(sessionKeys.index(user.id), '0', '-1'), sessionsBefore, 'no session of that login is left')
+  t.same(await gateway.redis.zrange(sessionKeys.index(user.id), '0', '-1'), sessionsBefore, 'the sessions are those from before')
   t.equal(await keptGrant('grant-refused'), grantBefore, 'the grant kept before is still there')
   const started = await prisma.auditEvent.findMany({ where: { userId: user.id, action: 'session.started' }, orderBy: { id: 'desc' }, take: 1 })
   t.equal(started[0]?.outcome, 'failed', 'the audit trail says the session did not start')
 
   const earlier = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
-  t.equal(earlier.statusCode, 200, "the user's earlier session is untouched")
+  t.equal(earlier.statusCode, 200, "the user's earlier session was not ended (the single policy ends it only when a session is stored)")
   await prisma.$executeRawUnsafe('DROP TRIGGER refuse_grant ON identities')
   const again = await login('grant-refused')
   t.ok(parseRefreshToken(again.refreshToken), 'once the database takes the write again, the login succeeds')

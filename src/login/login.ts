@@ -324,8 +324,8 @@ export class LoginService {
     const identity = { provider, subject: profile.subject }
     const returning = await lookup.find(profile.subject)
     if (returning) {
-      // The provider's newest grant is kept while the session starts, not before it: the
-      // login waits for the slower of the two, and gets no token if keeping it failed.
+      // The provider's newest grant is written while the session's row and signature are
+      // made, not before them; the session is stored only once it is kept.
       const grantKept = profile.grant && this.deps.links.keepGrant(identity, profile.grant)
       // Handled: its failure is thrown where the session is started, or lost with a failure before that.
       if (grantKept) grantKept.catch(() => {})

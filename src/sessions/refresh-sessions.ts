@@ -79,8 +79,9 @@ export class RefreshSessions {
    * makes the client's answer (signs its access token) and the audit row is written while
    * Redis stores the session, so a login waits on the three at once; a session Redis did
    * not confirm is never answered, and its row says it failed. `cacheScopes` are cached in
-   * the same Redis call. `alongside`: the login's own write running meanwhile (keeping the
-   * provider's newest grant); when it fails, the session ends before any token of it is sent.
+   * the same Redis call. `alongside`: the login's own write under way (keeping the provider's
+   * newest grant), made while the row and the signature are; when it fails, nothing is stored
+   * and no token is sent.
    */
   async start<T>(
     userId: string,
@@ -105,8 +106,7 @@ export class RefreshSessions {
       refreshExpiresIn: Math.min(this.policy.refreshTokenTtl, this.policy.sessionMaxAge),
       authTime: Math.floor(createdAt / 1000),
     }
-    // Redis is asked first: the row and the signature are made while it works.
-    const stored = this.store.start({
+    const storeSession = () => this.store.start({
       userId,
       sessionId,
       secretHash: hashOfSecret(secret),
@@ -121,14 +121,26 @@ export class RefreshSessions {
       resource: resource ?? '',
       cacheScopes,
     })
+    // Redis is asked first: the row and the signature are made while it works. A write of the
+    // login's own under way (`alongside`) must succeed before, though: storing the session may
+    // end the user's other sessions, which a login that then fails must not have done.
+    const stored = alongside ? undefined : storeSession()
     const origin = originOfClient(client)
     const audited = this.audit.begin({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
     const answered = answer(session)
     // Awaited below once the session is stored; dropped unsent (its failure unheard) when it is not.
     answered.catch(() => {})
-    let outcome: Awaited<typeof stored>
+    if (alongside) {
+      try {
+        await alongside
+      } catch (error) {
+        await audited.failed('the login could not be completed; no session was stored and none of its tokens was sent')
+        throw error
+      }
+    }
+    let outcome: Awaited<ReturnType<typeof storeSession>>
     try {
-      outcome = await stored
+      outcome = await (stored ?? storeSession())
     } catch (error) {
       // Not stored, or not confirmed (a stalled Redis may still run it): a session nobody
       // holds a token of runs out by itself.
@@ -142,14 +154,6 @@ export class RefreshSessions {
     }
     for (const endedId of outcome.ended) {
       await this.audit.record({ action: single ? 'session.ended' : 'session.evicted', userId, sessionId: endedId, actor: 'system', outcome: 'success', ...origin })
-    }
-    try {
-      await alongside
-    } catch (error) {
-      // If even the end fails (Redis lost), nobody holds a token of the session: it runs out by itself.
-      await this.store.end(userId, sessionId).catch(() => {})
-      await audited.failed('the login could not be completed; the session was ended before any of its tokens was sent')
-      throw error
     }
     // The audit never throws (a row it cannot store is logged), so the answer decides the outcome.
     const [result] = await Promise.all([answered, audited.done])
