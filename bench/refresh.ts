@@ -9,7 +9,7 @@
 // reported is the median of the rounds' ratios; the table pools all rounds.
 //
 //   BENCH_ROUNDS=5           rounds
-//   BENCH_SECONDS=10         measured seconds per target in all, shared out over the rounds
+//   BENCH_SECONDS=20         measured seconds per target in all, shared out over the rounds
 //                            (whole seconds per run, at least 1)
 //   BENCH_WARMUP_SECONDS=2   unmeasured warm-up before each run of round 1 (0: none); later
 //                            rounds warm up for 1 s (or less when this is less)
@@ -59,7 +59,9 @@ import {
 } from './harness.js'
 import type { LoadReport, RunFigures } from './load-generator.js'
 
-const SETTINGS = readLoadSettings(10)
+// 4 s a run by default: runs of 2 s measured lower req/s and a higher p99 for both targets
+// than longer ones (each run's new load generator and connections are still settling).
+const SETTINGS = readLoadSettings(20)
 const ROUNDS = Math.floor(readNumber('BENCH_ROUNDS', 5, 1))
 // Whole seconds: autocannon ends a run only on its once-a-second tick, so a fraction would
 // be rounded up anyway, and unevenly.
@@ -217,10 +219,10 @@ const rpsRatio = ({ base, refresh }: Pair) => refresh.report.measured.requestsPe
 const costRatio = ({ base, refresh }: Pair) => base.cpuPerRequest / refresh.cpuPerRequest
 
 function printRound(round: number, base: Measurement, refresh: Measurement): void {
-  const rps = (run: Measurement) => run.report.measured.requestsPerSecond.toFixed(0)
+  const rps = (run: Measurement) => `${run.report.measured.requestsPerSecond.toFixed(0)} req/s (p99 ${run.report.measured.latencyP99} ms)`
   const others = (run: Measurement) => (run.noise ? `${(run.noise.others * 100).toFixed(0)} %` : 'n/a')
   console.log(
-    `round ${round}: baseline ${rps(base)} req/s, gateway ${rps(refresh)} req/s: ratio ${rpsRatio({ base, refresh }).toFixed(3)}, ` +
+    `round ${round}: baseline ${rps(base)}, gateway ${rps(refresh)}: ratio ${rpsRatio({ base, refresh }).toFixed(3)}, ` +
       `cost ratio ${costRatio({ base, refresh }).toFixed(3)}   (other processes ${others(base)} / ${others(refresh)} of a CPU)`,
   )
 }
