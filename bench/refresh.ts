@@ -5,8 +5,8 @@
 // The targets are measured in alternating rounds, the baseline and the gateway back to back
 // (the baseline first in odd rounds, the gateway in even ones): the load of other processes
 // on a shared machine drifts over tens of seconds, and one long run per target would
-// compare them under different loads. The ratio
-// reported is the median of the rounds' ratios; the table pools all rounds.
+// compare them under different loads. The ratio reported is the median of the rounds'
+// ratios; the table pools all rounds.
 //
 //   BENCH_ROUNDS=5           rounds
 //   BENCH_SECONDS=20         measured seconds per target in all, shared out over the rounds
@@ -60,7 +60,7 @@ import {
 import type { LoadReport, RunFigures } from './load-generator.js'
 
 // 4 s a run by default: runs of 2 s measured lower req/s and a higher p99 for both targets
-// than longer ones (each run's new load generator and connections are still settling).
+// than runs of 4 s (bench/README.md).
 const SETTINGS = readLoadSettings(20)
 const ROUNDS = Math.floor(readNumber('BENCH_ROUNDS', 5, 1))
 // Whole seconds: autocannon ends a run only on its once-a-second tick, so a fraction would
