@@ -30,7 +30,7 @@ import { parseRefreshToken } from '../src/sessions/refresh-token.js'
 import { GOOGLE_CLIENT, REDIRECT_URI } from '../test/support/gateway.js'
 import { createTestDatabase, startPostgresCluster, type PostgresCluster } from '../test/support/postgres.js'
 import { startRedis } from '../test/support/redis.js'
-import { onCleanUp, runBench, tempDir } from './harness.js'
+import { median, onCleanUp, runBench, tempDir } from './harness.js'
 
 const REPOSITORY = new URL('..', import.meta.url).pathname
 
@@ -64,12 +64,6 @@ type Figures = Omit<Row, 'id' | 'scenario'>
 const range = (count: number) => Array.from({ length: count }, (_, index) => index)
 const ms = (value: number | undefined) => (value === undefined || !Number.isFinite(value) ? 'n/a' : `${Math.round(value)} ms`)
 const seconds = (value: number) => `${(value / 1000).toFixed(1)} s`
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
 
 /** "median / max (count)" of the latencies of 503 answers. */
 function unavailableLatency(answers: Answer[]): string {

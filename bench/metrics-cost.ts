@@ -22,6 +22,7 @@ import {
   hasFailures,
   loadJob,
   measure,
+  median,
   onCleanUp,
   printSetup,
   readLoadSettings,
@@ -173,11 +174,6 @@ async function main(): Promise<number> {
   await Promise.all(Object.values(targets).map((target) => target.stop()))
 
   const of = (target: Target) => results.filter((result) => result.target === target)
-  const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b)
-    const middle = Math.floor(sorted.length / 2)
-    return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-  }
   const rps = (target: Target) => median(of(target).map((result) => result.requestsPerSecond))
   const cpu = (target: Target) => median(of(target).map((result) => result.cpuPerRequest))
   const rpsCost = ((rps('without metrics') - rps('with metrics')) / rps('without metrics')) * 100

@@ -41,6 +41,7 @@ import {
   hasFailures,
   loadJob,
   measure,
+  median,
   onCleanUp,
   printSetup,
   printTable,
@@ -231,12 +232,6 @@ function printRound(round: number, base: Measurement, refresh: Measurement): voi
 function spread(perRound: number[], pooledValue: number): string {
   const range = `${Math.min(...perRound).toFixed(3)}–${Math.max(...perRound).toFixed(3)}`
   return `median of ${perRound.length} rounds, range ${range}; pooled ${pooledValue.toFixed(3)}`
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
 /**
