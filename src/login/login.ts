@@ -326,10 +326,10 @@ export class LoginService {
     if (returning) {
       // The provider's newest grant is written while the session's row and signature are
       // made, not before them; the session is stored only once it is kept.
-      const grantKept = profile.grant && this.deps.links.keepGrant(identity, profile.grant)
+      const grantKept = profile.grant ? this.deps.links.keepGrant(identity, profile.grant) : undefined
       // Handled: its failure is thrown where the session is started, or lost with a failure before that.
-      if (grantKept) grantKept.catch(() => {})
-      return this.authenticated(returning.user, false, client, returning.scopes, grantKept || undefined)
+      grantKept?.catch(() => {})
+      return this.authenticated(returning.user, false, client, returning.scopes, grantKept)
     }
 
     const { subject: _subject, grant: _grant, ...known } = profile
