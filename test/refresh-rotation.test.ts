@@ -56,6 +56,19 @@ t.test('a lost answer across an upgrade: a successor sealed by the previous vers
   t.equal(again.json().refreshToken, successor, 'the same successor')
 })
 
+t.test('a rotation stores what earlier versions read: raw SHA-256 hashes and a raw 32-byte seal (a rolling upgrade or a rollback keeps sessions)', async (t) => {
+  const { refreshToken: original } = await login('stored-form')
+  const successor = (await refresh(original)).json().refreshToken as string
+  const [before, after] = [parseRefreshToken(original)!, parseRefreshToken(successor)!]
+  const key = sessionKeys.session(before.userId, before.sessionId)
+  const sha256 = (...parts: (string | Buffer)[]) => parts.reduce((digest, part) => digest.update(part), createHash('sha256')).digest()
+  const [live, prev, sealed] = await gateway.redis.hmgetBuffer(key, 'live', 'prev', 'sealed')
+  t.same(live, sha256(after.secret), "the live token's hash, as 32 bytes")
+  t.same(prev, sha256(before.secret), "its predecessor's hash, as 32 bytes")
+  const pad = sha256('seal:', before.secret)
+  t.same(sealed, Buffer.from(after.secret.map((byte, index) => byte ^ pad[index]!)), 'the successor sealed with its predecessor, as 32 bytes')
+})
+
 t.test('REFRESH_REUSE_GRACE=0: strict rotation, the previous token is reuse at once', async (t) => {
   const strict = await startTestGateway({ database: 'pglite', env: { REFRESH_REUSE_GRACE: '0' } })
   t.teardown(() => strict.close())

@@ -11,6 +11,12 @@
 //   unknown        expired, ended, forged or not ours: refused
 // The storage this flow needs is one Redis script call; the session's other scripts live in
 // session-store.ts.
+//
+// The script's arguments and answers are all text: ioredis builds a command that carries a
+// Buffer through a path several times as costly as an all-string one, on every refresh. So
+// the secrets' hashes and the seal travel as hex, and the script keeps them as the 32 raw
+// bytes every version before this one stored and reads (a rolling upgrade or a rollback
+// keeps every session).
 
 import { hash } from 'node:crypto'
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
@@ -27,7 +33,14 @@ const ROTATE = `${NOW}${TAG}
 -- KEYS: 1 session, 2 user's session index, 3 user's scopes
 -- ARGV: 1 presented generation, 2 presented secret hash, 3 presented tag, 4 successor secret hash,
 --       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1'),
---       10 refreshes allowed per session and minute
+--       10 refreshes allowed per session and minute; 2, 4 and 5 in hex (32 bytes each)
+local function raw(text)
+  local function word(at) return tonumber(string.sub(text, at, at + 7), 16) end
+  return struct.pack('>I4I4I4I4I4I4I4I4', word(1), word(9), word(17), word(25), word(33), word(41), word(49), word(57))
+end
+local function hex(bytes)
+  return (string.gsub(bytes, '.', function(byte) return string.format('%02x', string.byte(byte)) end))
+end
 local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count', 'created')
 if not s[1] then return {'unknown'} end
 local live, presented = tonumber(s[1]), tonumber(ARGV[1])
@@ -45,12 +58,13 @@ local function overLimit()
 end
 -- The whole token must be ours: secret and tag (a flipped tag is not the live token).
 local genuine = sameTag(ARGV[3], s[5], presented)
-if presented == live and ARGV[2] == s[2] and genuine then
+local presentedHash = raw(ARGV[2])
+if presented == live and presentedHash == s[2] and genuine then
   if ARGV[6] ~= s[7] then return {'wrong_channel'} end
   local wait = overLimit()
   if wait then return {'limited', tostring(wait)} end
   local ttl = math.min(tonumber(ARGV[7]), remaining)
-  redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', ARGV[4], 'prev', s[2], 'sealed', ARGV[5], 'lastUsed', now)
+  redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', raw(ARGV[4]), 'prev', s[2], 'sealed', raw(ARGV[5]), 'lastUsed', now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZADD', KEYS[2], now, ARGV[8])
   if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
@@ -58,10 +72,10 @@ if presented == live and ARGV[2] == s[2] and genuine then
 end
 -- The predecessor of a live token nobody has presented yet: its answer was lost, or a
 -- parallel request raced it. Same successor, however late, until the session ends.
-if presented == live - 1 and ARGV[2] == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
+if presented == live - 1 and presentedHash == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
   local wait = overLimit()
   if wait then return {'limited', tostring(wait)} end
-  return {'grace', tostring(live), tag(s[5], live), s[4], tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
+  return {'grace', tostring(live), tag(s[5], live), hex(s[4]), tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
 end
 -- A token this session really issued and has since rotated, on either channel: reuse.
 if presented < live and genuine then
@@ -89,7 +103,7 @@ export interface LiveToken {
 
 type RotationResult =
   | ({ outcome: 'rotated' } & LiveToken)
-  | ({ outcome: 'grace'; sealedSecret: Buffer } & LiveToken)
+  | ({ outcome: 'grace'; sealedSecret: string } & LiveToken)
   | { outcome: 'limited'; retryAfterMs: number }
   | { outcome: 'unknown' | 'wrong_channel' | 'reuse' }
 
@@ -120,7 +134,7 @@ export class RefreshRotation {
         this.audit.countRefresh('rotated')
         return issued(parts, result, successorSecret)
       case 'grace': {
-        const sameSuccessor = unsealWith(parts.secret, result.sealedSecret)
+        const sameSuccessor = unsealWith(parts.secret, Buffer.from(result.sealedSecret, 'hex'))
         if (!sameSuccessor) throw new InvalidGrant('the refresh token is invalid')
         this.audit.countRefresh('grace')
         return issued(parts, result, sameSuccessor)
@@ -147,22 +161,22 @@ export class RefreshRotation {
   private async run(parts: RefreshTokenParts, successorSecret: Buffer, client: SessionClient): Promise<RotationResult> {
     const { userId, sessionId, generation, secret, tag } = parts
     const [outcome, ...rest] = await inRedis(this.redis, () =>
-      replicatedWrite<Buffer[]>(
-        this.redis, this.waitReplicas, 'rotateRefreshTokenBuffer',
+      replicatedWrite<string[]>(
+        this.redis, this.waitReplicas, 'rotateRefreshToken',
         sessionKeys.session(userId, sessionId), sessionKeys.index(userId), sessionKeys.scopes(userId),
-        generation, hashOfSecret(secret), tag, hashOfSecret(successorSecret), sealWith(secret, successorSecret), client.channel,
+        generation, hexHashOf(secret), tag, hexHashOf(successorSecret), sealWith(secret, successorSecret).toString('hex'), client.channel,
         this.policy.refreshTokenTtl * 1000, sessionId, this.policy.refreshReuseGrace === 0 ? '1' : '0', this.policy.refreshesPerMinute,
       ),
     )
-    switch (text(outcome)) {
+    switch (outcome) {
       case 'rotated':
         return { outcome: 'rotated', ...liveToken(rest) }
       case 'grace': {
         const [gen, liveTag, sealed, ...others] = rest
-        return { outcome: 'grace', sealedSecret: sealed ?? Buffer.alloc(0), ...liveToken([gen, liveTag, ...others]) }
+        return { outcome: 'grace', sealedSecret: sealed ?? '', ...liveToken([gen, liveTag, ...others]) }
       }
       case 'limited':
-        return { outcome: 'limited', retryAfterMs: Number(text(rest[0])) }
+        return { outcome: 'limited', retryAfterMs: Number(rest[0]) }
       case 'reuse':
         return { outcome: 'reuse' }
       case 'wrong_channel':
@@ -173,17 +187,15 @@ export class RefreshRotation {
   }
 }
 
-const text = (value: Buffer | undefined) => value?.toString() ?? ''
-
 /** The live token's fields, in the order ROTATE returns them after its outcome (and, for grace, the sealed secret). */
-function liveToken([gen, liveTag, ttl, resource, scopes, created]: (Buffer | undefined)[]): LiveToken {
+function liveToken([gen, liveTag, ttl, resource, scopes, created]: (string | undefined)[]): LiveToken {
   return {
-    generation: Number(text(gen)),
-    tag: text(liveTag),
-    ttlMs: Number(text(ttl)),
-    resource: text(resource),
-    cachedScopes: text(scopes),
-    createdAt: Number(text(created)),
+    generation: Number(gen),
+    tag: liveTag ?? '',
+    ttlMs: Number(ttl),
+    resource: resource ?? '',
+    cachedScopes: scopes ?? '',
+    createdAt: Number(created),
   }
 }
 
@@ -204,6 +216,9 @@ function issued(parts: RefreshTokenParts, live: LiveToken, secret: Buffer): Issu
 export function hashOfSecret(secret: Buffer): Buffer {
   return hash('sha256', secret, 'buffer') as unknown as Buffer
 }
+
+/** hashOfSecret in hex, as ROTATE takes it. */
+const hexHashOf = (secret: Buffer): string => hash('sha256', secret, 'hex')
 
 export function originOfClient(client: SessionClient): RequestOrigin {
   return { ip: client.ip, userAgent: client.label }

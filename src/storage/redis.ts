@@ -152,7 +152,7 @@ async function assertNoEviction(redis: RedisClient): Promise<void> {
  * take it as done and retries (the session scripts are written to be run again).
  *
  * `command` is the client's own method: a built-in (`set`) or a script given to
- * `defineCommand` (`startSession`, `rotateRefreshTokenBuffer`). With `replicas` 0 it is
+ * `defineCommand` (`startSession`, `rotateRefreshToken`). With `replicas` 0 it is
  * simply called. Call it inside inRedis, like any Redis call.
  */
 export async function replicatedWrite<T>(redis: RedisClient, replicas: number, command: string, ...args: RedisValue[]): Promise<T> {
