@@ -13,10 +13,10 @@
 // session-store.ts.
 //
 // The script's arguments and answers are all text: ioredis builds a command that carries a
-// Buffer through a path several times as costly as an all-string one, on every refresh. So
-// the secrets' hashes and the seal travel as hex, and the script keeps them as the 32 raw
-// bytes every version before this one stored and reads (a rolling upgrade or a rollback
-// keeps every session).
+// Buffer on a path about 2.5 times as costly as an all-string one, on every refresh. So the
+// secrets' hashes and the seal travel as hex, and the script stores them as the 32 raw bytes
+// that session-store.ts's scripts and earlier versions store and read: during a rolling
+// upgrade, or after a rollback, every instance still reads every session.
 
 import { hash } from 'node:crypto'
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
@@ -38,6 +38,7 @@ local function raw(text)
   local function word(at) return tonumber(string.sub(text, at, at + 7), 16) end
   return struct.pack('>I4I4I4I4I4I4I4I4', word(1), word(9), word(17), word(25), word(33), word(41), word(49), word(57))
 end
+-- Any length: a seal left by an older version (AES-GCM) is longer than 32 bytes.
 local function hex(bytes)
   return (string.gsub(bytes, '.', function(byte) return string.format('%02x', string.byte(byte)) end))
 end
