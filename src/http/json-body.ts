@@ -35,9 +35,17 @@ export function strictnessProblem(json: string): string | undefined {
     const char = json[at]
     if (char === '"') {
       let end = at + 1
-      while (json[end] !== '"') end += json[end] === '\\' ? 2 : 1
-      const text = JSON.parse(json.slice(at, end + 1)) as string
-      if (text.includes('\u0000')) return 'the body must not contain U+0000 (NUL)'
+      let escaped = false
+      while (json[end] !== '"') {
+        if (json[end] === '\\') {
+          escaped = true
+          end += 2
+        } else end += 1
+      }
+      // JSON.parse refused raw control characters: only an escape can spell U+0000, or spell
+      // a key differently. A string without one is its own text.
+      const text = escaped ? (JSON.parse(json.slice(at, end + 1)) as string) : json.slice(at + 1, end)
+      if (escaped && text.includes('\u0000')) return 'the body must not contain U+0000 (NUL)'
       if (expectingKey) {
         const keys = open.at(-1)!
         if (keys.has(text)) return `the body has the key ${JSON.stringify(text.slice(0, 64))} more than once in one object`
