@@ -20,7 +20,7 @@ const NATIVE_APP_KEY = 'kakao-native-app-key'
 // Through the registry: importing providers/kakao.js first would run into the settings → config → registry cycle.
 const kakaoDefinition = providerDefinitions.find((definition) => definition.name === 'kakao') as ProviderDefinition<KakaoSettings>
 
-const { kakao, env: kakaoEnv } = await startKakao({ KAKAO_AUDIENCES: NATIVE_APP_KEY, PROVIDER_HTTP_TIMEOUT: '1' })
+const { kakao, env: kakaoEnv } = await startKakao({ KAKAO_AUDIENCES: NATIVE_APP_KEY })
 t.teardown(() => kakao.stop())
 const gateway = await startTestGateway({ database: 'pglite', env: kakaoEnv })
 t.teardown(() => gateway.close())
@@ -68,16 +68,16 @@ async function createsNobody<T>(t: Test, attempt: () => Promise<T>, gw: TestGate
 }
 
 /** A code login whose next call to `endpoint` gets `fault`: the answer, its duration, and no trace in the database. */
-async function loginWithFault(t: Test, endpoint: KakaoEndpoint, fault: KakaoFault) {
+async function loginWithFault(t: Test, endpoint: KakaoEndpoint, fault: KakaoFault, gw: TestGateway = gateway) {
   const account = member({ nickname: 'Faulty' })
-  const { authorizationUrl, state } = await start()
+  const { authorizationUrl, state } = await start(gw)
   const code = await codeFor(authorizationUrl, account)
   kakao.fail(endpoint, fault)
   const began = Date.now()
-  const response = await createsNobody(t, () => postLogin({ code, redirectUri: REDIRECT_URI, state }))
+  const response = await createsNobody(t, () => postLogin({ code, redirectUri: REDIRECT_URI, state }, gw), gw)
   const elapsed = Date.now() - began
   kakao.clearFaults()
-  t.equal(await identityOf(account.id), null, 'the member has no identity')
+  t.equal(await identityOf(account.id, gw), null, 'the member has no identity')
   return { response, elapsed, account }
 }
 
@@ -340,6 +340,10 @@ t.test('a token Kakao no longer knows (-401 with a Bearer challenge) is 401: the
 })
 
 t.test('Kakao down or closing connections is 502; a hang is 504 within the timeout', async (t) => {
+  // The timeouts on a gateway of their own: with one second for every test in this file, a
+  // first login that is merely slow on a busy machine would time out.
+  const impatient = await startTestGateway({ database: 'pglite', env: { ...kakaoEnv, PROVIDER_HTTP_TIMEOUT: '1' } })
+  t.teardown(() => impatient.close())
   await t.test('connection refused', async (t) => {
     const account = member({ nickname: 'Offline' })
     const { authorizationUrl, state } = await start()
@@ -362,7 +366,7 @@ t.test('Kakao down or closing connections is 502; a hang is 504 within the timeo
       t.equal(response.statusCode, 502, { body: response.body })
     })
     await t.test(`${endpoint} too slow`, async (t) => {
-      const { response, elapsed } = await loginWithFault(t, endpoint, { kind: 'slow', delayMs: 5000 })
+      const { response, elapsed } = await loginWithFault(t, endpoint, { kind: 'slow', delayMs: 5000 }, impatient)
       t.equal(response.statusCode, 504, { body: response.body })
       t.equal(response.json().error, 'provider_timeout')
       t.ok(elapsed < 3000, `gave up after PROVIDER_HTTP_TIMEOUT=1 (${elapsed} ms)`)
@@ -374,7 +378,7 @@ t.test('Kakao down or closing connections is 502; a hang is 504 within the timeo
     kakao.fail('tokenInfo', { kind: 'hang' })
     t.teardown(() => kakao.clearFaults())
     const began = Date.now()
-    const response = await createsNobody(t, () => postLogin({ accessToken: sdk.accessToken }))
+    const response = await createsNobody(t, () => postLogin({ accessToken: sdk.accessToken }, impatient), impatient)
     t.equal(response.statusCode, 504, { body: response.body })
     t.ok(Date.now() - began < 3000, 'bounded')
   })
