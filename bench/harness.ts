@@ -311,7 +311,6 @@ export interface Column {
 
 const percentOfCpu = (cpus?: number) => (cpus === undefined ? 'n/a' : `${(cpus * 100).toFixed(0)} % CPU`)
 
-/** Columns a benchmark may add to the table, after the load generator's figures. */
 /** The middle value; for an even count, the mean of the two middle ones. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -319,6 +318,7 @@ export function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
+/** Columns a benchmark may add to the table, after the load generator's figures. */
 export const columns = {
   serverThreadBusy: { title: 'server thread busy', cell: (row) => `${(row.serverThreadBusy * 100).toFixed(0)} %` },
   serverCpuPerRequest: { title: 'server CPU µs/req', cell: (row) => row.cpuPerRequest.toFixed(0) },
