@@ -77,8 +77,13 @@ export interface ProviderNotice {
   once?: { id: string; expiresAt: number }
 }
 
-/** Told the subject a provider vouched for, before its profile is read. */
-export type SubjectVouched = (subject: string) => void
+/**
+ * Told the subject a provider vouched for, before its profile is read. Answers whether an
+ * account here is already linked to it (false also when that could not be told): a
+ * returning user's login needs nothing from the profile, so a provider whose profile is a
+ * call of its own (Kakao's /v2/user/me) need not make it.
+ */
+export type SubjectVouched = (subject: string) => Promise<boolean>
 
 export interface IdentityProvider {
   /** The name clients use in `provider`, e.g. "google". */
@@ -89,7 +94,8 @@ export interface IdentityProvider {
    * `vouched` hears the subject as soon as the provider has vouched for it (its token
    * endpoint's answer, whose signature may still be under check), when the profile still
    * needs a call of its own (Kakao's /v2/user/me), so the caller can look the account up
-   * meanwhile; the login still fails if that call or the signature check does.
+   * meanwhile; the login still fails if the signature check does. For a subject it says
+   * has an account, the profile may be the ID token's claims alone (the call not made).
    */
   exchangeCode(credential: CodeCredential, vouched?: SubjectVouched): Promise<ProviderProfile>
   /**

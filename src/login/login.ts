@@ -368,10 +368,10 @@ export class LoginService {
 const statusOf = (outcome: LoginOutcome): LoginEnding => outcome.status
 
 /**
- * A login's account lookup, started as soon as the provider vouched for the subject while
- * it still reads the profile (Kakao: the ID token, then /v2/user/me), so the database round
- * trip runs during the provider's. It only reads: nothing is written before the whole
- * exchange succeeded, and an exchange that fails leaves its result unread.
+ * A login's account lookup, started as soon as the provider vouched for the subject, before
+ * its profile is read (Kakao: the ID token, then /v2/user/me only for a subject without an
+ * account). It only reads: nothing is written before the whole exchange succeeded, and an
+ * exchange that fails leaves its result unread.
  */
 class AccountLookup {
   private early?: { subject: string; found: Promise<ReturningUser | undefined> }
@@ -380,9 +380,9 @@ class AccountLookup {
 
   readonly vouched: SubjectVouched = (subject) => {
     const found = this.lookUp(subject)
-    // Read by find(); left unread when the exchange fails, and its failure must not go unhandled.
-    found.catch(() => {})
     this.early = { subject, found }
+    // A failed lookup says "not known": the provider reads the profile, and find() throws the failure.
+    return found.then((user) => user !== undefined, () => false)
   }
 
   /** The early lookup when it was for this subject, else a lookup now. */

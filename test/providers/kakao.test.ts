@@ -424,28 +424,27 @@ t.test('malformed and oversized Kakao answers are 502 and create nobody', async 
   })
 })
 
-t.test('a returning member is looked up while Kakao reads the profile; nothing is decided before Kakao answered', async (t) => {
-  await t.test('a returning member: the account is looked up while /v2/user/me is asked, yet no session starts when that call fails', async (t) => {
+t.test('a returning member is known by the ID token alone; nothing is decided before its signature is checked', async (t) => {
+  await t.test("a new member's profile is read; a returning member's login asks Kakao for the token only", async (t) => {
     const account = member({ nickname: 'Returning' })
+    const seenFirst = kakao.requests.length
     const first = await login(account)
     t.equal(first.statusCode, 200, { body: first.body })
+    t.same(kakao.requests.slice(seenFirst).map((request) => request.endpoint).filter((endpoint) => endpoint !== 'authorize' && endpoint !== 'consent'), ['token', 'me'], "the new member's profile was read")
     const userId = first.json().user.id as string
-    for (const fault of [{ kind: 'status', status: 500, body: 'Internal Server Error' }, { kind: 'malformed' }] as const) {
-      const { authorizationUrl, state } = await start()
-      const code = await codeFor(authorizationUrl, account)
-      kakao.fail('me', fault)
-      const response = await postLogin({ code, redirectUri: REDIRECT_URI, state })
-      kakao.clearFaults()
-      t.equal(response.statusCode, 502, { body: response.body })
-      t.notOk(response.json().accessToken, 'no token')
-    }
-    t.equal(await gateway.redis.zcard(sessionKeys.index(userId)), 1, 'only the first login holds a session')
-    t.equal(await gateway.database.prisma.auditEvent.count({ where: { userId, action: 'session.started' } }), 1, 'and only it was audited')
-    const again = await login(account)
-    t.equal(again.json().user?.id, userId, 'the same member logs in to the same account once Kakao answers')
+    const { authorizationUrl, state } = await start()
+    const code = await codeFor(authorizationUrl, account)
+    // The profile API would fail now: a returning member's login must not need it.
+    kakao.fail('me', { kind: 'status', status: 500, body: 'Internal Server Error' })
+    t.teardown(() => kakao.clearFaults())
+    const seen = kakao.requests.length
+    const again = await postLogin({ code, redirectUri: REDIRECT_URI, state })
+    t.equal(again.statusCode, 200, { body: again.body })
+    t.match(again.json(), { status: 'authenticated', isNewUser: false, user: { id: userId, nickname: 'Returning' } })
+    t.same(kakao.requests.slice(seen).map((request) => request.endpoint), ['token'], 'Kakao was asked for the token, not the profile')
   })
 
-  await t.test('a returning member whose ID token is not signed by Kakao: the profile call made meanwhile starts no session', async (t) => {
+  await t.test('a returning member whose ID token is not signed by Kakao starts no session', async (t) => {
     const account = member({ nickname: 'Forged' })
     const first = await login(account)
     t.equal(first.statusCode, 200, { body: first.body })
@@ -461,23 +460,25 @@ t.test('a returning member is looked up while Kakao reads the profile; nothing i
     t.equal(await gateway.database.prisma.auditEvent.count({ where: { userId, action: 'session.started' } }), 1, 'and only it was audited')
   })
 
-  await t.test('an account deleted while its login waits on /v2/user/me: that login starts no session, and the account stays gone', async (t) => {
-    // No job delivery: Kakao must still know the member when the profile call is answered.
+  await t.test("an account deleted while its login waits on Kakao's key set: that login starts no session, and the account stays gone", async (t) => {
+    // No job delivery: Kakao must still know the member when its keys are sent.
     const quiet = await startTestGateway({ database: 'pglite', env: { ...kakaoEnv, JOB_CONCURRENCY: '0' } })
     t.teardown(() => quiet.close())
     const account = member({ nickname: 'Leaving' })
-    const first = await login(account, quiet)
+    // Signed up with the native SDK's access token: this gateway has not fetched Kakao's key set yet.
+    const first = await postLogin({ accessToken: (await kakao.sdkLogin(account, { clientId: NATIVE_APP_KEY })).accessToken }, quiet)
     t.equal(first.statusCode, 200, { body: first.body })
     const { accessToken, user } = first.json() as { accessToken: string; user: { id: string } }
     const { authorizationUrl, state } = await start(quiet)
     const code = await codeFor(authorizationUrl, account)
-    kakao.fail('me', { kind: 'slow', delayMs: 300 })
+    kakao.fail('jwks', { kind: 'slow', delayMs: 1500 })
     t.teardown(() => kakao.clearFaults())
-    const profileCalls = () => kakao.requests.filter((request) => request.endpoint === 'me').length
-    const asked = profileCalls()
+    const keySetCalls = () => kakao.requests.filter((request) => request.endpoint === 'jwks').length
+    const asked = keySetCalls()
     const late = postLogin({ code, redirectUri: REDIRECT_URI, state }, quiet)
-    // Once Kakao is asked for the profile, the gateway has found the account.
-    await until('the profile call', () => profileCalls() > asked)
+    // The account lookup starts with the key set's fetch and is done long before the keys arrive.
+    await until("the key set's fetch", () => keySetCalls() > asked)
+    await new Promise((resolve) => setTimeout(resolve, 300))
     const deleted = await quiet.app.inject({ method: 'DELETE', url: '/auth/me', headers: { authorization: `Bearer ${accessToken}` } })
     t.equal(deleted.statusCode, 204, { body: deleted.body })
     const response = await late
@@ -559,6 +560,16 @@ t.test('native SDK access tokens', async (t) => {
     t.match(response.json(), { status: 'authenticated', isNewUser: true, user: { nickname: 'Sdk', email: 'sdk@example.com' } })
     t.same(kakao.requests.slice(seen).map((r) => r.endpoint), ['tokenInfo', 'me'])
     t.equal((await identityOf(account.id))?.subject, account.id)
+
+    // Back with a new token: access_token_info names the member, whose profile is not read again.
+    const returning = await kakao.sdkLogin(account, { clientId: NATIVE_APP_KEY })
+    kakao.fail('me', { kind: 'status', status: 500, body: 'Internal Server Error' })
+    t.teardown(() => kakao.clearFaults())
+    const seenAgain = kakao.requests.length
+    const again = await postLogin({ accessToken: returning.accessToken })
+    t.equal(again.statusCode, 200, { body: again.body })
+    t.match(again.json(), { status: 'authenticated', isNewUser: false, user: { id: response.json().user.id, nickname: 'Sdk' } })
+    t.same(kakao.requests.slice(seenAgain).map((r) => r.endpoint), ['tokenInfo'], 'the returning member: access_token_info only')
   })
 
   await t.test('one issued to another Kakao app is 401, and its profile is never read', async (t) => {
