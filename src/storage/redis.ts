@@ -184,30 +184,37 @@ const commandTimeouts = new WeakMap<RedisClient, number>()
 
 /**
  * Runs one Redis interaction on `redis`; any failure, or no answer within the deadline,
- * becomes StorageUnavailable (503). The deadline runs from here, not from when ioredis
- * writes the command: with auto-pipelining a command waits for the pipeline ahead of it, so
- * a stall would otherwise stack one command timeout per pipeline. A command abandoned this
- * way may still run later (Redis executes what reached its socket): the scripts are written
- * for that. Commands are always sent, so an undo step (putting back what a failed request
- * took) issued before a client's retry reaches Redis ahead of it.
+ * becomes StorageUnavailable (503). The deadline starts in the turn of the event loop after
+ * the call, the turn in which ioredis writes an auto-pipelined command (its setImmediate,
+ * queued by `operation`, runs ahead of ours): a process too busy to send the command does
+ * not count its own busyness as Redis' lateness. It does not wait for the write itself: with
+ * auto-pipelining a command waits for the pipeline ahead of it, so a stall would otherwise
+ * stack one deadline per pipeline. A command abandoned this way may still run later (Redis
+ * executes what reached its socket): the scripts are written for that. Commands are always
+ * sent, so an undo step (putting back what a failed request took) issued before a client's
+ * retry reaches Redis ahead of it.
  */
 export async function inRedis<T>(redis: RedisClient, operation: () => Promise<T>): Promise<T> {
   const deadlineMs = stalled.has(redis) ? STALLED_CALL_TIMEOUT_MS : (commandTimeouts.get(redis) ?? DEFAULT_COMMAND_TIMEOUT_MS)
+  let starting: NodeJS.Immediate | undefined
   let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => {
-    // The timer can fire in the same turn of the event loop as an answer already waiting on
-    // the socket (after the process itself was busy): let that turn read it first, so the
-    // deadline counts only Redis' lateness.
-    timer = setTimeout(() => setImmediate(() => reject(new RedisStalled(deadlineMs))), deadlineMs)
-  })
   try {
-    const answer = await Promise.race([operation(), late])
+    const answer = operation()
+    const late = new Promise<never>((_, reject) => {
+      starting = setImmediate(() => {
+        // The timer can fire in the same turn of the event loop as an answer already waiting
+        // on the socket (after the process itself was busy): let that turn read it first.
+        timer = setTimeout(() => setImmediate(() => reject(new RedisStalled(deadlineMs))), deadlineMs)
+      })
+    })
+    const result = await Promise.race([answer, late])
     stalled.delete(redis)
-    return answer
+    return result
   } catch (error) {
     if (error instanceof RedisStalled) stalled.add(redis)
     throw new StorageUnavailable('the session store is unavailable', { cause: error })
   } finally {
+    clearImmediate(starting)
     clearTimeout(timer)
   }
 }

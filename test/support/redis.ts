@@ -24,6 +24,8 @@ export interface TestRedis {
   pause(): void;
   /** SIGCONT after pause(). */
   resume(): void;
+  /** SIGSTOP now, SIGCONT `ms` later from a process of its own: it comes even while this one is too busy to run a timer. */
+  pauseFor(ms: number): void;
   /** SIGKILL, as a machine that dies: no shutdown, no goodbye to replicas; resolves once it has exited. */
   crash(): Promise<void>;
 }
@@ -255,6 +257,11 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
     resume() {
       if (!current) throw new Error('redis is not running');
       process.kill(current.pid, 'SIGCONT');
+    },
+    pauseFor(ms) {
+      if (!current) throw new Error('redis is not running');
+      process.kill(current.pid, 'SIGSTOP');
+      spawn('/bin/sh', ['-c', `sleep ${ms / 1000}; kill -CONT ${current.pid}`], { stdio: 'ignore' }).unref();
     },
     async crash() {
       if (!current) throw new Error('redis is not running');
