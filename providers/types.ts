@@ -92,10 +92,10 @@ export interface IdentityProvider {
   /**
    * Exchanges the code server-side, validates any ID token, and reads the profile.
    * `vouched` hears the subject as soon as the provider has vouched for it (its token
-   * endpoint's answer, whose signature may still be under check), when the profile still
-   * needs a call of its own (Kakao's /v2/user/me), so the caller can look the account up
-   * meanwhile; the login still fails if the signature check does. For a subject it says
-   * has an account, the profile may be the ID token's claims alone (the call not made).
+   * endpoint's answer, whose signature may still be under check), when the profile would
+   * need a call of its own (Kakao's /v2/user/me): the caller looks the account up meanwhile,
+   * and for a subject with an account the profile may be the ID token's claims alone (the
+   * call not made). The login still fails if the signature check does.
    */
   exchangeCode(credential: CodeCredential, vouched?: SubjectVouched): Promise<ProviderProfile>
   /**
