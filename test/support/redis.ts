@@ -259,9 +259,8 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
       process.kill(current.pid, 'SIGCONT');
     },
     pauseFor(ms) {
-      if (!current) throw new Error('redis is not running');
-      process.kill(current.pid, 'SIGSTOP');
-      spawn('/bin/sh', ['-c', `sleep ${ms / 1000}; kill -CONT ${current.pid}`], { stdio: 'ignore' }).unref();
+      handle.pause();
+      spawn('/bin/sh', ['-c', `sleep ${ms / 1000}; kill -CONT ${current!.pid}`], { stdio: 'ignore' }).unref();
     },
     async crash() {
       if (!current) throw new Error('redis is not running');
