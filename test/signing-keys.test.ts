@@ -3,8 +3,7 @@
 // ES256 by default; RS256 and EdDSA keys by choice (SIGNING_ALGORITHM, or the key's type).
 
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as jose from 'jose'
 import t from 'tap'
@@ -22,7 +21,7 @@ async function privateJwk(alg: 'ES256' | 'RS256' | 'EdDSA', kid: string) {
 const TOKEN_OPTIONS = { issuer: 'https://gw', audience: 'https://gw', ttlSeconds: 60, appClientId: 'app' }
 
 t.test('development generates one key, keeps it on disk, and reuses it at the next start', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'gw-keys-'))
+  const dataDir = t.testdir()
   const first = await loadSigningKeys({ dataDir, production: false })
   const second = await loadSigningKeys({ dataDir, production: false })
   t.equal(second.current.kid, first.current.kid, 'the kid is stable across restarts')
@@ -33,7 +32,7 @@ t.test('development generates one key, keeps it on disk, and reuses it at the ne
 })
 
 t.test('SIGNING_KEYS from a file: the first key signs, every key is published without private parts', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'gw-keys-'))
+  const dir = t.testdir()
   const file = join(dir, 'keys.json')
   await writeFile(file, JSON.stringify({ keys: [await privateJwk('EdDSA', 'new'), await privateJwk('ES256', 'old')] }))
   const keys = await loadSigningKeys({ signingKeys: file, dataDir: dir, production: true })
@@ -89,7 +88,7 @@ t.test('an RSA key in SIGNING_KEYS signs RS256 tokens and publishes only n and e
 })
 
 t.test('SIGNING_ALGORITHM picks the generated key type; switching keeps the other key published', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'gw-keys-'))
+  const dataDir = t.testdir()
   const es256 = await loadSigningKeys({ dataDir, production: false })
   t.equal(es256.current.alg, 'ES256', 'ES256 by default')
   const rs256 = await loadSigningKeys({ dataDir, signingAlgorithm: 'RS256', production: false })
