@@ -76,6 +76,22 @@ t.test('refreshes are limited per session, not per address (carrier NAT)', async
   t.equal((await refresh(other.refreshToken)).statusCode, 200, "the same user's other session is not limited")
 })
 
+t.test("a lost answer's retries (the previous token again) count against the session's allowance too", async (t) => {
+  const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_REFRESH: '3' } })
+  t.teardown(() => gateway.close())
+  const refresh = (refreshToken: string) => gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
+  const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'retrier', name: 'Rae' })).json()
+  const first = await refresh(refreshToken)
+  t.equal(first.statusCode, 200)
+  for (let retry = 1; retry <= 2; retry++) {
+    const again = await refresh(refreshToken)
+    t.equal(again.statusCode, 200, `retry ${retry}: the same successor`)
+    t.equal(again.json().refreshToken, first.json().refreshToken)
+  }
+  t.equal((await refresh(refreshToken)).statusCode, 429, 'the fourth presentation in a minute is refused')
+  t.equal((await refresh(first.json().refreshToken)).statusCode, 429, 'and so is the live token: the allowance is the session\'s')
+})
+
 t.test('behind a trusted proxy each client address has its own budget', async (t) => {
   const gateway = await startTestGateway({ database: 'pglite', env: { RATE_LIMIT_LOGIN: '2', TRUST_PROXY: '127.0.0.1' } })
   t.teardown(() => gateway.close())

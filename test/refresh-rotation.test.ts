@@ -141,6 +141,24 @@ t.test('MAX_SESSIONS_PER_USER: a login beyond it ends the least recently used se
   t.same(evicted.map((event) => event.sessionId), [parseRefreshToken(two.refreshToken)!.sessionId], 'the eviction is in the audit trail')
 })
 
+t.test("a session refreshed after its user's session index would have run out is still ended by a logout everywhere", async (t) => {
+  const { refreshToken, accessToken } = await login('index-keeper')
+  const { userId, sessionId } = parseRefreshToken(refreshToken)!
+  const index = sessionKeys.index(userId)
+  // Weeks later: the lead the session gave its index is used up, and the index has 1.5 s left.
+  await gateway.redis.hset(sessionKeys.session(userId, sessionId), 'indexUntil', '0')
+  await gateway.redis.pexpire(index, 1500)
+  const refreshed = await refresh(refreshToken)
+  t.equal(refreshed.statusCode, 200)
+  const ttlMs = refreshed.json().refreshExpiresIn * 1000
+  const indexTtl = await gateway.redis.pttl(index)
+  t.ok(indexTtl >= ttlMs && indexTtl <= ttlMs * (17 / 16) + 1000, `the index lives as long as the session, by at most a sixteenth more (${indexTtl} ms for ${ttlMs} ms)`)
+  await new Promise((resolve) => setTimeout(resolve, 1600))
+  const everywhere = await app.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${accessToken}` } })
+  t.equal(everywhere.statusCode, 204)
+  t.equal((await refresh(refreshed.json().refreshToken)).statusCode, 401, 'the logout everywhere found the session and ended it')
+})
+
 /** Bytes a user with one session costs in Redis: every key of that user (session, index, scope cache). */
 async function bytesOfUser(gateway: TestGateway, userId: string): Promise<number> {
   const keys = await gateway.redis.keys(`gw:{${userId}}:*`)

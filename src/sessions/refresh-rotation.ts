@@ -27,9 +27,9 @@ import { inRedis, replicatedWrite, type RedisClient } from '../storage/redis.js'
 import { sessionKeys } from '../../verifier/session-keys.js'
 import { composeRefreshToken, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
 import type { IssuedRefreshToken, SessionClient, SessionPolicy } from './refresh-sessions.js'
-import { NOW, TAG } from './session-store.js'
+import { KEEP_INDEX, NOW, TAG } from './session-store.js'
 
-const ROTATE = `${NOW}${TAG}
+const ROTATE = `${NOW}${TAG}${KEEP_INDEX}
 -- KEYS: 1 session, 2 user's session index, 3 user's scopes
 -- ARGV: 1 presented generation, 2 presented secret hash, 3 presented tag, 4 successor secret hash,
 --       5 successor secret sealed with the presented one, 6 channel, 7 token ttl ms, 8 sid, 9 strict ('1'),
@@ -42,19 +42,19 @@ end
 local function hex(bytes)
   return (string.gsub(bytes, '.', function(byte) return string.format('%02x', string.byte(byte)) end))
 end
-local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count', 'created')
+local s = redis.call('HMGET', KEYS[1], 'gen', 'live', 'prev', 'sealed', 'key', 'exp', 'channel', 'resource', 'window', 'count', 'created', 'indexUntil')
 if not s[1] then return {'unknown'} end
 local live, presented = tonumber(s[1]), tonumber(ARGV[1])
 local remaining = tonumber(s[6]) - now
 if remaining <= 0 then return {'unknown'} end
 -- Counted per session, never per address (thousands of phones share one carrier NAT
 -- address), and only for presentations of this session's live token or its predecessor:
--- someone without them cannot use up the session's allowance.
+-- someone without them cannot use up the session's allowance. The count is stored with
+-- what the presentation writes anyway.
+local window, count = tonumber(s[9]) or 0, (tonumber(s[10]) or 0) + 1
+if now - window >= 60000 then window, count = now, 1 end
 local function overLimit()
-  local window, count = tonumber(s[9]) or 0, (tonumber(s[10]) or 0) + 1
-  if now - window >= 60000 then window, count = now, 1 end
   if count > tonumber(ARGV[10]) then return 60000 - (now - window) end
-  redis.call('HSET', KEYS[1], 'window', window, 'count', count)
   return false
 end
 -- The whole token must be ours: secret and tag (a flipped tag is not the live token).
@@ -65,10 +65,11 @@ if presented == live and presentedHash == s[2] and genuine then
   local wait = overLimit()
   if wait then return {'limited', tostring(wait)} end
   local ttl = math.min(tonumber(ARGV[7]), remaining)
-  redis.call('HSET', KEYS[1], 'gen', live + 1, 'live', raw(ARGV[4]), 'prev', s[2], 'sealed', raw(ARGV[5]), 'lastUsed', now)
+  local fields = {'gen', live + 1, 'live', raw(ARGV[4]), 'prev', s[2], 'sealed', raw(ARGV[5]), 'lastUsed', now, 'window', window, 'count', count}
+  local indexUntil = keepIndex(KEYS[2], ttl, s[12])
+  if indexUntil then table.insert(fields, 'indexUntil'); table.insert(fields, indexUntil) end
+  redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('ZADD', KEYS[2], now, ARGV[8])
-  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
   return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
 end
 -- The predecessor of a live token nobody has presented yet: its answer was lost, or a
@@ -76,6 +77,7 @@ end
 if presented == live - 1 and presentedHash == s[3] and genuine and ARGV[6] == s[7] and ARGV[9] ~= '1' then
   local wait = overLimit()
   if wait then return {'limited', tostring(wait)} end
+  redis.call('HSET', KEYS[1], 'window', window, 'count', count)
   return {'grace', tostring(live), tag(s[5], live), hex(s[4]), tostring(redis.call('PTTL', KEYS[1])), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
 end
 -- A token this session really issued and has since rotated, on either channel: reuse.

@@ -3,9 +3,10 @@
 //                        token's secret and of its predecessor's), sealed (the live secret,
 //                        readable only with the predecessor), key (the family key behind
 //                        the tokens' tags), exp (absolute end), channel (cookie | body),
-//                        created, lastUsed, label, resource, and the per-session refresh
-//                        count: window (start of the current minute) and count
-//   gw:{user}:index      sorted set of the user's session ids by last use (LRU eviction)
+//                        created, lastUsed (what eviction goes by), label, resource, the
+//                        per-session refresh count: window (start of the current minute) and
+//                        count, and indexUntil (see KEEP_INDEX)
+//   gw:{user}:index      sorted set of the user's session ids (scored by when they started)
 //   gw:{user}:scopes     the user's scopes per resource, cached (identity/user-scopes.ts):
 //                        the rotation returns them, so a refresh is one Redis call
 //   gw:{user}:deleted    set for an hour when the account is deleted: a login that found
@@ -37,7 +38,22 @@ local function tag(key, gen) return string.sub(redis.sha1hex(key .. ':' .. gen),
 local function sameTag(presented, key, gen) return redis.sha1hex(presented) == redis.sha1hex(tag(key, gen)) end
 `
 
-const START_SESSION = `${NOW}
+// The user's index must outlive each of its sessions: a session it no longer lists could not
+// be counted against MAX_SESSIONS_PER_USER or ended by a logout everywhere. Each session sees
+// to that itself, ahead of need by a sixteenth of its lifetime, and remembers until when (its
+// indexUntil): so most rotations leave the index alone, and an index outlives its last
+// session by at most that sixteenth. Follows NOW. Returns the session's new indexUntil, or
+// nil when the index already lives long enough.
+export const KEEP_INDEX = `
+local function keepIndex(indexKey, ttl, indexUntil)
+  if now + ttl <= (tonumber(indexUntil) or 0) then return nil end
+  local lead = ttl + math.floor(ttl / 16)
+  if redis.call('PTTL', indexKey) < lead then redis.call('PEXPIRE', indexKey, lead) end
+  return now + lead
+end
+`
+
+const START_SESSION = `${NOW}${KEEP_INDEX}
 -- KEYS: 1 user's session index, 2 session, 3 user's cached scopes, 4 the account's deletion mark
 -- ARGV: 1 sid, 2 secret hash, 3 family key, 4 token ttl ms, 5 max age ms, 6 channel, 7 label,
 --       8 end the user's other sessions ('1'), 9 session key prefix, 10 resource, 11 max sessions,
@@ -54,22 +70,22 @@ end
 if ARGV[8] == '1' then
   for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do finish(sid) end
 elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[11]) then
-  -- Forget sessions that expired by themselves, then end the least recently used.
+  -- Forget sessions that expired by themselves, then end the least recently used, by each
+  -- session's own lastUsed (a rotation touches only its session, not the index).
+  local live = {}
   for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if redis.call('EXISTS', ARGV[9] .. sid) == 0 then redis.call('ZREM', KEYS[1], sid) end
+    local used = redis.call('HGET', ARGV[9] .. sid, 'lastUsed')
+    if used then table.insert(live, {sid, tonumber(used)}) else redis.call('ZREM', KEYS[1], sid) end
   end
-  local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[11]) + 1
-  if excess > 0 then
-    for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do finish(sid) end
-  end
+  table.sort(live, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1]) end)
+  for i = 1, #live - tonumber(ARGV[11]) + 1 do finish(live[i][1]) end
 end
 local ttl = math.min(tonumber(ARGV[4]), tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HSET', KEYS[2], 'gen', 0, 'live', ARGV[2], 'prev', '', 'sealed', '', 'key', ARGV[3],
   'exp', now + tonumber(ARGV[5]), 'channel', ARGV[6], 'created', ARGV[12], 'lastUsed', now,
-  'label', ARGV[7], 'resource', ARGV[10])
+  'label', ARGV[7], 'resource', ARGV[10], 'indexUntil', keepIndex(KEYS[1], ttl, nil))
 redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 if ARGV[13] then
   redis.call('HSET', KEYS[3], ARGV[13], ARGV[14])
   redis.call('EXPIRE', KEYS[3], ARGV[15])
