@@ -141,6 +141,21 @@ t.test('MAX_SESSIONS_PER_USER: a login beyond it ends the least recently used se
   t.same(evicted.map((event) => event.sessionId), [parseRefreshToken(two.refreshToken)!.sessionId], 'the eviction is in the audit trail')
 })
 
+t.test('MAX_SESSIONS_PER_USER: a session that ran out by itself does not count; a live one never used again does', async (t) => {
+  const devices = []
+  for (const device of ['old', 'idle', 'busy']) devices.push(await login('cap-counting', { 'user-agent': `Device/${device}` }))
+  const [old, idle, busy] = devices as [(typeof devices)[0], (typeof devices)[0], (typeof devices)[0]]
+  const key = (token: string) => sessionKeys.session(parseRefreshToken(token)!.userId, parseRefreshToken(token)!.sessionId)
+  // The old device's session ran out (Redis expired it); the idle one lives but carries no last use.
+  await gateway.redis.del(key(old.refreshToken))
+  await gateway.redis.hdel(key(idle.refreshToken), 'lastUsed')
+  const busyNext = (await refresh(busy.refreshToken)).json().refreshToken as string
+  await login('cap-counting', { 'user-agent': 'Device/new' })
+  t.equal((await refresh(busyNext)).statusCode, 200, 'three live sessions with the new one: nobody is evicted')
+  await login('cap-counting', { 'user-agent': 'Device/newer' })
+  t.equal((await refresh(idle.refreshToken)).statusCode, 401, 'a fourth: the session without a last use goes first')
+})
+
 t.test("a session refreshed after its user's session index would have run out is still ended by a logout everywhere", async (t) => {
   const { refreshToken, accessToken } = await login('index-keeper')
   const { userId, sessionId } = parseRefreshToken(refreshToken)!

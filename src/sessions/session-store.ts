@@ -75,7 +75,9 @@ elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[11]) then
   local live = {}
   for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local used = redis.call('HGET', ARGV[9] .. sid, 'lastUsed')
-    if used then table.insert(live, {sid, tonumber(used)}) else redis.call('ZREM', KEYS[1], sid) end
+    if used then table.insert(live, {sid, tonumber(used)})
+    elseif redis.call('EXISTS', ARGV[9] .. sid) == 1 then table.insert(live, {sid, 0})
+    else redis.call('ZREM', KEYS[1], sid) end
   end
   table.sort(live, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1]) end)
   for i = 1, #live - tonumber(ARGV[11]) + 1 do finish(live[i][1]) end
