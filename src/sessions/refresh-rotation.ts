@@ -65,12 +65,14 @@ if presented == live and presentedHash == s[2] and genuine then
   local wait = overLimit()
   if wait then return {'limited', tostring(wait)} end
   local ttl = math.min(tonumber(ARGV[7]), remaining)
-  local fields = {'gen', live + 1, 'live', raw(ARGV[4]), 'prev', s[2], 'sealed', raw(ARGV[5]), 'lastUsed', now, 'window', window, 'count', count}
+  -- Numbers become text once each (the conversion is a measurable part of the script).
+  local nextGen, ttlText = tostring(live + 1), tostring(ttl)
+  local fields = {'gen', nextGen, 'live', raw(ARGV[4]), 'prev', s[2], 'sealed', raw(ARGV[5]), 'lastUsed', now, 'window', window, 'count', count}
   local indexUntil = keepIndex(KEYS[2], ttl, s[12])
   if indexUntil then table.insert(fields, 'indexUntil'); table.insert(fields, indexUntil) end
   redis.call('HSET', KEYS[1], unpack(fields))
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return {'rotated', tostring(live + 1), tag(s[5], live + 1), tostring(ttl), s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
+  redis.call('PEXPIRE', KEYS[1], ttlText)
+  return {'rotated', nextGen, tag(s[5], nextGen), ttlText, s[8], redis.call('HGET', KEYS[3], s[8]) or '', s[11]}
 end
 -- The predecessor of a live token nobody has presented yet: its answer was lost, or a
 -- parallel request raced it. Same successor, however late, until the session ends.
