@@ -68,8 +68,11 @@ function createClient(target: RedisTarget, commandTimeoutMs: number): RedisClien
   const reconnectDelay = (attempt: number) => Math.min(attempt * 100, 1000)
   const failFast = {
     enableOfflineQueue: false,
-    // Commands issued in the same tick share one socket write (each rotation stays one script).
-    enableAutoPipelining: true,
+    // No auto-pipelining: ioredis keeps one auto-pipeline in flight per connection and queues
+    // everything issued meanwhile behind it, which left the gateway's thread idle about 7 % of
+    // the time under refresh load (bench/README.md). Written at once, commands still share the
+    // connection without waiting for each other's answers.
+    enableAutoPipelining: false,
     lazyConnect: true,
   }
   const perConnection = {
@@ -185,14 +188,11 @@ const commandTimeouts = new WeakMap<RedisClient, number>()
 /**
  * Runs one Redis interaction on `redis`; any failure, or no answer within the deadline,
  * becomes StorageUnavailable (503). The deadline starts in the turn of the event loop after
- * the call, the turn in which ioredis writes an auto-pipelined command (its setImmediate,
- * queued by `operation`, runs ahead of ours): a process too busy to send the command does
- * not count its own busyness as Redis' lateness. It does not wait for the write itself: with
- * auto-pipelining a command waits for the pipeline ahead of it, so a stall would otherwise
- * stack one deadline per pipeline. A command abandoned this way may still run later (Redis
- * executes what reached its socket): the scripts are written for that. Commands are always
- * sent, so an undo step (putting back what a failed request took) issued before a client's
- * retry reaches Redis ahead of it.
+ * the call: a process too busy to get back to its event loop (a long synchronous step, a
+ * starved CPU) does not count its own busyness as Redis' lateness. A command abandoned this
+ * way may still run later (Redis executes what reached its socket): the scripts are written
+ * for that. Commands are always sent, so an undo step (putting back what a failed request
+ * took) issued before a client's retry reaches Redis ahead of it.
  */
 export async function inRedis<T>(redis: RedisClient, operation: () => Promise<T>): Promise<T> {
   const deadlineMs = stalled.has(redis) ? STALLED_CALL_TIMEOUT_MS : (commandTimeouts.get(redis) ?? DEFAULT_COMMAND_TIMEOUT_MS)
