@@ -26,16 +26,22 @@ export interface RefreshTokenParts {
   tag: string
 }
 
+// Offsets of the token's fields, in the order above.
+const SESSION_AT = ID_BYTES
+const GENERATION_AT = SESSION_AT + ID_BYTES
+const SECRET_AT = GENERATION_AT + GENERATION_BYTES
+const TAG_AT = SECRET_AT + SECRET_BYTES
+
+// Both run on every refresh: each field is written into, or read out of, the one buffer in place.
 export function composeRefreshToken(parts: RefreshTokenParts): string {
-  const generation = Buffer.alloc(GENERATION_BYTES)
-  generation.writeUInt32BE(parts.generation)
-  return Buffer.concat([
-    decodeId(parts.userId),
-    decodeId(parts.sessionId),
-    generation,
-    parts.secret,
-    Buffer.from(parts.tag, 'hex'),
-  ]).toString('base64url')
+  const bytes = Buffer.allocUnsafe(TOKEN_BYTES)
+  writeId(bytes, parts.userId, 0)
+  writeId(bytes, parts.sessionId, SESSION_AT)
+  bytes.writeUInt32BE(parts.generation, GENERATION_AT)
+  if (parts.secret.length !== SECRET_BYTES) throw new Error('a refresh token secret is 32 bytes')
+  parts.secret.copy(bytes, SECRET_AT)
+  if (bytes.write(parts.tag, TAG_AT, 'hex') !== TAG_BYTES || parts.tag.length !== TAG_BYTES * 2) throw new Error('a refresh token tag is 16 bytes of hex')
+  return bytes.toString('base64url')
 }
 
 /** Returns undefined for anything that is not a token of ours in form. */
@@ -43,14 +49,12 @@ export function parseRefreshToken(token: string): RefreshTokenParts | undefined 
   if (!TOKEN_PATTERN.test(token)) return undefined
   const bytes = Buffer.from(token, 'base64url')
   if (bytes.length !== TOKEN_BYTES) return undefined
-  let at = 0
-  const take = (length: number) => bytes.subarray(at, (at += length))
   return {
-    userId: take(ID_BYTES).toString('base64url'),
-    sessionId: take(ID_BYTES).toString('base64url'),
-    generation: take(GENERATION_BYTES).readUInt32BE(),
-    secret: Buffer.from(take(SECRET_BYTES)),
-    tag: take(TAG_BYTES).toString('hex'),
+    userId: bytes.toString('base64url', 0, SESSION_AT),
+    sessionId: bytes.toString('base64url', SESSION_AT, GENERATION_AT),
+    generation: bytes.readUInt32BE(GENERATION_AT),
+    secret: bytes.subarray(SECRET_AT, TAG_AT),
+    tag: bytes.toString('hex', TAG_AT),
   }
 }
 
@@ -73,8 +77,7 @@ export function familyTag(familyKey: string, generation: number): string {
   return createHash('sha1').update(`${familyKey}:${generation}`).digest('hex').slice(0, TAG_BYTES * 2)
 }
 
-function decodeId(id: string): Buffer {
-  const bytes = Buffer.from(id, 'base64url')
-  if (bytes.length !== ID_BYTES || bytes.toString('base64url') !== id) throw new Error(`not a 128-bit id: ${id}`)
-  return bytes
+/** Writes a 128-bit id (base64url, as randomId makes them) at `at`; refuses any other text. */
+function writeId(bytes: Buffer, id: string, at: number): void {
+  if (bytes.write(id, at, ID_BYTES, 'base64url') !== ID_BYTES || bytes.toString('base64url', at, at + ID_BYTES) !== id) throw new Error(`not a 128-bit id: ${id}`)
 }
