@@ -4,7 +4,9 @@
 // rotations land that nobody saw: the clients' retries must still get their session back.
 
 import t from 'tap'
+import { connectRedis, inRedis } from '../src/storage/redis.js'
 import { loginWithGoogle, startTestGateway, type TestGateway } from './support/gateway.js'
+import { startRedis } from './support/redis.js'
 
 const SESSIONS = 20
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -103,4 +105,16 @@ t.test('Redis answering in time while the gateway is busy past the deadline: no 
   const busyUntil = Date.now() + 1800
   while (Date.now() < busyUntil);
   t.equal((await refreshed).statusCode, 200, "Redis's answer waiting on the socket is read before the deadline counts as missed")
+})
+
+t.test('Redis stalled for 4 s while the gateway starts: the start waits for it, and its first call works', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  // A Redis still loading its data, or busy with a long command, when the gateway (re)starts.
+  redis.pauseFor(4000)
+  const began = Date.now()
+  const client = await connectRedis({ url: redis.url }, { warn() {} })
+  t.teardown(() => client.disconnect())
+  t.ok(Date.now() - began >= 3500, 'connected once Redis answered')
+  t.equal(await inRedis(client, () => client.set('gw:after-stall', '1')), 'OK', 'and its first call is answered')
 })

@@ -17,7 +17,7 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 1500
 const STALLED_CALL_TIMEOUT_MS = 250
 /** How long a write waits for its replicas (replicatedWrite); below the command timeout. */
 const REPLICA_ACK_TIMEOUT_MS = 1000
-/** A Cluster whose state stays `fail`, or Sentinels that name no reachable master, are not waited on for ever. */
+/** A Redis that does not answer, a Cluster whose state stays `fail`, or Sentinels that name no reachable master, are not waited on for ever. */
 const START_TIMEOUT_MS = 10_000
 
 /**
@@ -41,7 +41,7 @@ export interface RedisLogger {
 }
 
 export async function connectRedis(target: RedisTarget, log: RedisLogger, commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<RedisClient> {
-  const redis = createClient(target, commandTimeoutMs)
+  const redis = createClient(target)
   commandTimeouts.set(redis, commandTimeoutMs)
   let lastWarning = 0
   const warn = (error: Error) => {
@@ -55,8 +55,7 @@ export async function connectRedis(target: RedisTarget, log: RedisLogger, comman
   // A Cluster reports each node's trouble apart from its own.
   if (redis instanceof Cluster) redis.on('node error', warn)
   try {
-    await withinStartTimeout(redis.connect())
-    await assertNoEviction(redis)
+    await withinStartTimeout(redis.connect().then(() => assertNoEviction(redis)))
   } catch (error) {
     redis.disconnect()
     throw error
@@ -64,7 +63,7 @@ export async function connectRedis(target: RedisTarget, log: RedisLogger, comman
   return redis
 }
 
-function createClient(target: RedisTarget, commandTimeoutMs: number): RedisClient {
+function createClient(target: RedisTarget): RedisClient {
   const reconnectDelay = (attempt: number) => Math.min(attempt * 100, 1000)
   const failFast = {
     enableOfflineQueue: false,
@@ -77,10 +76,9 @@ function createClient(target: RedisTarget, commandTimeoutMs: number): RedisClien
   }
   const perConnection = {
     maxRetriesPerRequest: 0,
-    // Only a backstop for commands nobody awaits (an undo in the background): inRedis sets
-    // the deadline of every awaited call, and ioredis' own timer, which can fire before an
-    // answer already on the socket is read, must not beat it.
-    commandTimeout: 2 * commandTimeoutMs,
+    // No commandTimeout: inRedis gives every call its deadline, and the start its own. ioredis'
+    // timer would also bind the commands it sends while connecting, so a Redis busy for a few
+    // seconds when the gateway starts would fail the start; and it costs a timer per command.
     connectTimeout: 2000,
   }
   if ('clusterNodes' in target) {
