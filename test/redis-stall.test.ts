@@ -92,7 +92,7 @@ t.test('REDIS_COMMAND_TIMEOUT_MS: a gateway told to wait longer for a far-away R
 
 t.test('Redis answering in time while the gateway is busy past the deadline: no 503', async (t) => {
   const { refreshToken } = (await loginWithGoogle(gateway, { sub: 'stall-busy-process', name: 'Bea' })).json()
-  // Redis answers 0.7 s after the refresh sends its command, within the 1.5 s deadline; but
+  // Redis, frozen for 0.7 s, answers the refresh's command within the 1.5 s deadline; but
   // from 0.2 s the process computes for 1.8 s without a turn of its event loop (a slow
   // synchronous step, an embedded database, a starved CPU). When it looks again, the
   // deadline has passed and the answer is waiting on the socket. The busy stretch runs where
