@@ -24,10 +24,12 @@ import {
   urlString,
 } from './shapes.js'
 
+// Provider names are lower-case words (kakao, or the <NAME> of OIDC_<NAME>_ISSUER): a segment such
+// as "." or ".." would not even reach the route as itself, since URL parsers remove dot segments.
 const providerParams = {
   type: 'object',
   required: ['provider'],
-  properties: { provider: providerName },
+  properties: { provider: { ...providerName, pattern: '^[a-z][a-z0-9]*$' } },
 } as const
 
 const authorizeQuery = {
