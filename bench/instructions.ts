@@ -64,7 +64,7 @@ async function countInstructions(name: 'baseline' | 'gateway', redisUrl: string,
   const outPrefix = join(dir, `callgrind-${name}-${round}`)
   const child = spawn(
     'valgrind',
-    ['--tool=callgrind', `--callgrind-out-file=${outPrefix}.%p`, '--dump-line=no', process.execPath, '--import', 'tsx', join(import.meta.dirname, 'instruction-target.ts'), name, redisUrl, dataDir, String(CONNECTIONS)],
+    ['--tool=callgrind', `--callgrind-out-file=${outPrefix}.%p`, '--dump-line=no', process.execPath, '--max-semi-space-size=64', '--import', 'tsx', join(import.meta.dirname, 'instruction-target.ts'), name, redisUrl, dataDir, String(CONNECTIONS)],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   onCleanUp(() => child.kill('SIGKILL'))

@@ -1,0 +1,48 @@
+// The gateway's Node flags (a 64 MB young generation, docs/operations.md "Memory") are part of
+// how it runs: `npm start`, the Dockerfile and the development start must give node the same
+// ones, and the benchmarks that run the gateway in their own process must too, or they
+// measure a gateway nobody runs.
+
+import { spawnSync } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import t from 'tap'
+
+const read = (file: string) => readFile(new URL(`../${file}`, import.meta.url), 'utf8')
+
+/** The options given to node itself in a command line (before the script), without the TypeScript loader. */
+function nodeFlags(words: string[]): string[] {
+  const flags: string[] = []
+  for (let i = words.indexOf('node') + 1; i < words.length && words[i]!.startsWith('--'); i++) {
+    if (words[i] === '--import') i++
+    else flags.push(words[i]!)
+  }
+  return flags
+}
+
+const scripts = async () => (JSON.parse(await read('package.json')) as { scripts: Record<string, string> }).scripts
+
+t.test('npm start runs node with a 64 MB young generation, and this node accepts it', async (t) => {
+  const flags = nodeFlags((await scripts()).start!.split(' '))
+  t.same(flags, ['--max-semi-space-size=64'])
+  const run = spawnSync(process.execPath, [...flags, '-e', ''], { encoding: 'utf8' })
+  t.equal(run.status, 0, run.stderr)
+})
+
+t.test('the Dockerfile, the development start and the gateway benchmarks give node the same flags as npm start', async (t) => {
+  const { start, bench, 'bench:metrics': metricsBench } = await scripts()
+  const expected = nodeFlags(start!.split(' '))
+
+  const cmd = /^CMD (\[.*\])$/m.exec(await read('Dockerfile'))
+  t.ok(cmd, 'the Dockerfile has a CMD in exec form')
+  t.same(nodeFlags(JSON.parse(cmd![1]!) as string[]), expected, 'Dockerfile CMD')
+
+  const devStart = /^exec (node .*)$/m.exec(await read('scripts/dev.sh'))
+  t.ok(devStart, 'scripts/dev.sh execs node')
+  t.same(nodeFlags(devStart![1]!.split(' ')), expected, 'scripts/dev.sh')
+
+  // Every benchmark that runs the gateway in its own process; the verifier's runs in the app's.
+  const runs = [...bench!.split('&&'), metricsBench!].map((command) => command.trim().split(' '))
+  const gatewayBenches = runs.filter((words) => !words.at(-1)!.endsWith('verifier.ts'))
+  t.same(gatewayBenches.map((words) => words.at(-1)), ['bench/refresh.ts', 'bench/session-scale.ts', 'bench/login-overhead.ts', 'bench/metrics-cost.ts'])
+  for (const words of gatewayBenches) t.same(nodeFlags(words), expected, words.at(-1)!)
+})
