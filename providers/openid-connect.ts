@@ -45,7 +45,7 @@ const MAX_LIFETIME_SECONDS = 24 * 60 * 60
 const MAX_SUBJECT_LENGTH = 255
 
 export class OpenIdConnectProvider implements IdentityProvider {
-  private configuration: Promise<oidc.Configuration> | undefined
+  private discovered: Promise<Discovered> | undefined
   private providerKeys: ReturnType<typeof jose.createRemoteJWKSet> | undefined
   /** Every call to the provider goes through this: bounded, and timed per endpoint. */
   protected readonly http: ProviderHttp
@@ -84,7 +84,7 @@ export class OpenIdConnectProvider implements IdentityProvider {
    * token, else the access token, and only when the provider has a revocation endpoint.
    */
   protected async grantToKeep(clientId: string, tokens: oidc.TokenEndpointResponse): Promise<ProviderGrant | undefined> {
-    if (!(await this.discover()).serverMetadata().revocation_endpoint) return undefined
+    if (!(await this.serverMetadata()).revocation_endpoint) return undefined
     if (tokens.refresh_token) return { clientId, refreshToken: tokens.refresh_token }
     return tokens.access_token ? { clientId, accessToken: tokens.access_token } : undefined
   }
@@ -132,7 +132,7 @@ export class OpenIdConnectProvider implements IdentityProvider {
   }
 
   private async authorizationCodeGrant(credential: CodeCredential): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
-    const configuration = await this.discover()
+    const { configuration, metadata } = await this.discovery()
     // openid-client takes the callback URL; redirect_uri is that URL without its query.
     const callback = new URL(credential.redirectUri)
     callback.search = ''
@@ -141,8 +141,8 @@ export class OpenIdConnectProvider implements IdentityProvider {
     // RFC 9207: where the provider advertises `iss` in responses, openid-client demands it.
     // The provider was already fixed server-side by our login transaction or the request,
     // which is the mix-up defence that `iss` would otherwise give.
-    if (configuration.serverMetadata().authorization_response_iss_parameter_supported) {
-      callback.searchParams.set('iss', configuration.serverMetadata().issuer)
+    if (metadata.authorization_response_iss_parameter_supported) {
+      callback.searchParams.set('iss', metadata.issuer)
     }
     return this.call(() =>
       oidc.authorizationCodeGrant(configuration, callback, {
@@ -178,7 +178,7 @@ export class OpenIdConnectProvider implements IdentityProvider {
    * an audience from our allow-list, the provider's advertised asymmetric algorithms.
    */
   protected async verifySignedByProvider(token: string, options: { requiredClaims: string[]; maxTokenAge?: string }): Promise<jose.JWTPayload> {
-    const metadata = (await this.discover()).serverMetadata()
+    const metadata = await this.serverMetadata()
     if (!metadata.jwks_uri) throw new ProviderError(`${this.name} publishes no jwks_uri`)
     this.providerKeys ??= jose.createRemoteJWKSet(new URL(metadata.jwks_uri), {
       timeoutDuration: this.runtime.httpTimeoutSeconds * 1000,
@@ -216,9 +216,23 @@ export class OpenIdConnectProvider implements IdentityProvider {
     }
   }
 
-  /** Discovery runs once and is cached; a failed discovery is retried on the next login. */
-  protected discover(): Promise<oidc.Configuration> {
-    this.configuration ??= this.call(async () => {
+  /** The configuration openid-client calls the provider with. */
+  protected async discover(): Promise<oidc.Configuration> {
+    return (await this.discovery()).configuration
+  }
+
+  /** The provider's metadata as discovered; read-only. */
+  protected async serverMetadata(): Promise<Readonly<oidc.ServerMetadata>> {
+    return (await this.discovery()).metadata
+  }
+
+  /**
+   * Discovery runs once and is cached; a failed discovery is retried on the next login. The
+   * metadata is kept beside the configuration: openid-client's serverMetadata() makes a deep
+   * copy on every call (tens of µs, several times per login).
+   */
+  private discovery(): Promise<Discovered> {
+    this.discovered ??= this.call(async () => {
       const { issuer, clientId, clientSecret } = this.settings
       const configuration = await oidc.discovery(new URL(issuer), clientId, clientSecret, this.clientAuthentication(), {
         execute: this.runtime.allowInsecureLoopback && issuer.startsWith('http:') ? [oidc.allowInsecureRequests] : [],
@@ -233,12 +247,12 @@ export class OpenIdConnectProvider implements IdentityProvider {
       configuration.timeout = this.runtime.httpTimeoutSeconds
       // No non-repudiation checks here: exchangeCodeForTokens checks the code grant's ID
       // token signature itself, beside the provider's next call.
-      return configuration
+      return { configuration, metadata: Object.freeze(metadata) }
     }).catch((error: unknown) => {
-      this.configuration = undefined
+      this.discovered = undefined
       throw error
     })
-    return this.configuration
+    return this.discovered
   }
 
   /** How we authenticate at the token endpoint: client_secret_post unless a provider says otherwise. */
@@ -257,6 +271,11 @@ export class OpenIdConnectProvider implements IdentityProvider {
 }
 
 export const NOTHING_KEPT = 'nothing to revoke: no grant was kept'
+
+interface Discovered {
+  configuration: oidc.Configuration
+  metadata: Readonly<oidc.ServerMetadata>
+}
 
 /** The token of a kept grant that revokes it (RFC 7009): the refresh token where there is one, else the access token. */
 export function tokenToRevoke(grant: ProviderGrant | undefined): { token: string; hint: 'refresh_token' | 'access_token'; what: string } | undefined {
