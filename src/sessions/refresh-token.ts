@@ -7,7 +7,7 @@
 // token really came from that session, so reuse of any old token ends the session while a
 // forged one carrying a real session id and a guessed generation ends nothing.
 
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { secureRandomBytes } from '../common/secrets.js'
 
 const ID_BYTES = 16
@@ -74,7 +74,7 @@ export function newFamilyKey(): string {
  * the key only ever proves "issued by this session", never grants a live token.
  */
 export function familyTag(familyKey: string, generation: number): string {
-  return createHash('sha1').update(`${familyKey}:${generation}`).digest('hex').slice(0, TAG_BYTES * 2)
+  return hash('sha1', `${familyKey}:${generation}`, 'hex').slice(0, TAG_BYTES * 2)
 }
 
 /** Writes a 128-bit id (base64url, as randomId makes them) at `at`; refuses any other text. */
