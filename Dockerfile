@@ -34,5 +34,5 @@ USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # Operator commands in the container: node dist/scripts/admin.js <command>
-# A 64 MB young generation, as `npm start` runs it: far fewer scavenges under load (docs/operations.md, "Memory").
+# A 64 MB young generation, as `npm start` runs it: far fewer scavenges under load (docs/operations.md, "Build and image").
 CMD ["node", "--max-semi-space-size=64", "dist/src/main.js"]

@@ -147,14 +147,19 @@ export async function startGateway(dataDir: string, redisUrl: string, env: Recor
   return { gateway, config, url }
 }
 
+/** The options `npm start` gives node (its young generation size): a process that runs the gateway needs them to run it as production does. */
+export async function startFlags(): Promise<string[]> {
+  const { scripts } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }
+  return scripts.start.split(' ').filter((word) => word.startsWith('--'))
+}
+
 /**
- * The gateway runs in this process, so this process must have the Node flags `npm start`
- * gives the gateway (its young generation size), or the figures are not production's:
- * `npm run bench` passes them; a bench file run on its own is told when they are missing.
+ * The gateway runs in this process, so this process must have startFlags(), or the figures
+ * are not production's: `npm run bench` passes them; a bench file run on its own is told
+ * when they are missing.
  */
 async function noteMissingStartFlags(): Promise<void> {
-  const { scripts } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }
-  const missing = scripts.start.split(' ').filter((word) => word.startsWith('--') && !process.execArgv.includes(word))
+  const missing = (await startFlags()).filter((flag) => !process.execArgv.includes(flag))
   if (missing.length > 0) {
     console.log(`note: npm start runs the gateway with ${missing.join(' ')}, this process without; run it with \`node ${missing.join(' ')} --import tsx bench/…\` (as npm run bench does)`)
   }
