@@ -159,7 +159,8 @@ export async function startFlags(): Promise<string[]> {
  * when they are missing.
  */
 async function noteMissingStartFlags(): Promise<void> {
-  const missing = (await startFlags()).filter((flag) => !process.execArgv.includes(flag))
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(' ')]
+  const missing = (await startFlags()).filter((flag) => !given.includes(flag))
   if (missing.length > 0) {
     console.log(`note: npm start runs the gateway with ${missing.join(' ')}, this process without; run it with \`node ${missing.join(' ')} --import tsx bench/…\` (as npm run bench does)`)
   }
