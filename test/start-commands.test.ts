@@ -1,7 +1,7 @@
-// The gateway's Node flags (a 64 MB young generation, docs/operations.md "Memory") are part of
-// how it runs: `npm start`, the Dockerfile and the development start must give node the same
-// ones, and the benchmarks that run the gateway in their own process must too, or they
-// measure a gateway nobody runs.
+// The gateway's Node options (a 64 MB young generation, docs/operations.md "Build and image")
+// are part of how it runs: `npm start`, the Docker image and the development start must give
+// node the same ones, and the benchmarks, which run the gateway in their own process, must
+// too, or they measure a gateway nobody runs.
 
 import { spawnSync } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
