@@ -23,9 +23,7 @@ RUN npm run build
 # Run: production dependencies and dist/ only; no TypeScript, no loader, not root.
 FROM node:26-bookworm-slim
 WORKDIR /app
-# NODE_OPTIONS: 64 MB semi-spaces, as `npm start` runs the gateway (far fewer scavenges under load;
-# docs/operations.md, "Build and image"). Set NODE_OPTIONS yourself to change it, e.g. for a small memory limit.
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 NODE_OPTIONS=--max-semi-space-size=64
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 COPY package.json package-lock.json ./
 # No install scripts and no optional peers: the Prisma client is already compiled into
 # dist/, so neither the Prisma CLI nor TypeScript (optional peers of @prisma/client) is needed.

@@ -124,7 +124,6 @@ export interface RunningGateway {
  * which); closed on cleanup. env adds or overrides settings.
  */
 export async function startGateway(dataDir: string, redisUrl: string, env: Record<string, string> = {}): Promise<RunningGateway> {
-  await noteMissingStartFlags()
   const { privateKey } = await jose.generateKeyPair('ES256', { extractable: true })
   const jwk = await jose.exportJWK(privateKey)
   jwk.kid = await jose.calculateJwkThumbprint(jwk)
@@ -145,25 +144,6 @@ export async function startGateway(dataDir: string, redisUrl: string, env: Recor
   onCleanUp(() => gateway.close())
   await gateway.app.listen({ host: '127.0.0.1', port })
   return { gateway, config, url }
-}
-
-/** The options `npm start` gives node (its young generation size): a process that runs the gateway needs them to run it as production does. */
-export async function startFlags(): Promise<string[]> {
-  const { scripts } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }
-  return scripts.start.split(' ').filter((word) => word.startsWith('--'))
-}
-
-/**
- * The gateway runs in this process, so this process must have startFlags(), or the figures
- * are not production's: `npm run bench` passes them; a bench file run on its own is told
- * when they are missing.
- */
-async function noteMissingStartFlags(): Promise<void> {
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(' ')]
-  const missing = (await startFlags()).filter((flag) => !given.includes(flag))
-  if (missing.length > 0) {
-    console.log(`note: npm start runs the gateway with ${missing.join(' ')}, this process without; run it with \`node ${missing.join(' ')} --import tsx bench/…\` (as npm run bench does)`)
-  }
 }
 
 /** One fresh session per connection (refresh needs no database user). */

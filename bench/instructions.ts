@@ -19,7 +19,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { onCleanUp, readNumber, runBench, startFlags, startRedis, tempDir } from './harness.js'
+import { onCleanUp, readNumber, runBench, startRedis, tempDir } from './harness.js'
 
 const WARMUP = readNumber('BENCH_WARMUP_REQUESTS', 3000, 0)
 const REQUESTS = readNumber('BENCH_REQUESTS', 2000, 1)
@@ -64,7 +64,7 @@ async function countInstructions(name: 'baseline' | 'gateway', redisUrl: string,
   const outPrefix = join(dir, `callgrind-${name}-${round}`)
   const child = spawn(
     'valgrind',
-    ['--tool=callgrind', `--callgrind-out-file=${outPrefix}.%p`, '--dump-line=no', process.execPath, ...(await startFlags()), '--import', 'tsx', join(import.meta.dirname, 'instruction-target.ts'), name, redisUrl, dataDir, String(CONNECTIONS)],
+    ['--tool=callgrind', `--callgrind-out-file=${outPrefix}.%p`, '--dump-line=no', process.execPath, '--import', 'tsx', join(import.meta.dirname, 'instruction-target.ts'), name, redisUrl, dataDir, String(CONNECTIONS)],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   onCleanUp(() => child.kill('SIGKILL'))

@@ -9,4 +9,4 @@ if [ -z "${REDIS_URL:-}" ]; then
   bash scripts/system-packages.sh redis-server
 fi
 node scripts/demo-client.mjs
-exec node --max-semi-space-size=64 --import tsx scripts/dev.ts
+exec node --import tsx scripts/dev.ts
