@@ -45,10 +45,15 @@ export function hashSecret(secret: string): string {
   return hash('sha256', secret, 'base64url')
 }
 
+/** The SHA-256 digest's bytes, in one call (no Hash object). */
+export function sha256(data: string | Buffer): Buffer {
+  // Node 20's typings give hash() a string result whatever the output encoding.
+  return hash('sha256', data, 'buffer') as unknown as Buffer
+}
+
 /** Whether a presented secret equals the expected one, in time that depends on neither (digests compared). */
 export function sameSecret(presented: string, expected: string): boolean {
-  const digest = (text: string) => hash('sha256', text, 'buffer') as unknown as Buffer
-  return timingSafeEqual(digest(presented), digest(expected))
+  return timingSafeEqual(sha256(presented), sha256(expected))
 }
 
 /** The length of what sealWith hides: a refresh token's secret. */
@@ -93,6 +98,5 @@ function xor(pad: Buffer, data: Buffer): Buffer {
 const SEAL_PREFIX = Buffer.from('seal:')
 
 function keyFrom(secret: Buffer): Buffer {
-  // One-shot hash: no Hash object per refresh.
-  return hash('sha256', Buffer.concat([SEAL_PREFIX, secret]), 'buffer') as unknown as Buffer
+  return sha256(Buffer.concat([SEAL_PREFIX, secret]))
 }

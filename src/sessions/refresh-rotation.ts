@@ -21,7 +21,7 @@
 import { hash } from 'node:crypto'
 import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { InvalidGrant, RateLimited } from '../common/errors.js'
-import { sealWith, unsealWith } from '../common/secrets.js'
+import { sealWith, sha256, unsealWith } from '../common/secrets.js'
 import type { AccountEvents } from '../events/account-events.js'
 import { inRedis, replicatedWrite, type RedisClient } from '../storage/redis.js'
 import { sessionKeys } from '../../verifier/session-keys.js'
@@ -219,7 +219,7 @@ function issued(parts: RefreshTokenParts, live: LiveToken, secret: Buffer): Issu
 
 /** The stored form of a token secret. */
 export function hashOfSecret(secret: Buffer): Buffer {
-  return hash('sha256', secret, 'buffer') as unknown as Buffer
+  return sha256(secret)
 }
 
 /** hashOfSecret in hex, as ROTATE takes it. */
