@@ -4,8 +4,7 @@
 // not answering), an outage, a stall or a failover becomes a 503 within about 1.5 s, and ioredis
 // reconnects by itself, after a failover to the new master.
 
-import type { Socket } from 'node:net'
-import { Cluster, Redis, type Command, type RedisOptions, type RedisValue } from 'ioredis'
+import { Cluster, Redis, type RedisOptions, type RedisValue } from 'ioredis'
 import { StorageUnavailable } from '../common/errors.js'
 
 /** A call (inRedis) not answered this long after it was issued fails (503), unless REDIS_COMMAND_TIMEOUT_MS says longer. */
@@ -70,8 +69,8 @@ function createClient(target: RedisTarget): RedisClient {
     enableOfflineQueue: false,
     // No auto-pipelining: ioredis keeps one auto-pipeline in flight per connection and queues
     // everything issued meanwhile behind it, which left the gateway's thread idle about 7 % of
-    // the time under refresh load (bench/README.md). OneWritePerTurn gathers a turn's commands
-    // into one write without that wait.
+    // the time under refresh load (bench/README.md). Written at once, commands still share the
+    // connection without waiting for each other's answers.
     enableAutoPipelining: false,
     lazyConnect: true,
   }
@@ -98,10 +97,9 @@ function createClient(target: RedisTarget): RedisClient {
       redisOptions: perConnection,
     })
   }
-  // RESP2 replies (ioredis' default), which the subclass is typed for.
-  const options: RedisOptions & { replyMapping?: 'legacy' } = { ...failFast, ...perConnection, retryStrategy: reconnectDelay }
+  const options: RedisOptions = { ...failFast, ...perConnection, retryStrategy: reconnectDelay }
   if ('sentinels' in target) {
-    return new OneWritePerTurn({
+    return new Redis({
       ...options,
       sentinels: target.sentinels,
       name: target.sentinelName,
@@ -114,33 +112,7 @@ function createClient(target: RedisTarget): RedisClient {
       reconnectOnError: (error) => error.message.startsWith('READONLY'),
     })
   }
-  return target.url.startsWith('/') ? new OneWritePerTurn({ ...options, path: target.url }) : new OneWritePerTurn(target.url, options)
-}
-
-/**
- * One server's connection (also the master a Sentinel group names) on which the commands
- * issued in one turn of the event loop leave in one socket write, when the turn's I/O
- * callbacks are done (setImmediate), instead of one write each. Each write to a local
- * redis-server wakes it, and on a VM that wake-up cost the gateway's thread about 37 us per
- * refresh (bench/README.md); under load several requests' commands now share it. Unlike
- * ioredis' auto-pipelining, nothing waits for the answers to earlier commands, and the
- * commands reach Redis in the order they were issued. A Cluster's node connections are
- * ioredis' own and write each command at once.
- */
-class OneWritePerTurn extends Redis {
-  private corked: Socket | undefined
-
-  override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): unknown {
-    if (this.corked === undefined && this.status === 'ready') {
-      const socket = (this.corked = this.stream)
-      socket.cork()
-      setImmediate(() => {
-        this.corked = undefined
-        socket.uncork()
-      })
-    }
-    return super.sendCommand(command, stream)
-  }
+  return target.url.startsWith('/') ? new Redis({ ...options, path: target.url }) : new Redis(target.url, options)
 }
 
 async function withinStartTimeout(connecting: Promise<void>): Promise<void> {
