@@ -93,8 +93,8 @@ export class OpenIdConnectProvider implements IdentityProvider {
   async endLink(_subject: string, grant: ProviderGrant | undefined): Promise<string> {
     const kept = tokenToRevoke(grant)
     if (!grant || !kept) return NOTHING_KEPT
+    if (!(await this.serverMetadata()).revocation_endpoint) return 'nothing to revoke: the provider has no revocation endpoint'
     const configuration = await this.configurationFor(grant.clientId)
-    if (!configuration.serverMetadata().revocation_endpoint) return 'nothing to revoke: the provider has no revocation endpoint'
     return this.call(async () => {
       try {
         await oidc.tokenRevocation(configuration, kept.token, { token_type_hint: kept.hint })
