@@ -23,7 +23,7 @@ import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { InvalidGrant, RateLimited } from '../common/errors.js'
 import { sealWith, sha256, unsealWith } from '../common/secrets.js'
 import type { AccountEvents } from '../events/account-events.js'
-import { inRedis, replicatedWrite, type RedisClient } from '../storage/redis.js'
+import { gathered, inRedis, replicatedWrite, type RedisClient } from '../storage/redis.js'
 import { sessionKeys } from '../../verifier/session-keys.js'
 import { composeRefreshToken, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
 import type { IssuedRefreshToken, SessionClient, SessionPolicy } from './refresh-sessions.js'
@@ -162,15 +162,20 @@ export class RefreshRotation {
     }
   }
 
-  /** Runs ROTATE for the presented token (never its secret: its hash) and reads its answer. */
+  /**
+   * Runs ROTATE for the presented token (never its secret: its hash) and reads its answer.
+   * The hot path: under load the rotations of one turn of the event loop share a socket write.
+   */
   private async run(parts: RefreshTokenParts, successorSecret: Buffer, client: SessionClient): Promise<RotationResult> {
     const { userId, sessionId, generation, secret, tag } = parts
     const [outcome, ...rest] = await inRedis(this.redis, () =>
-      replicatedWrite<string[]>(
-        this.redis, this.waitReplicas, 'rotateRefreshToken',
-        sessionKeys.session(userId, sessionId), sessionKeys.index(userId), sessionKeys.scopes(userId),
-        generation, hexHashOf(secret), tag, hexHashOf(successorSecret), sealWith(secret, successorSecret).toString('hex'), client.channel,
-        this.policy.refreshTokenTtl * 1000, sessionId, this.policy.refreshReuseGrace === 0 ? '1' : '0', this.policy.refreshesPerMinute,
+      gathered(this.redis, () =>
+        replicatedWrite<string[]>(
+          this.redis, this.waitReplicas, 'rotateRefreshToken',
+          sessionKeys.session(userId, sessionId), sessionKeys.index(userId), sessionKeys.scopes(userId),
+          generation, hexHashOf(secret), tag, hexHashOf(successorSecret), sealWith(secret, successorSecret).toString('hex'), client.channel,
+          this.policy.refreshTokenTtl * 1000, sessionId, this.policy.refreshReuseGrace === 0 ? '1' : '0', this.policy.refreshesPerMinute,
+        ),
       ),
     )
     switch (outcome) {

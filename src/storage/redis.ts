@@ -4,7 +4,8 @@
 // not answering), an outage, a stall or a failover becomes a 503 within about 1.5 s, and ioredis
 // reconnects by itself, after a failover to the new master.
 
-import { Cluster, Redis, type RedisOptions, type RedisValue } from 'ioredis'
+import type { Socket } from 'node:net'
+import { Cluster, Redis, type Command, type RedisOptions, type RedisValue } from 'ioredis'
 import { StorageUnavailable } from '../common/errors.js'
 
 /** A call (inRedis) not answered this long after it was issued fails (503), unless REDIS_COMMAND_TIMEOUT_MS says longer. */
@@ -70,7 +71,8 @@ function createClient(target: RedisTarget): RedisClient {
     // No auto-pipelining: ioredis keeps one auto-pipeline in flight per connection and queues
     // everything issued meanwhile behind it, which left the gateway's thread idle about 7 % of
     // the time under refresh load (bench/README.md). Written at once, commands still share the
-    // connection without waiting for each other's answers.
+    // connection without waiting for each other's answers; refresh rotations share writes
+    // without that wait (GatheringRedis).
     enableAutoPipelining: false,
     lazyConnect: true,
   }
@@ -97,9 +99,10 @@ function createClient(target: RedisTarget): RedisClient {
       redisOptions: perConnection,
     })
   }
-  const options: RedisOptions = { ...failFast, ...perConnection, retryStrategy: reconnectDelay }
+  // RESP2 replies (ioredis' default), which the subclass is typed for.
+  const options: RedisOptions & { replyMapping?: 'legacy' } = { ...failFast, ...perConnection, retryStrategy: reconnectDelay }
   if ('sentinels' in target) {
-    return new Redis({
+    return new GatheringRedis({
       ...options,
       sentinels: target.sentinels,
       name: target.sentinelName,
@@ -112,7 +115,58 @@ function createClient(target: RedisTarget): RedisClient {
       reconnectOnError: (error) => error.message.startsWith('READONLY'),
     })
   }
-  return target.url.startsWith('/') ? new Redis({ ...options, path: target.url }) : new Redis(target.url, options)
+  return target.url.startsWith('/') ? new GatheringRedis({ ...options, path: target.url }) : new GatheringRedis(target.url, options)
+}
+
+/**
+ * Issues `issue`'s commands (a refresh rotation's) to be written with the other gathered
+ * commands of this turn of the event loop, in one socket write (GatheringRedis). Everything
+ * else is written at once. A Cluster writes each command at once.
+ */
+export function gathered<T>(redis: RedisClient, issue: () => T): T {
+  return redis instanceof GatheringRedis ? redis.gather(issue) : issue()
+}
+
+/**
+ * The connection to one server (or to the master a Sentinel group names). Each write to a
+ * redis-server wakes it, and the writer pays for the wake-up in its write system call: on a
+ * 2-CPU VM that was the largest single item of the gateway's thread per refresh (bench/README.md).
+ * Under refresh load many requests' rotations arrive in one turn of the event loop, so the
+ * gathered commands (gathered()) go out together when the turn's I/O callbacks are done
+ * (setImmediate): the socket is corked until then. Nothing waits for earlier answers (unlike
+ * ioredis' auto-pipelining), and order is kept: any other command is written at once and
+ * takes what was gathered before it along, so a login's calls are never held back.
+ */
+class GatheringRedis extends Redis {
+  /** The socket corked for this turn's gathered commands. */
+  private corked: Socket | undefined
+  private gathering = false
+
+  gather<T>(issue: () => T): T {
+    this.gathering = true
+    try {
+      return issue()
+    } finally {
+      this.gathering = false
+    }
+  }
+
+  override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): unknown {
+    if (this.gathering && this.corked === undefined && this.status === 'ready') {
+      const socket = (this.corked = this.stream)
+      socket.cork()
+      setImmediate(() => this.release(socket))
+    }
+    const sent = super.sendCommand(command, stream)
+    if (!this.gathering && this.corked !== undefined) this.release(this.corked)
+    return sent
+  }
+
+  private release(socket: Socket): void {
+    if (this.corked !== socket) return
+    this.corked = undefined
+    socket.uncork()
+  }
 }
 
 async function withinStartTimeout(connecting: Promise<void>): Promise<void> {
