@@ -98,6 +98,8 @@ const ENDPOINTS: Record<string, EndpointCase> = {
       json('POST', '/admin/clients', { name: '' }),
       json('POST', '/admin/clients', { name: '   ' }),
       json('POST', '/admin/clients', { name: 'x'.repeat(101) }),
+      // A lone surrogate is not text (the embedded database refused its bytes with a 500).
+      json('POST', '/admin/clients', { name: '¡\udc00' }),
       json('POST', '/admin/clients', { name: 'ok', secret: 'chosen' }),
       json('POST', '/admin/clients'),
     ],

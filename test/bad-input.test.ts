@@ -187,6 +187,20 @@ t.test('U+0000 anywhere in a JSON body → 400 invalid_request (PostgreSQL canno
   t.equal(good.json().error, 'invalid_target', 'an unknown resource, not a malformed body')
 })
 
+t.test('a lone surrogate anywhere in a JSON body → 400 invalid_request, never a 500', async (t) => {
+  const cases: [string, string, Record<string, unknown>][] = [
+    ['/auth/login/start', 'a provider', { provider: 'goo\udc00gle', redirectUri: REDIRECT_URI }],
+    ['/auth/token', 'a refresh token', { refreshToken: '\ud800' }],
+    ['/auth/signup', 'a nickname', { signupToken: randomBytes(32).toString('base64url'), nickname: '¡\udc00' }],
+    ['/auth/login/start', 'a key', { provider: 'google', redirectUri: REDIRECT_URI, ['x\udbff']: 1 }],
+  ]
+  for (const [url, what, payload] of cases) {
+    await refused(t, `${url} with a lone surrogate in ${what}`, { method: 'POST', url, payload }, { status: 400, error: 'invalid_request', message: /well-formed Unicode/ })
+  }
+  const paired = await app.inject({ method: 'POST', url: '/auth/signup', payload: { signupToken: randomBytes(32).toString('base64url'), nickname: 'Newcomer 😀' } })
+  t.equal(paired.json().error, 'invalid_signup_token', `the control: a surrogate pair is text, and the request is judged on its ticket (${paired.body})`)
+})
+
 t.test('two refresh cookies in one request (cookie tossing) → 400 invalid_request, never "the first one wins"', async (t) => {
   const live = `${COOKIE}=${browserCookie.value}`
   const tossed = `${COOKIE}=${randomBytes(84).toString('base64url')}`

@@ -57,3 +57,14 @@ t.test('U+0000 is found in keys and values, and only when it is one', async (t) 
     t.equal(strictnessProblem(json), undefined, json)
   }
 })
+
+t.test('a lone surrogate escape is found in keys and values; a pair is text', async (t) => {
+  for (const json of ['{"a":"\\ud800"}', '{"a":"x\\udc00"}', '{"a":"\\udfff\\ud800"}', '{"\\udbff":1}', '["\\ud800x"]', '"\\udc00"']) {
+    JSON.parse(json)
+    t.match(strictnessProblem(json), /well-formed Unicode/, json)
+  }
+  // A pair (an emoji), an escaped backslash before the text ud800, and the character itself.
+  for (const json of ['{"a":"\\ud83d\\ude00"}', '{"a":"\\\\ud800"}', '{"a":"😀"}', '{"a":"\\u00e9"}']) {
+    t.equal(strictnessProblem(json), undefined, json)
+  }
+})

@@ -40,10 +40,15 @@ export function hasControlCharacter(text: string): boolean {
   return CONTROL.test(text)
 }
 
+/** True when the text holds a surrogate without its pair: not Unicode text at all. */
+export function hasLoneSurrogate(text: string): boolean {
+  return LONE_SURROGATE.test(text)
+}
+
 /** The characters no profile text may hold; undefined when there is none. */
 function forbiddenIn(field: string, text: string): string | undefined {
   if (CONTROL.test(text)) return `${field} must not contain control characters or line breaks`
-  if (LONE_SURROGATE.test(text)) return `${field} must be well-formed Unicode`
+  if (hasLoneSurrogate(text)) return `${field} must be well-formed Unicode`
   if (INVISIBLE.test(text)) return `${field} must not contain zero-width or other invisible characters`
   if (BIDI.test(text)) return `${field} must not contain bidirectional control characters`
   return undefined
