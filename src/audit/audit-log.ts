@@ -90,6 +90,12 @@ const MARK_FAILED = {
 
 /** The row of an event written while the event happens: begin() */
 export interface AuditInProgress {
+  /**
+   * Resolves once the insert is on its way: PostgreSQL's pool hands it an idle connection on
+   * the next tick, so work started before this resolves (a Redis write, a signature) would
+   * take the thread first and hold the row, a login's slowest write, back.
+   */
+  sent: Promise<void>
   /** Resolves when the row is written (or could not be, which is logged). */
   done: Promise<void>
   /** The event did not happen after all: its row says `failed`, with why; `forgetOrigin` drops its address and User-Agent. */
@@ -130,6 +136,7 @@ export class AuditLog {
       settled = true
     }
     return {
+      sent: new Promise((resolve) => process.nextTick(resolve)),
       done: id.then(() => settle(entry.outcome)),
       failed: async (detail, options) => {
         settle('failed')

@@ -121,12 +121,13 @@ export class RefreshSessions {
       resource: resource ?? '',
       cacheScopes,
     })
-    // The row is asked for first, as the slowest of the three (a database write), then Redis;
-    // the signature is made while both work. A write of the login's own under way
+    // The row is sent first, as the slowest of the three (a database write), then Redis is
+    // asked; the signature is made while both work. A write of the login's own under way
     // (`alongside`) must succeed before Redis is asked, though: storing the session may end
     // the user's other sessions, which a login that then fails must not have done.
     const origin = originOfClient(client)
     const audited = this.audit.begin({ action: 'session.started', userId, sessionId, actor: 'user', outcome: 'success', ...origin })
+    await audited.sent
     const stored = alongside ? undefined : storeSession()
     const answered = answer(session)
     // Awaited below once the session is stored; dropped unsent (its failure unheard) when it is not.
