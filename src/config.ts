@@ -7,7 +7,7 @@ import { splitList } from './common/env-values.js'
 import { ConfigError } from './common/errors.js'
 import { PROFILE_FIELDS, type ProfileField } from './common/profile-text.js'
 import { isLoopbackUrl } from './common/loopback.js'
-import { DEFAULT_COMMAND_TIMEOUT_MS, type HostPort } from './storage/redis.js'
+import { DEFAULT_COMMAND_TIMEOUT_MS, type HostPort, type RedisCredentials } from './storage/redis.js'
 import type { SigningAlgorithm } from './tokens/signing-keys.js'
 
 const SIGNING_ALGORITHM_CHOICES = ['ES256', 'RS256', 'EdDSA'] as const satisfies readonly SigningAlgorithm[]
@@ -26,8 +26,10 @@ export interface Config {
   redisUrl?: string
   /** Seed nodes of a Redis Cluster, instead of redisUrl. */
   redisClusterNodes?: HostPort[]
-  /** Sentinels and the name of the master they watch, instead of redisUrl. */
-  redisSentinel?: { sentinels: HostPort[]; name: string }
+  /** Sentinels and the name of the master they watch, instead of redisUrl; `credentials`: the Sentinels' own (REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD). */
+  redisSentinel?: { sentinels: HostPort[]; name: string; credentials?: RedisCredentials }
+  /** REDIS_USERNAME, REDIS_PASSWORD: the servers' AUTH for a Cluster or a Sentinel group (REDIS_URL carries its own). */
+  redisCredentials?: RedisCredentials
   /** Replicas that must hold a session start, end or rotation before it is answered (Redis WAIT); 0: no waiting. */
   redisWaitReplicas: number
   /** REDIS_COMMAND_TIMEOUT_MS: a Redis call unanswered this long answers 503. */
@@ -120,6 +122,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (redisSettings.length > 1) {
     problems.push(`${redisSettings.join(', ')}: set only one (one Redis: REDIS_URL; one Cluster: REDIS_CLUSTER_NODES; one Sentinel group: REDIS_SENTINELS)`)
   }
+  const redisCredentials = readRedisCredentials(read, 'REDIS_USERNAME', 'REDIS_PASSWORD')
+  if (redisCredentials && !redisClusterNodes && !redisSentinels) {
+    problems.push('REDIS_USERNAME and REDIS_PASSWORD are for REDIS_CLUSTER_NODES or REDIS_SENTINELS; one Redis takes them in REDIS_URL (redis://user:password@host:6379)')
+  }
+  const sentinelCredentials = readRedisCredentials(read, 'REDIS_SENTINEL_USERNAME', 'REDIS_SENTINEL_PASSWORD')
+  if (sentinelCredentials && !redisSentinels) problems.push('REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD are for the Sentinels of REDIS_SENTINELS')
   const redisWaitReplicas = read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100)
   if (redisWaitReplicas > 0 && redisSettings.length === 0) {
     problems.push('REDIS_WAIT_REPLICAS needs a Redis with replicas (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); the local development redis-server has none')
@@ -167,7 +175,8 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: read.text('DATA_DIR') ?? './data',
     redisUrl,
     redisClusterNodes,
-    redisSentinel: redisSentinels && redisSentinelName ? { sentinels: redisSentinels, name: redisSentinelName } : undefined,
+    redisSentinel: redisSentinels && redisSentinelName ? { sentinels: redisSentinels, name: redisSentinelName, ...(sentinelCredentials && { credentials: sentinelCredentials }) } : undefined,
+    redisCredentials,
     redisWaitReplicas,
     redisCommandTimeoutMs,
     accessTokenTtl: read.integer('ACCESS_TOKEN_TTL', 600, 30, 86_400),
@@ -235,6 +244,14 @@ export function loadConfig(env: Env = process.env): Config {
 }
 
 /** SIGNING_ALGORITHM: ES256 (the default), RS256 or EdDSA; the key type decides, this names which. */
+/** A password and, optionally, its ACL user; a user without a password is a problem. */
+function readRedisCredentials(read: EnvReader, usernameVariable: string, passwordVariable: string): RedisCredentials | undefined {
+  const username = read.text(usernameVariable)
+  const password = read.text(passwordVariable)
+  if (username !== undefined && password === undefined) read.problem(`${usernameVariable} needs ${passwordVariable}`)
+  return password === undefined ? undefined : { ...(username === undefined ? {} : { username }), password }
+}
+
 function readSigningAlgorithm(read: EnvReader): SigningAlgorithm | undefined {
   const value = read.text('SIGNING_ALGORITHM')
   if (value === undefined || (SIGNING_ALGORITHM_CHOICES as readonly string[]).includes(value)) return value as SigningAlgorithm | undefined

@@ -71,10 +71,11 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   let app: FastifyInstance | undefined
   let redis: RedisClient
   try {
+    const { redisCredentials: credentials, redisSentinel: sentinel } = config
     const redisTarget: RedisTarget = config.redisClusterNodes
-      ? { clusterNodes: config.redisClusterNodes }
-      : config.redisSentinel
-        ? { sentinels: config.redisSentinel.sentinels, sentinelName: config.redisSentinel.name }
+      ? { clusterNodes: config.redisClusterNodes, credentials }
+      : sentinel
+        ? { sentinels: sentinel.sentinels, sentinelName: sentinel.name, credentials, sentinelCredentials: sentinel.credentials }
         : { url: config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url }
     redis = await connectRedis(redisTarget, { warn: (object, message) => app?.log.warn(object, message) }, config.redisCommandTimeoutMs)
   } catch (error) {

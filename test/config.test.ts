@@ -154,6 +154,24 @@ t.test('a Redis Cluster or a Sentinel group is given instead of REDIS_URL', asyn
   t.same(problemsOf({ ...production, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway' }), [], 'so is a Sentinel group')
 })
 
+t.test("a Cluster's or a Sentinel group's passwords: REDIS_PASSWORD (REDIS_USERNAME), REDIS_SENTINEL_PASSWORD (REDIS_SENTINEL_USERNAME)", async (t) => {
+  const cluster = loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_USERNAME: 'gateway', REDIS_PASSWORD: 'node-secret' })
+  t.same(cluster.redisCredentials, { username: 'gateway', password: 'node-secret' })
+  const sentinel = loadConfig({ REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway', REDIS_PASSWORD: 'server-secret', REDIS_SENTINEL_PASSWORD: 'sentinel-secret' })
+  t.same(sentinel.redisCredentials, { password: 'server-secret' }, 'the default user when no REDIS_USERNAME')
+  t.same(sentinel.redisSentinel?.credentials, { password: 'sentinel-secret' })
+  t.equal(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000' }).redisCredentials, undefined, 'none by default')
+
+  t.same(problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_PASSWORD: 'secret' }), [
+    'REDIS_USERNAME and REDIS_PASSWORD are for REDIS_CLUSTER_NODES or REDIS_SENTINELS; one Redis takes them in REDIS_URL (redis://user:password@host:6379)',
+  ])
+  t.match(problemsOf({ REDIS_PASSWORD: 'secret' }).join('\n'), /REDIS_PASSWORD are for REDIS_CLUSTER_NODES or REDIS_SENTINELS/, 'nor for the local development redis-server')
+  t.same(problemsOf({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_USERNAME: 'gateway' }), ['REDIS_USERNAME needs REDIS_PASSWORD'])
+  t.same(problemsOf({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_SENTINEL_PASSWORD: 'secret' }), ['REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD are for the Sentinels of REDIS_SENTINELS'])
+  t.same(problemsOf({ REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway', REDIS_SENTINEL_USERNAME: 'watcher' }), ['REDIS_SENTINEL_USERNAME needs REDIS_SENTINEL_PASSWORD'])
+  t.notMatch(problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_PASSWORD: 'do-not-print-me' }).join('\n'), /do-not-print-me/, 'a problem never shows the password')
+})
+
 t.test('REDIS_WAIT_REPLICAS: a whole number of replicas, 0 by default, and only where replicas can exist', async (t) => {
   t.equal(loadConfig({}).redisWaitReplicas, 0)
   t.equal(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_WAIT_REPLICAS: '1' }).redisWaitReplicas, 1)

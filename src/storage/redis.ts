@@ -34,8 +34,21 @@ export interface HostPort {
   port: number
 }
 
-/** Where the gateway's Redis is: what config.ts read from REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS. */
-export type RedisTarget = { url: string } | { clusterNodes: HostPort[] } | { sentinels: HostPort[]; sentinelName: string }
+/** A Redis AUTH: a password, and the ACL user it belongs to (Redis' `default` user without one). */
+export interface RedisCredentials {
+  username?: string
+  password: string
+}
+
+/**
+ * Where the gateway's Redis is: what config.ts read from REDIS_URL, REDIS_CLUSTER_NODES or
+ * REDIS_SENTINELS. A URL carries its own credentials; `credentials` are the servers' of a
+ * Cluster or a Sentinel group, `sentinelCredentials` the Sentinels' own.
+ */
+export type RedisTarget =
+  | { url: string }
+  | { clusterNodes: HostPort[]; credentials?: RedisCredentials }
+  | { sentinels: HostPort[]; sentinelName: string; credentials?: RedisCredentials; sentinelCredentials?: RedisCredentials }
 
 export interface RedisLogger {
   warn(object: unknown, message?: string): void
@@ -45,7 +58,10 @@ export async function connectRedis(target: RedisTarget, log: RedisLogger, comman
   const redis = createClient(target)
   commandTimeouts.set(redis, commandTimeoutMs)
   let lastWarning = 0
-  const warn = (error: Error) => {
+  let lastProblem: Error | undefined
+  const warn = (error: Error & { lastNodeError?: Error }) => {
+    // A Cluster's "Failed to refresh slots cache." holds the node's own reason.
+    lastProblem = error.lastNodeError ?? error
     // One line per second at most while Redis is down or failing over.
     if (Date.now() - lastWarning > 1000) {
       lastWarning = Date.now()
@@ -56,7 +72,10 @@ export async function connectRedis(target: RedisTarget, log: RedisLogger, comman
   // A Cluster reports each node's trouble apart from its own.
   if (redis instanceof Cluster) redis.on('node error', warn)
   try {
-    await withinStartTimeout(redis.connect().then(() => assertNoEviction(redis)))
+    const connected = redis.connect().catch((error: unknown) => {
+      throw explained(error, lastProblem)
+    })
+    await withinStartTimeout(connected.then(() => assertNoEviction(redis)), () => lastProblem)
   } catch (error) {
     redis.disconnect()
     throw error
@@ -96,7 +115,7 @@ function createClient(target: RedisTarget): RedisClient {
       // on a MOVED or CLUSTERDOWN, and every 2 s, since a pipeline (replicatedWrite) that
       // meets a MOVED looks nothing up and would go on asking the wrong node.
       slotsRefreshInterval: 2000,
-      redisOptions: perConnection,
+      redisOptions: { ...perConnection, ...target.credentials },
     })
   }
   // RESP2 replies (ioredis' default), which the subclass is typed for.
@@ -104,6 +123,9 @@ function createClient(target: RedisTarget): RedisClient {
   if ('sentinels' in target) {
     return new GatheringRedis({
       ...options,
+      ...target.credentials,
+      sentinelUsername: target.sentinelCredentials?.username,
+      sentinelPassword: target.sentinelCredentials?.password,
       sentinels: target.sentinels,
       name: target.sentinelName,
       sentinelRetryStrategy: reconnectDelay,
@@ -169,10 +191,23 @@ class GatheringRedis extends Redis {
   }
 }
 
-async function withinStartTimeout(connecting: Promise<void>): Promise<void> {
+/**
+ * A failure to connect at start-up, with the connection's own last error: ioredis says "None
+ * of startup nodes is available" or "Connection is closed." where Redis said why (NOAUTH,
+ * WRONGPASS, ECONNREFUSED). Its messages never hold a password.
+ */
+function explained(error: unknown, problem: Error | undefined): unknown {
+  if (!(error instanceof Error) || !problem || error.message.includes(problem.message)) return error
+  const refused = /\b(NOAUTH|WRONGPASS)\b/.test(problem.message)
+    ? '; Redis refused the credentials: check REDIS_PASSWORD and REDIS_USERNAME, REDIS_SENTINEL_PASSWORD for the Sentinels, or those in REDIS_URL'
+    : ''
+  return new Error(`${error.message} (last connection error: ${problem.message})${refused}`, { cause: error })
+}
+
+async function withinStartTimeout(connecting: Promise<void>, lastProblem: () => Error | undefined): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Redis was not ready within ${START_TIMEOUT_MS / 1000} s of start-up`)), START_TIMEOUT_MS)
+    timer = setTimeout(() => reject(explained(new Error(`Redis was not ready within ${START_TIMEOUT_MS / 1000} s of start-up`), lastProblem())), START_TIMEOUT_MS)
   })
   try {
     await Promise.race([connecting, late])

@@ -29,7 +29,9 @@ export interface TestRedisCluster {
   stop(): Promise<void>
 }
 
-export async function startRedisCluster(): Promise<TestRedisCluster> {
+/** `password`: every node requires it (requirepass), replicas included (masterauth). */
+export async function startRedisCluster({ password }: { password?: string } = {}): Promise<TestRedisCluster> {
+  const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const nodes = await Promise.all(
     Array.from({ length: 6 }, () =>
       startRedis({
@@ -38,17 +40,21 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
           '--cluster-config-file', 'nodes.conf',
           '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
           '--cluster-replica-validity-factor', '0',
+          ...auth,
         ],
       }),
     ),
   )
   const stop = () => Promise.all(nodes.map((node) => node.stop())).then(() => undefined)
+  const adminConnection = (port: number) => connectionTo(port, password)
   try {
-    await promisify(execFile)('redis-cli', [
-      '--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`),
-      '--cluster-replicas', '1', '--cluster-yes',
-    ])
-    await settled(nodes)
+    await promisify(execFile)(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+      // redis-cli reads the password from here without warning about it.
+      { env: { ...process.env, ...(password === undefined ? {} : { REDISCLI_AUTH: password }) } },
+    )
+    await settled(nodes, adminConnection)
   } catch (error) {
     await stop()
     throw error
@@ -100,7 +106,10 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
   }
   return {
     nodes,
-    env: { REDIS_CLUSTER_NODES: nodes.slice(0, 3).map((node) => `127.0.0.1:${node.port}`).join(',') },
+    env: {
+      REDIS_CLUSTER_NODES: nodes.slice(0, 3).map((node) => `127.0.0.1:${node.port}`).join(','),
+      ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
+    },
     async masters() {
       return (await topology()).filter((entry) => entry.master && entry.slots.length > 0).map((entry) => entry.node)
     },
@@ -126,7 +135,7 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
 }
 
 /** Every node sees a healthy cluster, and every replica has caught up with its master. */
-async function settled(nodes: TestRedis[]): Promise<void> {
+async function settled(nodes: TestRedis[], adminConnection: (port: number) => Redis): Promise<void> {
   const deadline = Date.now() + SETTLE_TIMEOUT_MS
   let last = ''
   while (Date.now() < deadline) {
@@ -153,8 +162,8 @@ async function settled(nodes: TestRedis[]): Promise<void> {
   throw new Error(`the test cluster did not settle within ${SETTLE_TIMEOUT_MS / 1000} s: ${last}`)
 }
 
-function adminConnection(port: number): Redis {
-  const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 })
+function connectionTo(port: number, password: string | undefined): Redis {
+  const redis = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 })
   redis.on('error', () => {})
   return redis
 }

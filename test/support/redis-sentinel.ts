@@ -20,21 +20,29 @@ export interface TestSentinelGroup {
   stop(): Promise<void>
 }
 
-export async function startSentinelGroup(): Promise<TestSentinelGroup> {
-  const master = await startRedis()
-  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] })
+/**
+ * `password`: the master and the replica require it (requirepass; masterauth for the replica,
+ * auth-pass for the Sentinels). `sentinelPassword`: the Sentinels require it of their clients
+ * (and of each other).
+ */
+export async function startSentinelGroup({ password, sentinelPassword }: { password?: string; sentinelPassword?: string } = {}): Promise<TestSentinelGroup> {
+  const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
+  const master = await startRedis({ args: auth })
+  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth] })
   const config = [
     `sentinel monitor ${SENTINEL_MASTER_NAME} 127.0.0.1 ${master.port} 2`,
     `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} 1000`,
     `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 5000`,
     `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
+    ...(password === undefined ? [] : [`sentinel auth-pass ${SENTINEL_MASTER_NAME} ${password}`]),
+    ...(sentinelPassword === undefined ? [] : [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`]),
     '',
   ].join('\n')
   const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis({ config, args: ['--sentinel'] })))
   const servers = [master, replica]
   const stop = () => Promise.all([...sentinels, ...servers].map((server) => server.stop())).then(() => undefined)
   try {
-    await settled(replica, sentinels)
+    await settled(replica, sentinels, { server: password, sentinel: sentinelPassword })
   } catch (error) {
     await stop()
     throw error
@@ -45,9 +53,11 @@ export async function startSentinelGroup(): Promise<TestSentinelGroup> {
     env: {
       REDIS_SENTINELS: sentinels.map((sentinel) => `127.0.0.1:${sentinel.port}`).join(','),
       REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME,
+      ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
+      ...(sentinelPassword === undefined ? {} : { REDIS_SENTINEL_PASSWORD: sentinelPassword }),
     },
     async currentMaster() {
-      const [, port] = (await ask(sentinels[0]!.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
+      const [, port] = (await ask(sentinels[0]!.port, sentinelPassword, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
       const server = servers.find((candidate) => candidate.port === Number(port))
       if (!server) throw new Error(`the Sentinels name 127.0.0.1:${port}, which is not a server of this group`)
       return server
@@ -57,14 +67,14 @@ export async function startSentinelGroup(): Promise<TestSentinelGroup> {
 }
 
 /** The replica has synced, and every Sentinel knows the replica and the two other Sentinels. */
-async function settled(replica: TestRedis, sentinels: TestRedis[]): Promise<void> {
+async function settled(replica: TestRedis, sentinels: TestRedis[], passwords: { server?: string; sentinel?: string }): Promise<void> {
   const deadline = Date.now() + SETTLE_TIMEOUT_MS
   let last = ''
   while (Date.now() < deadline) {
     const problems: string[] = []
-    if (!/master_link_status:up/.test((await ask(replica.port, 'INFO', 'replication')) as string)) problems.push('the replica has not synced')
+    if (!/master_link_status:up/.test((await ask(replica.port, passwords.server, 'INFO', 'replication')) as string)) problems.push('the replica has not synced')
     for (const sentinel of sentinels) {
-      const fields = (await ask(sentinel.port, 'SENTINEL', 'MASTER', SENTINEL_MASTER_NAME)) as string[]
+      const fields = (await ask(sentinel.port, passwords.sentinel, 'SENTINEL', 'MASTER', SENTINEL_MASTER_NAME)) as string[]
       const field = (name: string) => fields[fields.indexOf(name) + 1]
       if (field('num-slaves') !== '1' || field('num-other-sentinels') !== '2') {
         problems.push(`Sentinel ${sentinel.port} knows ${field('num-slaves')} replica(s) and ${field('num-other-sentinels')} other Sentinel(s)`)
@@ -77,8 +87,8 @@ async function settled(replica: TestRedis, sentinels: TestRedis[]): Promise<void
   throw new Error(`the Sentinel group did not settle within ${SETTLE_TIMEOUT_MS / 1000} s: ${last}`)
 }
 
-async function ask(port: number, ...command: string[]): Promise<unknown> {
-  const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, protocol: 2 })
+async function ask(port: number, password: string | undefined, ...command: string[]): Promise<unknown> {
+  const redis = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, protocol: 2 })
   redis.on('error', () => {})
   try {
     await redis.connect()

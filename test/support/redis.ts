@@ -118,7 +118,8 @@ async function ping(port: number, timeoutMs = 500): Promise<boolean> {
     sock.once('error', () => done(false));
     sock.on('data', (d) => {
       buf += d.toString('latin1');
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+      // A server that requires a password answers too, with NOAUTH: it is up.
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'));
     });
     sock.once('connect', () => sock.write('PING\r\n'));
   });
