@@ -5,10 +5,10 @@
 # and PostgreSQL cluster when their packages are installed: those are stopped again,
 # because the gateway and the tests start servers of their own.
 #
-#   scripts/system-packages.sh redis-server chromium postgresql-15 python3-jwt
+#   scripts/system-packages.sh redis-server chromium postgresql-15 python3-jwt openssl
 #   scripts/system-packages.sh --dry-run redis-server   # print the commands, run nothing
 #
-# `npm run dev` asks for redis-server, `npm test` (scripts/test.mjs) for all four.
+# `npm run dev` asks for redis-server, `npm test` (scripts/test.mjs) for all five.
 set -euo pipefail
 
 dry_run=false
@@ -24,6 +24,7 @@ installed() {
     chromium) [ -x /usr/bin/chromium ] ;; # test/demo-browser.test.ts (playwright cannot download browsers here)
     postgresql-15) [ -x "${POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}/postgres" ] ;; # scripts/postgres-cluster.mjs
     python3-jwt) [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import jwt' >/dev/null 2>&1 ;; # test/verifying-tokens.test.ts (the PyJWT recipe)
+    openssl) command -v openssl >/dev/null 2>&1 ;; # test/support/tls-certificates.ts (certificates for Redis over TLS)
     *)
       echo "system-packages: unknown package $1" >&2
       exit 2

@@ -9,7 +9,7 @@
 // The whole suite (no arguments) then runs the tests of the packages in this repository
 // (verifier/ and client/: `npm test` in each), counted into the same line.
 //
-// Missing system packages (redis-server, chromium, postgresql-15) are installed first:
+// Missing system packages (redis-server, chromium, postgresql-15, python3-jwt, openssl) are installed first:
 // see scripts/system-packages.sh.
 // The test files get TEST_POSTGRES_URL (an admin URL of the shared cluster).
 // tap's report is printed as TAP (its `tap` reporter) so that it can be counted;
@@ -38,7 +38,7 @@ function fail(message) {
 // The tests run on a real Redis, one PostgreSQL 15 cluster and Debian's Chromium (the
 // demo's browser test): whatever the machine lacks is installed first, or the script
 // says what to install.
-const packages = spawnSync('bash', [path.join(root, 'scripts', 'system-packages.sh'), 'redis-server', 'chromium', 'postgresql-15', 'python3-jwt'], {
+const packages = spawnSync('bash', [path.join(root, 'scripts', 'system-packages.sh'), 'redis-server', 'chromium', 'postgresql-15', 'python3-jwt', 'openssl'], {
   stdio: ['ignore', 2, 2], // stdout stays the TAP report
 })
 if (packages.error || packages.status !== 0) {

@@ -30,6 +30,10 @@ export interface Config {
   redisSentinel?: { sentinels: HostPort[]; name: string; credentials?: RedisCredentials }
   /** REDIS_USERNAME, REDIS_PASSWORD: the servers' AUTH for a Cluster or a Sentinel group (REDIS_URL carries its own). */
   redisCredentials?: RedisCredentials
+  /** REDIS_TLS: a Cluster's or a Sentinel group's connections over TLS (REDIS_URL says rediss:// instead). */
+  redisTls: boolean
+  /** REDIS_TLS_CA_FILE: a PEM file of the authorities to trust for Redis' certificates, instead of Node's public ones. */
+  redisTlsCaFile?: string
   /** Replicas that must hold a session start, end or rotation before it is answered (Redis WAIT); 0: no waiting. */
   redisWaitReplicas: number
   /** REDIS_COMMAND_TIMEOUT_MS: a Redis call unanswered this long answers 503. */
@@ -128,6 +132,10 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const sentinelCredentials = readRedisCredentials(read, 'REDIS_SENTINEL_USERNAME', 'REDIS_SENTINEL_PASSWORD')
   if (sentinelCredentials && !redisSentinels) problems.push('REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD are for the Sentinels of REDIS_SENTINELS')
+  const redisTls = read.flag('REDIS_TLS')
+  if (redisTls && !redisClusterNodes && !redisSentinels) problems.push('REDIS_TLS is for REDIS_CLUSTER_NODES or REDIS_SENTINELS; one Redis takes TLS as a rediss:// REDIS_URL')
+  const redisTlsCaFile = read.text('REDIS_TLS_CA_FILE')
+  if (redisTlsCaFile && !redisTls && !redisUrl?.startsWith('rediss://')) problems.push('REDIS_TLS_CA_FILE needs TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL')
   const redisWaitReplicas = read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100)
   if (redisWaitReplicas > 0 && redisSettings.length === 0) {
     problems.push('REDIS_WAIT_REPLICAS needs a Redis with replicas (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); the local development redis-server has none')
@@ -177,6 +185,8 @@ export function loadConfig(env: Env = process.env): Config {
     redisClusterNodes,
     redisSentinel: redisSentinels && redisSentinelName ? { sentinels: redisSentinels, name: redisSentinelName, ...(sentinelCredentials && { credentials: sentinelCredentials }) } : undefined,
     redisCredentials,
+    redisTls,
+    redisTlsCaFile,
     redisWaitReplicas,
     redisCommandTimeoutMs,
     accessTokenTtl: read.integer('ACCESS_TOKEN_TTL', 600, 30, 86_400),

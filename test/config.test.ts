@@ -172,6 +172,19 @@ t.test("a Cluster's or a Sentinel group's passwords: REDIS_PASSWORD (REDIS_USERN
   t.notMatch(problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_PASSWORD: 'do-not-print-me' }).join('\n'), /do-not-print-me/, 'a problem never shows the password')
 })
 
+t.test('TLS to Redis: REDIS_TLS for a Cluster or a Sentinel group, rediss:// for one server; REDIS_TLS_CA_FILE only with TLS', async (t) => {
+  t.equal(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000' }).redisTls, false, 'off by default')
+  const cluster = loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_TLS: 'true', REDIS_TLS_CA_FILE: '/run/secrets/redis-ca.pem' })
+  t.same([cluster.redisTls, cluster.redisTlsCaFile], [true, '/run/secrets/redis-ca.pem'])
+  t.same(problemsOf({ REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway', REDIS_TLS: 'true' }), [])
+  t.same(problemsOf({ REDIS_URL: 'rediss://cache:6380', REDIS_TLS_CA_FILE: '/run/secrets/redis-ca.pem' }), [], 'an authority for rediss://')
+
+  t.same(problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_TLS: 'true' }), ['REDIS_TLS is for REDIS_CLUSTER_NODES or REDIS_SENTINELS; one Redis takes TLS as a rediss:// REDIS_URL'])
+  t.same(problemsOf({ REDIS_URL: 'redis://cache:6379', REDIS_TLS_CA_FILE: '/ca.pem' }), ['REDIS_TLS_CA_FILE needs TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL'])
+  t.same(problemsOf({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_TLS_CA_FILE: '/ca.pem' }), ['REDIS_TLS_CA_FILE needs TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL'])
+  t.same(problemsOf({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_TLS: 'yes' }), ['REDIS_TLS must be true or false, got "yes"'])
+})
+
 t.test('REDIS_WAIT_REPLICAS: a whole number of replicas, 0 by default, and only where replicas can exist', async (t) => {
   t.equal(loadConfig({}).redisWaitReplicas, 0)
   t.equal(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_WAIT_REPLICAS: '1' }).redisWaitReplicas, 1)

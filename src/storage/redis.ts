@@ -4,9 +4,10 @@
 // not answering), an outage, a stall or a failover becomes a 503 within about 1.5 s, and ioredis
 // reconnects by itself, after a failover to the new master.
 
+import { readFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { Cluster, Redis, type Command, type RedisOptions, type RedisValue } from 'ioredis'
-import { StorageUnavailable } from '../common/errors.js'
+import { ConfigError, StorageUnavailable } from '../common/errors.js'
 
 /** A call (inRedis) not answered this long after it was issued fails (503), unless REDIS_COMMAND_TIMEOUT_MS says longer. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 1500
@@ -40,15 +41,33 @@ export interface RedisCredentials {
   password: string
 }
 
+/** TLS to Redis; `ca`: the authorities to trust for its certificates (PEM) instead of Node's public ones. */
+export interface RedisTls {
+  ca?: string
+}
+
+/** The PEM certificates in `file`, for RedisTls.ca; a file that cannot be read or holds none stops start-up. */
+export async function readAuthorities(file: string, variable: string): Promise<string> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch {
+    throw new ConfigError([`${variable}: cannot read the file "${file}"`])
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError([`${variable}: "${file}" holds no PEM certificate`])
+  return text
+}
+
 /**
  * Where the gateway's Redis is: what config.ts read from REDIS_URL, REDIS_CLUSTER_NODES or
- * REDIS_SENTINELS. A URL carries its own credentials; `credentials` are the servers' of a
- * Cluster or a Sentinel group, `sentinelCredentials` the Sentinels' own.
+ * REDIS_SENTINELS. A URL carries its own credentials and says TLS itself (rediss://), `tls`
+ * then only brings an authority; `credentials` are the servers' of a Cluster or a Sentinel
+ * group, `sentinelCredentials` the Sentinels' own; `tls` is for all of a group's connections.
  */
 export type RedisTarget =
-  | { url: string }
-  | { clusterNodes: HostPort[]; credentials?: RedisCredentials }
-  | { sentinels: HostPort[]; sentinelName: string; credentials?: RedisCredentials; sentinelCredentials?: RedisCredentials }
+  | { url: string; tls?: RedisTls }
+  | { clusterNodes: HostPort[]; credentials?: RedisCredentials; tls?: RedisTls }
+  | { sentinels: HostPort[]; sentinelName: string; credentials?: RedisCredentials; sentinelCredentials?: RedisCredentials; tls?: RedisTls }
 
 export interface RedisLogger {
   warn(object: unknown, message?: string): void
@@ -115,7 +134,7 @@ function createClient(target: RedisTarget): RedisClient {
       // on a MOVED or CLUSTERDOWN, and every 2 s, since a pipeline (replicatedWrite) that
       // meets a MOVED looks nothing up and would go on asking the wrong node.
       slotsRefreshInterval: 2000,
-      redisOptions: { ...perConnection, ...target.credentials },
+      redisOptions: { ...perConnection, ...target.credentials, ...(target.tls && { tls: target.tls }) },
     })
   }
   // RESP2 replies (ioredis' default), which the subclass is typed for.
@@ -126,6 +145,7 @@ function createClient(target: RedisTarget): RedisClient {
       ...target.credentials,
       sentinelUsername: target.sentinelCredentials?.username,
       sentinelPassword: target.sentinelCredentials?.password,
+      ...(target.tls && { tls: target.tls, sentinelTLS: target.tls, enableTLSForSentinelMode: true }),
       sentinels: target.sentinels,
       name: target.sentinelName,
       sentinelRetryStrategy: reconnectDelay,
@@ -137,7 +157,7 @@ function createClient(target: RedisTarget): RedisClient {
       reconnectOnError: (error) => error.message.startsWith('READONLY'),
     })
   }
-  return target.url.startsWith('/') ? new GatheringRedis({ ...options, path: target.url }) : new GatheringRedis(target.url, options)
+  return target.url.startsWith('/') ? new GatheringRedis({ ...options, path: target.url }) : new GatheringRedis(target.url, { ...options, ...(target.tls && { tls: target.tls }) })
 }
 
 /**

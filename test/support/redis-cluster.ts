@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { startRedis, type TestRedis } from './redis.js'
+import type { TestCertificates } from './tls-certificates.js'
 
 const NODE_TIMEOUT_MS = 1000
 const SETTLE_TIMEOUT_MS = 20_000
@@ -29,8 +30,11 @@ export interface TestRedisCluster {
   stop(): Promise<void>
 }
 
-/** `password`: every node requires it (requirepass), replicas included (masterauth). */
-export async function startRedisCluster({ password }: { password?: string } = {}): Promise<TestRedisCluster> {
+/**
+ * `password`: every node requires it (requirepass), replicas included (masterauth). `tls`:
+ * every node speaks TLS only, to clients and to each other.
+ */
+export async function startRedisCluster({ password, tls }: { password?: string; tls?: TestCertificates } = {}): Promise<TestRedisCluster> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const nodes = await Promise.all(
     Array.from({ length: 6 }, () =>
@@ -41,16 +45,18 @@ export async function startRedisCluster({ password }: { password?: string } = {}
           '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
           '--cluster-replica-validity-factor', '0',
           ...auth,
+          ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
         ],
+        tls,
       }),
     ),
   )
   const stop = () => Promise.all(nodes.map((node) => node.stop())).then(() => undefined)
-  const adminConnection = (port: number) => connectionTo(port, password)
+  const adminConnection = (port: number) => connectionTo(port, password, tls)
   try {
     await promisify(execFile)(
       'redis-cli',
-      ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+      ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes', ...(tls ? ['--tls', '--cacert', tls.caFile] : [])],
       // redis-cli reads the password from here without warning about it.
       { env: { ...process.env, ...(password === undefined ? {} : { REDISCLI_AUTH: password }) } },
     )
@@ -109,6 +115,7 @@ export async function startRedisCluster({ password }: { password?: string } = {}
     env: {
       REDIS_CLUSTER_NODES: nodes.slice(0, 3).map((node) => `127.0.0.1:${node.port}`).join(','),
       ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
+      ...(tls ? { REDIS_TLS: 'true', REDIS_TLS_CA_FILE: tls.caFile } : {}),
     },
     async masters() {
       return (await topology()).filter((entry) => entry.master && entry.slots.length > 0).map((entry) => entry.node)
@@ -162,8 +169,8 @@ async function settled(nodes: TestRedis[], adminConnection: (port: number) => Re
   throw new Error(`the test cluster did not settle within ${SETTLE_TIMEOUT_MS / 1000} s: ${last}`)
 }
 
-function connectionTo(port: number, password: string | undefined): Redis {
-  const redis = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 })
+function connectionTo(port: number, password: string | undefined, tls: TestCertificates | undefined): Redis {
+  const redis = new Redis({ host: '127.0.0.1', port, password, ...(tls && { tls: { ca: tls.ca } }), lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 })
   redis.on('error', () => {})
   return redis
 }

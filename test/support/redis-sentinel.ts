@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { startRedis, type TestRedis } from './redis.js'
+import type { TestCertificates } from './tls-certificates.js'
 
 export const SENTINEL_MASTER_NAME = 'gateway'
 const SETTLE_TIMEOUT_MS = 20_000
@@ -23,12 +24,15 @@ export interface TestSentinelGroup {
 /**
  * `password`: the master and the replica require it (requirepass; masterauth for the replica,
  * auth-pass for the Sentinels). `sentinelPassword`: the Sentinels require it of their clients
- * (and of each other).
+ * (and of each other). `tls`: every server and Sentinel speaks TLS only, to clients and to each other.
  */
-export async function startSentinelGroup({ password, sentinelPassword }: { password?: string; sentinelPassword?: string } = {}): Promise<TestSentinelGroup> {
+export async function startSentinelGroup(
+  { password, sentinelPassword, tls }: { password?: string; sentinelPassword?: string; tls?: TestCertificates } = {},
+): Promise<TestSentinelGroup> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
-  const master = await startRedis({ args: auth })
-  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth] })
+  const replication = tls ? ['--tls-replication', 'yes'] : []
+  const master = await startRedis({ args: [...auth, ...replication], tls })
+  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication], tls })
   const config = [
     `sentinel monitor ${SENTINEL_MASTER_NAME} 127.0.0.1 ${master.port} 2`,
     `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} 1000`,
@@ -38,11 +42,11 @@ export async function startSentinelGroup({ password, sentinelPassword }: { passw
     ...(sentinelPassword === undefined ? [] : [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`]),
     '',
   ].join('\n')
-  const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis({ config, args: ['--sentinel'] })))
+  const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis({ config, args: ['--sentinel', ...replication], tls })))
   const servers = [master, replica]
   const stop = () => Promise.all([...sentinels, ...servers].map((server) => server.stop())).then(() => undefined)
   try {
-    await settled(replica, sentinels, { server: password, sentinel: sentinelPassword })
+    await settled(replica, sentinels, { server: password, sentinel: sentinelPassword }, tls)
   } catch (error) {
     await stop()
     throw error
@@ -55,9 +59,10 @@ export async function startSentinelGroup({ password, sentinelPassword }: { passw
       REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME,
       ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
       ...(sentinelPassword === undefined ? {} : { REDIS_SENTINEL_PASSWORD: sentinelPassword }),
+      ...(tls ? { REDIS_TLS: 'true', REDIS_TLS_CA_FILE: tls.caFile } : {}),
     },
     async currentMaster() {
-      const [, port] = (await ask(sentinels[0]!.port, sentinelPassword, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
+      const [, port] = (await ask(sentinels[0]!.port, { password: sentinelPassword, tls }, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
       const server = servers.find((candidate) => candidate.port === Number(port))
       if (!server) throw new Error(`the Sentinels name 127.0.0.1:${port}, which is not a server of this group`)
       return server
@@ -67,14 +72,14 @@ export async function startSentinelGroup({ password, sentinelPassword }: { passw
 }
 
 /** The replica has synced, and every Sentinel knows the replica and the two other Sentinels. */
-async function settled(replica: TestRedis, sentinels: TestRedis[], passwords: { server?: string; sentinel?: string }): Promise<void> {
+async function settled(replica: TestRedis, sentinels: TestRedis[], passwords: { server?: string; sentinel?: string }, tls: TestCertificates | undefined): Promise<void> {
   const deadline = Date.now() + SETTLE_TIMEOUT_MS
   let last = ''
   while (Date.now() < deadline) {
     const problems: string[] = []
-    if (!/master_link_status:up/.test((await ask(replica.port, passwords.server, 'INFO', 'replication')) as string)) problems.push('the replica has not synced')
+    if (!/master_link_status:up/.test((await ask(replica.port, { password: passwords.server, tls }, 'INFO', 'replication')) as string)) problems.push('the replica has not synced')
     for (const sentinel of sentinels) {
-      const fields = (await ask(sentinel.port, passwords.sentinel, 'SENTINEL', 'MASTER', SENTINEL_MASTER_NAME)) as string[]
+      const fields = (await ask(sentinel.port, { password: passwords.sentinel, tls }, 'SENTINEL', 'MASTER', SENTINEL_MASTER_NAME)) as string[]
       const field = (name: string) => fields[fields.indexOf(name) + 1]
       if (field('num-slaves') !== '1' || field('num-other-sentinels') !== '2') {
         problems.push(`Sentinel ${sentinel.port} knows ${field('num-slaves')} replica(s) and ${field('num-other-sentinels')} other Sentinel(s)`)
@@ -87,8 +92,8 @@ async function settled(replica: TestRedis, sentinels: TestRedis[], passwords: { 
   throw new Error(`the Sentinel group did not settle within ${SETTLE_TIMEOUT_MS / 1000} s: ${last}`)
 }
 
-async function ask(port: number, password: string | undefined, ...command: string[]): Promise<unknown> {
-  const redis = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, protocol: 2 })
+async function ask(port: number, { password, tls }: { password?: string; tls?: TestCertificates }, ...command: string[]): Promise<unknown> {
+  const redis = new Redis({ host: '127.0.0.1', port, password, ...(tls && { tls: { ca: tls.ca } }), lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, protocol: 2 })
   redis.on('error', () => {})
   try {
     await redis.connect()

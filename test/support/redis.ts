@@ -8,12 +8,14 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
+import type { TestCertificates } from './tls-certificates.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface TestRedis {
-  /** `redis://127.0.0.1:<port>` */
+  /** `redis://127.0.0.1:<port>`, or `rediss://` with TLS */
   url: string;
   port: number;
   /** SIGTERM the server and wait until it has exited. */
@@ -35,6 +37,8 @@ export interface TestRedisOptions {
   args?: string[];
   /** A config file, written into the server's own directory and read first (a Sentinel rewrites its own). */
   config?: string;
+  /** TLS only, with this certificate (clients are not asked for one); no plain TCP port. */
+  tls?: TestCertificates;
 }
 
 const HOST = '127.0.0.1';
@@ -105,9 +109,9 @@ async function freePort(): Promise<number> {
 }
 
 /** One PING over a raw socket; true when the server answers +PONG. */
-async function ping(port: number, timeoutMs = 500): Promise<boolean> {
+async function ping(port: number, tls: TestCertificates | undefined, timeoutMs = 500): Promise<boolean> {
   return await new Promise<boolean>((resolve) => {
-    const sock = createConnection({ host: HOST, port });
+    const sock: Socket = tls ? connectTls({ host: HOST, port, ca: tls.ca }) : createConnection({ host: HOST, port });
     let buf = '';
     const done = (ok: boolean) => {
       clearTimeout(timer);
@@ -121,14 +125,16 @@ async function ping(port: number, timeoutMs = 500): Promise<boolean> {
       // A server that requires a password answers too, with NOAUTH: it is up.
       if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'));
     });
-    sock.once('connect', () => sock.write('PING\r\n'));
+    sock.once(tls ? 'secureConnect' : 'connect', () => sock.write('PING\r\n'));
   });
 }
 
 function launch(port: number, dir: string, options: TestRedisOptions): { running: Running; ready: Promise<void> } {
   const args = [
     ...(options.config === undefined ? [] : [join(dir, 'redis.conf')]),
-    '--port', String(port),
+    ...(options.tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile, '--tls-ca-cert-file', options.tls.caFile, '--tls-auth-clients', 'no']
+      : ['--port', String(port)]),
     '--bind', HOST,
     '--save', '',
     '--appendonly', 'no',
@@ -187,7 +193,7 @@ function launch(port: number, dir: string, options: TestRedisOptions): { running
     live.add(running);
     while (Date.now() < deadline) {
       if (running.hasExited) break;
-      if (await ping(port)) {
+      if (await ping(port, options.tls)) {
         unrefAll();
         return;
       }
@@ -236,7 +242,7 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
   if (!current) throw lastError;
 
   const handle: TestRedis = {
-    url: `redis://${HOST}:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://${HOST}:${port}`,
     port,
     async stop() {
       if (current) {
