@@ -10,7 +10,7 @@ import { connectRedis, type RedisCredentials, type RedisLogger } from '../src/st
 import { startRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
-import { loginStoryAcrossInstances, startGatewayPair } from './support/shared-redis.js'
+import { loginStoryOn } from './support/shared-redis.js'
 
 const CLUSTER_PASSWORD = 'cluster-pass-7c1e'
 const SERVER_PASSWORD = 'server-pass-4b2d'
@@ -66,15 +66,9 @@ t.test('a Cluster whose nodes require a password', async (t) => {
     t.match(await refusal(t, connectWith({ username: 'gateway', password: CLUSTER_PASSWORD })), /WRONGPASS/, "the default user's password is not the user's")
   })
 
-  await t.test('two gateways with REDIS_PASSWORD tell the whole login story', async (t) => {
-    const pair = await startGatewayPair(cluster.env)
-    t.teardown(() => pair.close())
-    const sessionRedis = new Cluster(seeds, { enableOfflineQueue: false, lazyConnect: true, redisOptions: { password: CLUSTER_PASSWORD, maxRetriesPerRequest: 0, commandTimeout: 500 } })
-    sessionRedis.on('error', () => {})
-    await sessionRedis.connect()
-    t.teardown(() => sessionRedis.disconnect())
-    await loginStoryAcrossInstances(t, pair, sessionRedis)
-  })
+  await t.test('two gateways with REDIS_PASSWORD tell the whole login story', (t) =>
+    loginStoryOn(t, cluster.env, new Cluster(seeds, { enableOfflineQueue: false, lazyConnect: true, redisOptions: { password: CLUSTER_PASSWORD, maxRetriesPerRequest: 0, commandTimeout: 500 } })),
+  )
 })
 
 t.test('a Sentinel group whose servers and Sentinels require passwords of their own', async (t) => {
@@ -91,24 +85,13 @@ t.test('a Sentinel group whose servers and Sentinels require passwords of their 
     t.match(await refusal(t, connectWith({ password: SERVER_PASSWORD })), /not ready within 10 s of start-up \(last connection error: .*NOAUTH.*\); Redis refused the credentials/)
   })
 
-  await t.test('two gateways with REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD tell the whole login story', async (t) => {
-    const pair = await startGatewayPair(group.env)
-    t.teardown(() => pair.close())
-    const sessionRedis = new Redis({
-      sentinels,
-      name: SENTINEL_MASTER_NAME,
-      password: SERVER_PASSWORD,
-      sentinelPassword: SENTINEL_PASSWORD,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: 500,
-      lazyConnect: true,
-    })
-    sessionRedis.on('error', () => {})
-    await sessionRedis.connect()
-    t.teardown(() => sessionRedis.disconnect())
-    await loginStoryAcrossInstances(t, pair, sessionRedis)
-  })
+  await t.test('two gateways with REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD tell the whole login story', (t) =>
+    loginStoryOn(
+      t,
+      group.env,
+      new Redis({ sentinels, name: SENTINEL_MASTER_NAME, password: SERVER_PASSWORD, sentinelPassword: SENTINEL_PASSWORD, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, lazyConnect: true }),
+    ),
+  )
 })
 
 t.test('one Redis takes its password in REDIS_URL; without it start-up says Redis refused the credentials', async (t) => {

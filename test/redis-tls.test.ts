@@ -13,7 +13,7 @@ import { connectRedis, readAuthorities } from '../src/storage/redis.js'
 import { startRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
-import { loginStoryAcrossInstances, startGatewayPair } from './support/shared-redis.js'
+import { loginStoryOn } from './support/shared-redis.js'
 import { testCertificates } from './support/tls-certificates.js'
 
 const certificates = testCertificates()
@@ -43,17 +43,8 @@ t.test('a Cluster whose nodes speak TLS only', async (t) => {
 
   await t.test('two gateways with REDIS_TLS and REDIS_TLS_CA_FILE tell the whole login story', async (t) => {
     t.match(cluster.env, { REDIS_TLS: 'true', REDIS_TLS_CA_FILE: certificates.caFile })
-    const pair = await startGatewayPair(cluster.env)
-    t.teardown(() => pair.close())
-    const sessionRedis = new Cluster(seeds, {
-      enableOfflineQueue: false,
-      lazyConnect: true,
-      redisOptions: { password: PASSWORD, tls: { ca: certificates.ca }, maxRetriesPerRequest: 0, commandTimeout: 500 },
-    })
-    sessionRedis.on('error', () => {})
-    await sessionRedis.connect()
-    t.teardown(() => sessionRedis.disconnect())
-    await loginStoryAcrossInstances(t, pair, sessionRedis)
+    const redisOptions = { password: PASSWORD, tls: { ca: certificates.ca }, maxRetriesPerRequest: 0, commandTimeout: 500 }
+    await loginStoryOn(t, cluster.env, new Cluster(seeds, { enableOfflineQueue: false, lazyConnect: true, redisOptions }))
   })
 })
 
@@ -66,26 +57,13 @@ t.test('a Sentinel group whose servers and Sentinels speak TLS only', async (t) 
     t.match(await failure(connectRedis({ sentinels, sentinelName: SENTINEL_MASTER_NAME, credentials: { password: PASSWORD } }, quiet)), /not ready within 10 s|Connection is closed/)
   })
 
-  await t.test('two gateways with REDIS_TLS and REDIS_TLS_CA_FILE tell the whole login story', async (t) => {
-    const pair = await startGatewayPair(group.env)
-    t.teardown(() => pair.close())
+  await t.test('two gateways with REDIS_TLS and REDIS_TLS_CA_FILE tell the whole login story', (t) => {
     const tls = { ca: certificates.ca }
-    const sessionRedis = new Redis({
-      sentinels,
-      name: SENTINEL_MASTER_NAME,
-      password: PASSWORD,
-      tls,
-      sentinelTLS: tls,
-      enableTLSForSentinelMode: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: 500,
-      lazyConnect: true,
-    })
-    sessionRedis.on('error', () => {})
-    await sessionRedis.connect()
-    t.teardown(() => sessionRedis.disconnect())
-    await loginStoryAcrossInstances(t, pair, sessionRedis)
+    return loginStoryOn(
+      t,
+      group.env,
+      new Redis({ sentinels, name: SENTINEL_MASTER_NAME, password: PASSWORD, tls, sentinelTLS: tls, enableTLSForSentinelMode: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, lazyConnect: true }),
+    )
   })
 })
 

@@ -1,11 +1,11 @@
 // Two gateway instances over one shared Redis (a Cluster or a Sentinel group) and one
 // database, and the stories every topology must tell the same way: the login story across
-// the instances, and refresh load through a master's crash. Used by test/redis-cluster.test.ts
-// and test/redis-sentinel.test.ts.
+// the instances, and refresh load through a master's crash. Used by test/redis-cluster.test.ts,
+// test/redis-sentinel.test.ts, and for Redis with passwords and TLS.
 
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { Test } from 'tap'
 import { parseRefreshToken } from '../../src/sessions/refresh-token.js'
 import { sessionKeys } from '../../verifier/session-keys.js'
@@ -45,6 +45,20 @@ export async function startGatewayPair(redis: Record<string, string>, env: Recor
       await database.drop()
     },
   }
+}
+
+/**
+ * Two instances on `redis` (the gateway's settings) tell the login story, with
+ * `sessionRedis` as the resource server's own client (connected here, fail-fast as the
+ * verifier's README has it).
+ */
+export async function loginStoryOn(t: Test, redis: Record<string, string>, sessionRedis: Redis | Cluster): Promise<void> {
+  const pair = await startGatewayPair(redis)
+  t.teardown(() => pair.close())
+  sessionRedis.on('error', () => {})
+  await sessionRedis.connect()
+  t.teardown(() => sessionRedis.disconnect())
+  await loginStoryAcrossInstances(t, pair, sessionRedis)
 }
 
 const refresh = (gateway: GatewayUnderTest, refreshToken: string) => gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
