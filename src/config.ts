@@ -253,7 +253,6 @@ export function loadConfig(env: Env = process.env): Config {
   return config
 }
 
-/** SIGNING_ALGORITHM: ES256 (the default), RS256 or EdDSA; the key type decides, this names which. */
 /** A password and, optionally, its ACL user; a user without a password is a problem. */
 function readRedisCredentials(read: EnvReader, usernameVariable: string, passwordVariable: string): RedisCredentials | undefined {
   const username = read.text(usernameVariable)
@@ -262,6 +261,7 @@ function readRedisCredentials(read: EnvReader, usernameVariable: string, passwor
   return password === undefined ? undefined : { ...(username === undefined ? {} : { username }), password }
 }
 
+/** SIGNING_ALGORITHM: ES256 (the default), RS256 or EdDSA; the key type decides, this names which. */
 function readSigningAlgorithm(read: EnvReader): SigningAlgorithm | undefined {
   const value = read.text('SIGNING_ALGORITHM')
   if (value === undefined || (SIGNING_ALGORITHM_CHOICES as readonly string[]).includes(value)) return value as SigningAlgorithm | undefined
