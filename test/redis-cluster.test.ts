@@ -17,7 +17,7 @@ const WAIT_REPLICAS = 1
 
 const cluster = await startRedisCluster()
 t.teardown(() => cluster.stop())
-const seeds = cluster.env.REDIS_CLUSTER_NODES!.split(',').map((seed) => ({ host: '127.0.0.1', port: Number(seed.split(':')[1]) }))
+const seeds = cluster.seeds
 const quiet = { warn() {} }
 
 t.test('start-up refuses a cluster with an evicting master, whichever master it is', async (t) => {

@@ -43,7 +43,7 @@ async function refusal(t: Test, connecting: (log: RedisLogger) => Promise<{ disc
 t.test('a Cluster whose nodes require a password', async (t) => {
   const cluster = await startRedisCluster({ password: CLUSTER_PASSWORD })
   t.teardown(() => cluster.stop())
-  const seeds = cluster.env.REDIS_CLUSTER_NODES!.split(',').map((seed) => ({ host: '127.0.0.1', port: Number(seed.split(':')[1]) }))
+  const seeds = cluster.seeds
   const connectWith = (credentials?: RedisCredentials) => (log: RedisLogger) => connectRedis({ clusterNodes: seeds, credentials }, log)
 
   await t.test('without REDIS_PASSWORD, or with a wrong one, start-up fails and says why', async (t) => {
@@ -74,7 +74,7 @@ t.test('a Cluster whose nodes require a password', async (t) => {
 t.test('a Sentinel group whose servers and Sentinels require passwords of their own', async (t) => {
   const group = await startSentinelGroup({ password: SERVER_PASSWORD, sentinelPassword: SENTINEL_PASSWORD })
   t.teardown(() => group.stop())
-  const sentinels = group.sentinels.map((sentinel) => ({ host: '127.0.0.1', port: sentinel.port }))
+  const sentinels = group.sentinelAddresses
   const connectWith = (credentials?: RedisCredentials, sentinelCredentials?: RedisCredentials) => (log: RedisLogger) =>
     connectRedis({ sentinels, sentinelName: SENTINEL_MASTER_NAME, credentials, sentinelCredentials }, log)
 

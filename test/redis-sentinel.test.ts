@@ -15,7 +15,7 @@ const WAIT_REPLICAS = 1
 
 const group = await startSentinelGroup()
 t.teardown(() => group.stop())
-const sentinels = group.sentinels.map((sentinel) => ({ host: '127.0.0.1', port: sentinel.port }))
+const sentinels = group.sentinelAddresses
 const target = { sentinels, sentinelName: SENTINEL_MASTER_NAME }
 const quiet = { warn() {} }
 

@@ -4,7 +4,7 @@
 // the whole login story over TLS; a certificate nobody vouches for stops start-up, as does a
 // server that speaks TLS to a gateway that does not.
 
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster, Redis } from 'ioredis'
@@ -31,7 +31,7 @@ const failure = (connecting: Promise<{ disconnect(): void }>) =>
 t.test('a Cluster whose nodes speak TLS only', async (t) => {
   const cluster = await startRedisCluster({ password: PASSWORD, tls: certificates })
   t.teardown(() => cluster.stop())
-  const seeds = cluster.env.REDIS_CLUSTER_NODES!.split(',').map((seed) => ({ host: '127.0.0.1', port: Number(seed.split(':')[1]) }))
+  const seeds = cluster.seeds
   const credentials = { password: PASSWORD }
 
   await t.test('without TLS, or with an authority that did not sign the certificates, start-up fails and says why', async (t) => {
@@ -51,7 +51,7 @@ t.test('a Cluster whose nodes speak TLS only', async (t) => {
 t.test('a Sentinel group whose servers and Sentinels speak TLS only', async (t) => {
   const group = await startSentinelGroup({ password: PASSWORD, tls: certificates })
   t.teardown(() => group.stop())
-  const sentinels = group.sentinels.map((sentinel) => ({ host: '127.0.0.1', port: sentinel.port }))
+  const sentinels = group.sentinelAddresses
 
   await t.test('without TLS, start-up fails', async (t) => {
     t.match(await failure(connectRedis({ sentinels, sentinelName: SENTINEL_MASTER_NAME, credentials: { password: PASSWORD } }, quiet)), /not ready within 10 s|Connection is closed/)
@@ -84,6 +84,6 @@ t.test('REDIS_TLS_CA_FILE must be a readable file of PEM certificates', async (t
   })
   const notCertificates = join(tmpdir(), `not-certificates-${process.pid}.pem`)
   writeFileSync(notCertificates, 'just text\n')
-  t.teardown(() => import('node:fs').then(({ rmSync }) => rmSync(notCertificates, { force: true })))
+  t.teardown(() => rmSync(notCertificates, { force: true }))
   await t.rejects(readAuthorities(notCertificates, 'REDIS_TLS_CA_FILE'), { name: 'ConfigError', problems: [`REDIS_TLS_CA_FILE: "${notCertificates}" holds no PEM certificate`] })
 })

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { startRedis, type TestRedis } from './redis.js'
+import type { HostPort } from '../../src/storage/redis.js'
 import type { TestCertificates } from './tls-certificates.js'
 
 const NODE_TIMEOUT_MS = 1000
@@ -15,8 +16,10 @@ const SETTLE_TIMEOUT_MS = 20_000
 
 export interface TestRedisCluster {
   nodes: TestRedis[]
-  /** The gateway's settings for this cluster: REDIS_CLUSTER_NODES. */
+  /** The gateway's settings for this cluster: REDIS_CLUSTER_NODES (and its password and TLS). */
   env: Record<string, string>
+  /** The seed nodes of REDIS_CLUSTER_NODES, for a client of the tests' own. */
+  seeds: HostPort[]
   /** The nodes that serve slots as masters right now. */
   masters(): Promise<TestRedis[]>
   /** The node that serves `key` as master right now (a crashed one until a replica takes over). */
@@ -110,10 +113,12 @@ export async function startRedisCluster({ password, tls }: { password?: string; 
       redis.disconnect()
     }
   }
+  const seeds = nodes.slice(0, 3).map((node) => ({ host: '127.0.0.1', port: node.port }))
   return {
     nodes,
+    seeds,
     env: {
-      REDIS_CLUSTER_NODES: nodes.slice(0, 3).map((node) => `127.0.0.1:${node.port}`).join(','),
+      REDIS_CLUSTER_NODES: seeds.map(({ host, port }) => `${host}:${port}`).join(','),
       ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
       ...(tls ? { REDIS_TLS: 'true', REDIS_TLS_CA_FILE: tls.caFile } : {}),
     },

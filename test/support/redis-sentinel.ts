@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { startRedis, type TestRedis } from './redis.js'
+import type { HostPort } from '../../src/storage/redis.js'
 import type { TestCertificates } from './tls-certificates.js'
 
 export const SENTINEL_MASTER_NAME = 'gateway'
@@ -14,6 +15,8 @@ export interface TestSentinelGroup {
   /** The master and the replica as started; which one is master now: currentMaster(). */
   servers: TestRedis[]
   sentinels: TestRedis[]
+  /** The Sentinels' addresses (REDIS_SENTINELS), for a client of the tests' own. */
+  sentinelAddresses: HostPort[]
   /** The gateway's settings for this group: REDIS_SENTINELS and REDIS_SENTINEL_NAME. */
   env: Record<string, string>
   /** The server the Sentinels name as master right now. */
@@ -51,11 +54,13 @@ export async function startSentinelGroup(
     await stop()
     throw error
   }
+  const sentinelAddresses = sentinels.map((sentinel) => ({ host: '127.0.0.1', port: sentinel.port }))
   return {
     servers,
     sentinels,
+    sentinelAddresses,
     env: {
-      REDIS_SENTINELS: sentinels.map((sentinel) => `127.0.0.1:${sentinel.port}`).join(','),
+      REDIS_SENTINELS: sentinelAddresses.map(({ host, port }) => `${host}:${port}`).join(','),
       REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME,
       ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
       ...(sentinelPassword === undefined ? {} : { REDIS_SENTINEL_PASSWORD: sentinelPassword }),
