@@ -311,6 +311,11 @@ export interface Column {
 
 const percentOfCpu = (cpus?: number) => (cpus === undefined ? 'n/a' : `${(cpus * 100).toFixed(0)} % CPU`)
 
+/** How far `to` is from `from`, in percent of `from`. */
+export function percentChange(from: number, to: number): number {
+  return ((to - from) / from) * 100
+}
+
 /** The middle value; for an even count, the mean of the two middle ones. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)

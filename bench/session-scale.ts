@@ -24,6 +24,7 @@ import {
   hasFailures,
   loadJob,
   measure,
+  percentChange,
   onCleanUp,
   printSetup,
   readLoadSettings,
@@ -150,10 +151,6 @@ async function main(): Promise<number> {
   const failed = targets.flatMap((target) => target.runs).filter((run) => hasFailures(run.measurement.report))
   for (const run of failed) console.error(`FAILED: ${run.measurement.name} had failed requests`)
   return failed.length > 0 ? 1 : 0
-}
-
-function percentChange(from: number, to: number): number {
-  return ((to - from) / from) * 100
 }
 
 /** `count` real sessions, 50 at a time (each reads the user's scopes from the embedded database). */
