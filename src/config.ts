@@ -34,6 +34,8 @@ export interface Config {
   redisTls: boolean
   /** REDIS_TLS_CA_FILE: a PEM file of the authorities to trust for Redis' certificates, instead of Node's public ones. */
   redisTlsCaFile?: string
+  /** REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: the certificate the gateway shows a Redis that asks for one (tls-auth-clients), and its key. */
+  redisTlsClientCertificate?: { certFile: string; keyFile: string }
   /** Replicas that must hold a session start, end or rotation before it is answered (Redis WAIT); 0: no waiting. */
   redisWaitReplicas: number
   /** REDIS_COMMAND_TIMEOUT_MS: a Redis call unanswered this long answers 503. */
@@ -134,8 +136,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (sentinelCredentials && !redisSentinels) problems.push('REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD are for the Sentinels of REDIS_SENTINELS')
   const redisTls = read.flag('REDIS_TLS')
   if (redisTls && !redisClusterNodes && !redisSentinels) problems.push('REDIS_TLS is for REDIS_CLUSTER_NODES or REDIS_SENTINELS; one Redis takes TLS as a rediss:// REDIS_URL')
+  const tlsToRedis = redisTls || redisUrl?.startsWith('rediss://')
   const redisTlsCaFile = read.text('REDIS_TLS_CA_FILE')
-  if (redisTlsCaFile && !redisTls && !redisUrl?.startsWith('rediss://')) problems.push('REDIS_TLS_CA_FILE needs TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL')
+  if (redisTlsCaFile && !tlsToRedis) problems.push('REDIS_TLS_CA_FILE needs TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL')
+  const redisTlsClientCertificate = readClientCertificate(read, tlsToRedis)
   const redisWaitReplicas = read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100)
   if (redisWaitReplicas > 0 && redisSettings.length === 0) {
     problems.push('REDIS_WAIT_REPLICAS needs a Redis with replicas (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); the local development redis-server has none')
@@ -187,6 +191,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisCredentials,
     redisTls,
     redisTlsCaFile,
+    redisTlsClientCertificate,
     redisWaitReplicas,
     redisCommandTimeoutMs,
     accessTokenTtl: read.integer('ACCESS_TOKEN_TTL', 600, 30, 86_400),
@@ -259,6 +264,19 @@ function readRedisCredentials(read: EnvReader, usernameVariable: string, passwor
   const password = read.text(passwordVariable)
   if (username !== undefined && password === undefined) read.problem(`${usernameVariable} needs ${passwordVariable}`)
   return password === undefined ? undefined : { ...(username === undefined ? {} : { username }), password }
+}
+
+/** REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: both or neither, and only with TLS to Redis. */
+function readClientCertificate(read: EnvReader, tlsToRedis: boolean | undefined): Config['redisTlsClientCertificate'] {
+  const certFile = read.text('REDIS_TLS_CERT_FILE')
+  const keyFile = read.text('REDIS_TLS_KEY_FILE')
+  if (certFile === undefined && keyFile === undefined) return undefined
+  if (certFile === undefined || keyFile === undefined) {
+    read.problem('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: the client certificate Redis asks for, and its private key')
+    return undefined
+  }
+  if (!tlsToRedis) read.problem('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE need TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL')
+  return { certFile, keyFile }
 }
 
 /** SIGNING_ALGORITHM: ES256 (the default), RS256 or EdDSA; the key type decides, this names which. */

@@ -40,7 +40,7 @@ import { SignupService } from './signup/signup.js'
 import { SignupTickets } from './signup/signup-tickets.js'
 import { openDatabase, type Database } from './storage/database.js'
 import { startLocalRedis, type LocalRedis } from './storage/local-redis.js'
-import { connectRedis, readAuthorities, type RedisClient, type RedisTarget } from './storage/redis.js'
+import { connectRedis, loadRedisTls, type RedisClient, type RedisTarget } from './storage/redis.js'
 import { AccessTokens } from './tokens/access-tokens.js'
 import { loadSigningKeys } from './tokens/signing-keys.js'
 
@@ -72,8 +72,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   let redis: RedisClient
   try {
     const { redisCredentials: credentials, redisSentinel: sentinel } = config
-    const ca = config.redisTlsCaFile === undefined ? undefined : await readAuthorities(config.redisTlsCaFile, 'REDIS_TLS_CA_FILE')
-    const tls = config.redisTls || ca ? { ...(ca && { ca }) } : undefined
+    const tls = await loadRedisTls({ tls: config.redisTls, caFile: config.redisTlsCaFile, clientCertificate: config.redisTlsClientCertificate })
     const redisTarget: RedisTarget = config.redisClusterNodes
       ? { clusterNodes: config.redisClusterNodes, credentials, tls }
       : sentinel

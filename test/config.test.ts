@@ -185,6 +185,23 @@ t.test('TLS to Redis: REDIS_TLS for a Cluster or a Sentinel group, rediss:// for
   t.same(problemsOf({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_TLS: 'yes' }), ['REDIS_TLS must be true or false, got "yes"'])
 })
 
+t.test('a client certificate for Redis: REDIS_TLS_CERT_FILE with REDIS_TLS_KEY_FILE, only with TLS', async (t) => {
+  const files = { REDIS_TLS_CERT_FILE: '/run/secrets/redis-client.crt', REDIS_TLS_KEY_FILE: '/run/secrets/redis-client.key' }
+  t.same(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_TLS: 'true', ...files }).redisTlsClientCertificate, {
+    certFile: '/run/secrets/redis-client.crt',
+    keyFile: '/run/secrets/redis-client.key',
+  })
+  t.same(problemsOf({ REDIS_URL: 'rediss://cache:6380', ...files }), [], 'one Redis over rediss://')
+  t.equal(loadConfig({ REDIS_URL: 'rediss://cache:6380' }).redisTlsClientCertificate, undefined, 'none by default')
+
+  const together = 'REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: the client certificate Redis asks for, and its private key'
+  t.same(problemsOf({ REDIS_URL: 'rediss://cache:6380', REDIS_TLS_CERT_FILE: files.REDIS_TLS_CERT_FILE }), [together])
+  t.same(problemsOf({ REDIS_URL: 'rediss://cache:6380', REDIS_TLS_KEY_FILE: files.REDIS_TLS_KEY_FILE }), [together])
+  const needsTls = 'REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE need TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL'
+  t.same(problemsOf({ REDIS_URL: 'redis://cache:6379', ...files }), [needsTls])
+  t.same(problemsOf({ REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway', ...files }), [needsTls])
+})
+
 t.test('REDIS_WAIT_REPLICAS: a whole number of replicas, 0 by default, and only where replicas can exist', async (t) => {
   t.equal(loadConfig({}).redisWaitReplicas, 0)
   t.equal(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_WAIT_REPLICAS: '1' }).redisWaitReplicas, 1)

@@ -1,20 +1,23 @@
 // Redis over TLS. A Cluster's nodes, or a Sentinel group's servers and Sentinels, are reached
 // over TLS with REDIS_TLS=true; one Redis with a rediss:// REDIS_URL. REDIS_TLS_CA_FILE names
-// the authority that signed their certificates when it is not a public one. Two gateways tell
-// the whole login story over TLS; a certificate nobody vouches for stops start-up, as does a
-// server that speaks TLS to a gateway that does not.
+// the authority that signed their certificates when it is not a public one; REDIS_TLS_CERT_FILE
+// and REDIS_TLS_KEY_FILE the certificate the gateway shows servers that ask for one (Redis'
+// default). Two gateways tell the whole login story over TLS; a certificate nobody vouches
+// for stops start-up, as do a server that speaks TLS to a gateway that does not and a server
+// that asks for a certificate the gateway lacks.
 
-import { rmSync, writeFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster, Redis } from 'ioredis'
 import t from 'tap'
-import { connectRedis, readAuthorities } from '../src/storage/redis.js'
+import { connectRedis, loadRedisTls, readAuthorities } from '../src/storage/redis.js'
 import { startRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
 import { loginStoryOn } from './support/shared-redis.js'
-import { testCertificates } from './support/tls-certificates.js'
+import { testCertificates, tlsEnv } from './support/tls-certificates.js'
 
 const certificates = testCertificates()
 const PASSWORD = 'tls-pass-2a7c'
@@ -28,37 +31,48 @@ const failure = (connecting: Promise<{ disconnect(): void }>) =>
     (error: Error) => error.message,
   )
 
-t.test('a Cluster whose nodes speak TLS only', async (t) => {
-  const cluster = await startRedisCluster({ password: PASSWORD, tls: certificates })
+t.test('a Cluster whose nodes speak TLS only and ask for client certificates', async (t) => {
+  const cluster = await startRedisCluster({ password: PASSWORD, tls: certificates, clientCertificates: true })
   t.teardown(() => cluster.stop())
   const seeds = cluster.seeds
   const credentials = { password: PASSWORD }
 
-  await t.test('without TLS, or with an authority that did not sign the certificates, start-up fails and says why', async (t) => {
-    t.match(await failure(connectRedis({ clusterNodes: seeds, credentials }, quiet)), /None of startup nodes is available \(last connection error: /)
-    // Node's public authorities do not vouch for the test authority: TLS checks the chain.
-    // (ioredis' Cluster keeps the TLS error to itself: its connection only closes.)
-    t.match(await failure(connectRedis({ clusterNodes: seeds, credentials, tls: {} }, quiet)), /^None of startup nodes is available/)
+  await t.test('without TLS, with an authority that did not sign the certificates, or without a client certificate, start-up fails and says why', async (t) => {
+    const { cert, key } = certificates.clientTls
+    const [plain, untrusted, withoutCertificate] = await Promise.all([
+      failure(connectRedis({ clusterNodes: seeds, credentials }, quiet)),
+      // Node's public authorities do not vouch for the test authority: TLS checks the chain.
+      failure(connectRedis({ clusterNodes: seeds, credentials, tls: { cert, key } }, quiet)),
+      failure(connectRedis({ clusterNodes: seeds, credentials, tls: { ca: certificates.ca } }, quiet)),
+    ])
+    t.match(plain, /^None of startup nodes is available \(last connection error: .*\); a Redis that speaks only TLS closes plain connections: REDIS_TLS=true/)
+    t.match(untrusted, /^None of startup nodes is available \(last connection error: self-signed certificate in certificate chain\); the gateway did not trust Redis' certificate: check REDIS_TLS_CA_FILE/)
+    t.match(withoutCertificate, /^None of startup nodes is available \(last connection error: .*\); a Redis that asks for a client certificate closes a connection without one: check REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE$/)
   })
 
-  await t.test('two gateways with REDIS_TLS and REDIS_TLS_CA_FILE tell the whole login story', async (t) => {
-    t.match(cluster.env, { REDIS_TLS: 'true', REDIS_TLS_CA_FILE: certificates.caFile })
-    const redisOptions = { password: PASSWORD, tls: { ca: certificates.ca }, maxRetriesPerRequest: 0, commandTimeout: 500 }
+  await t.test('two gateways with REDIS_TLS, REDIS_TLS_CA_FILE and a client certificate tell the whole login story', async (t) => {
+    t.match(cluster.env, tlsEnv(certificates, true))
+    const redisOptions = { password: PASSWORD, tls: certificates.clientTls, maxRetriesPerRequest: 0, commandTimeout: 500 }
     await loginStoryOn(t, cluster.env, new Cluster(seeds, { enableOfflineQueue: false, lazyConnect: true, redisOptions }))
   })
 })
 
-t.test('a Sentinel group whose servers and Sentinels speak TLS only', async (t) => {
-  const group = await startSentinelGroup({ password: PASSWORD, tls: certificates })
+t.test('a Sentinel group whose servers and Sentinels speak TLS only and ask for client certificates', async (t) => {
+  const group = await startSentinelGroup({ password: PASSWORD, tls: certificates, clientCertificates: true })
   t.teardown(() => group.stop())
   const sentinels = group.sentinelAddresses
 
-  await t.test('without TLS, start-up fails', async (t) => {
-    t.match(await failure(connectRedis({ sentinels, sentinelName: SENTINEL_MASTER_NAME, credentials: { password: PASSWORD } }, quiet)), /not ready within 10 s|Connection is closed/)
+  await t.test('without TLS, or without a client certificate, start-up fails and says why', async (t) => {
+    // ioredis says only that the Sentinels are unreachable: the first Sentinel, asked directly, says why.
+    const settings = { sentinels, sentinelName: SENTINEL_MASTER_NAME, credentials: { password: PASSWORD } }
+    const [plain, withoutCertificate] = await Promise.all([failure(connectRedis(settings, quiet)), failure(connectRedis({ ...settings, tls: { ca: certificates.ca } }, quiet))])
+    t.match(plain, /^Redis was not ready within 10 s of start-up \(last connection error: .*\); a Redis that speaks only TLS closes plain connections/)
+    t.match(withoutCertificate, /^Redis was not ready within 10 s of start-up \(last connection error: .*\); a Redis that asks for a client certificate closes a connection without one/)
   })
 
-  await t.test('two gateways with REDIS_TLS and REDIS_TLS_CA_FILE tell the whole login story', (t) => {
-    const tls = { ca: certificates.ca }
+  await t.test('two gateways with REDIS_TLS, REDIS_TLS_CA_FILE and a client certificate tell the whole login story', (t) => {
+    t.match(group.env, tlsEnv(certificates, true))
+    const tls = certificates.clientTls
     return loginStoryOn(
       t,
       group.env,
@@ -74,7 +88,41 @@ t.test('one Redis over TLS: a rediss:// URL, with REDIS_TLS_CA_FILE for a privat
   const redis = await connectRedis({ url: server.url, tls: { ca: await readAuthorities(certificates.caFile, 'REDIS_TLS_CA_FILE') } }, quiet)
   t.teardown(() => redis.disconnect())
   t.equal(await redis.set('over-tls', 'yes'), 'OK')
-  t.match(await failure(connectRedis({ url: server.url }, quiet)), /self-signed certificate in certificate chain/, "without it, Node's public authorities refuse the certificate")
+  t.match(await failure(connectRedis({ url: server.url }, quiet)), /self-signed certificate in certificate chain\); the gateway did not trust Redis' certificate/, "without it, Node's public authorities refuse the certificate")
+})
+
+t.test('one Redis that asks for a client certificate: REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE', async (t) => {
+  const server = await startRedis({ tls: certificates, clientCertificates: true })
+  t.teardown(() => server.stop())
+  const tls = await loadRedisTls({ tls: false, caFile: certificates.caFile, clientCertificate: { certFile: certificates.clientCertFile, keyFile: certificates.clientKeyFile } })
+  t.same(tls, certificates.clientTls, 'the authority, the certificate and its key, read from their files')
+  const redis = await connectRedis({ url: server.url, tls }, quiet)
+  t.teardown(() => redis.disconnect())
+  t.equal(await redis.set('with-a-certificate', 'yes'), 'OK')
+  t.match(
+    await failure(connectRedis({ url: server.url, tls: { ca: certificates.ca } }, quiet)),
+    /^Connection is closed\. \(last connection error: .*\); a Redis that asks for a client certificate closes a connection without one: check REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE$/,
+    'without one, the server refuses the connection, and start-up says what to check',
+  )
+})
+
+t.test('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be a certificate valid today and its own unencrypted key', async (t) => {
+  const certificate = (certFile: string, keyFile: string) => loadRedisTls({ tls: true, clientCertificate: { certFile, keyFile } })
+  t.equal(await loadRedisTls({ tls: false }), undefined, 'no TLS settings: no TLS options')
+  t.same(await loadRedisTls({ tls: true }), {}, "REDIS_TLS alone: TLS with Node's authorities")
+  await t.rejects(certificate(certificates.clientCertFile, certificates.keyFile), {
+    name: 'ConfigError',
+    problems: [`REDIS_TLS_KEY_FILE: "${certificates.keyFile}" is not the private key of the certificate in REDIS_TLS_CERT_FILE`],
+  })
+  await t.rejects(certificate(certificates.clientKeyFile, certificates.clientKeyFile), { name: 'ConfigError', problems: [`REDIS_TLS_CERT_FILE: "${certificates.clientKeyFile}" holds no PEM certificate`] })
+  await t.rejects(certificate(certificates.clientCertFile, certificates.clientCertFile), { name: 'ConfigError', problems: [`REDIS_TLS_KEY_FILE: "${certificates.clientCertFile}" holds no unencrypted PEM private key`] })
+  const missing = join(tmpdir(), 'no-such-key.pem')
+  await t.rejects(certificate(certificates.clientCertFile, missing), { name: 'ConfigError', problems: [`REDIS_TLS_KEY_FILE: cannot read the file "${missing}"`] })
+
+  // The expired certificate was valid until the second it was made.
+  const expiry = Date.parse(new X509Certificate(readFileSync(certificates.expiredCertFile)).validTo)
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiry + 1000 - Date.now())))
+  await t.rejects(certificate(certificates.expiredCertFile, certificates.expiredKeyFile), { name: 'ConfigError', problems: [/^REDIS_TLS_CERT_FILE: the certificate in ".*expired\.crt" expired on /] })
 })
 
 t.test('REDIS_TLS_CA_FILE must be a readable file of PEM certificates', async (t) => {

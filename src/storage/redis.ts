@@ -4,6 +4,7 @@
 // not answering), an outage, a stall or a failover becomes a 503 within about 1.5 s, and ioredis
 // reconnects by itself, after a failover to the new master.
 
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { Cluster, Redis, type Command, type RedisOptions, type RedisValue } from 'ioredis'
@@ -41,28 +42,88 @@ export interface RedisCredentials {
   password: string
 }
 
-/** TLS to Redis; `ca`: the authorities to trust for its certificates (PEM) instead of Node's public ones. */
+/**
+ * TLS to Redis. `ca`: the authorities to trust for its certificates (PEM) instead of Node's
+ * public ones. `cert` and `key`: the client certificate shown to a Redis that asks for one
+ * (tls-auth-clients), and its private key (PEM).
+ */
 export interface RedisTls {
   ca?: string
+  cert?: string
+  key?: string
+}
+
+/** What REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE say (config.ts). */
+export interface RedisTlsSettings {
+  tls: boolean
+  caFile?: string
+  clientCertificate?: { certFile: string; keyFile: string }
+}
+
+/**
+ * The TLS options the settings ask for, read from their files; undefined when they ask for
+ * none (a rediss:// URL still speaks TLS, trusting Node's authorities). A file that cannot be
+ * read or holds the wrong thing stops start-up, rather than every connection failing later
+ * with the server's terse TLS alert.
+ */
+export async function loadRedisTls(settings: RedisTlsSettings): Promise<RedisTls | undefined> {
+  const { tls, caFile, clientCertificate } = settings
+  if (!tls && caFile === undefined && clientCertificate === undefined) return undefined
+  return {
+    ...(caFile !== undefined && { ca: await readAuthorities(caFile, 'REDIS_TLS_CA_FILE') }),
+    ...(clientCertificate && (await readClientCertificate(clientCertificate.certFile, clientCertificate.keyFile))),
+  }
 }
 
 /** The PEM certificates in `file`, for RedisTls.ca; a file that cannot be read or holds none stops start-up. */
 export async function readAuthorities(file: string, variable: string): Promise<string> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch {
-    throw new ConfigError([`${variable}: cannot read the file "${file}"`])
-  }
+  const text = await readSetting(file, variable)
   if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError([`${variable}: "${file}" holds no PEM certificate`])
   return text
 }
 
 /**
+ * The client certificate (the first in `certFile`, any others its chain) and its unencrypted
+ * private key, checked here: that the key is the certificate's, and that the certificate is
+ * valid today.
+ */
+async function readClientCertificate(certFile: string, keyFile: string): Promise<Pick<RedisTls, 'cert' | 'key'>> {
+  const [cert, key] = await Promise.all([readSetting(certFile, 'REDIS_TLS_CERT_FILE'), readSetting(keyFile, 'REDIS_TLS_KEY_FILE')])
+  let certificate: X509Certificate
+  try {
+    certificate = new X509Certificate(cert)
+  } catch {
+    throw new ConfigError([`REDIS_TLS_CERT_FILE: "${certFile}" holds no PEM certificate`])
+  }
+  let privateKey: KeyObject
+  try {
+    privateKey = createPrivateKey(key)
+  } catch {
+    throw new ConfigError([`REDIS_TLS_KEY_FILE: "${keyFile}" holds no unencrypted PEM private key`])
+  }
+  const problems: string[] = []
+  if (!certificate.checkPrivateKey(privateKey)) problems.push(`REDIS_TLS_KEY_FILE: "${keyFile}" is not the private key of the certificate in REDIS_TLS_CERT_FILE`)
+  const now = Date.now()
+  if (Date.parse(certificate.validTo) < now) problems.push(`REDIS_TLS_CERT_FILE: the certificate in "${certFile}" expired on ${certificate.validTo}`)
+  if (Date.parse(certificate.validFrom) > now) problems.push(`REDIS_TLS_CERT_FILE: the certificate in "${certFile}" is not valid before ${certificate.validFrom}`)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return { cert, key }
+}
+
+async function readSetting(file: string, variable: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8')
+  } catch {
+    throw new ConfigError([`${variable}: cannot read the file "${file}"`])
+  }
+}
+
+/**
  * Where the gateway's Redis is: what config.ts read from REDIS_URL, REDIS_CLUSTER_NODES or
  * REDIS_SENTINELS. A URL carries its own credentials and says TLS itself (rediss://), `tls`
- * then only brings an authority; `credentials` are the servers' of a Cluster or a Sentinel
- * group, `sentinelCredentials` the Sentinels' own; `tls` is for all of a group's connections.
+ * then only brings an authority or a client certificate; `credentials` are the servers' of a
+ * Cluster or a Sentinel group, `sentinelCredentials` the Sentinels' own; `tls` is for all of a
+ * group's connections.
  */
 export type RedisTarget =
   | { url: string; tls?: RedisTls }
@@ -91,10 +152,10 @@ export async function connectRedis(target: RedisTarget, log: RedisLogger, comman
   // A Cluster reports each node's trouble apart from its own.
   if (redis instanceof Cluster) redis.on('node error', warn)
   try {
-    const connected = redis.connect().catch((error: unknown) => {
-      throw explained(error, lastProblem)
-    })
-    await withinStartTimeout(connected.then(() => assertNoEviction(redis)), () => lastProblem)
+    const failed = async (error: unknown) => {
+      throw explained(error, lastProblem?.message.endsWith(CONNECTION_CLOSED) ? ((await askedDirectly(target)) ?? lastProblem) : lastProblem, overTls(target))
+    }
+    await withinStartTimeout(redis.connect().then(() => assertNoEviction(redis), failed), failed)
   } catch (error) {
     redis.disconnect()
     throw error
@@ -211,23 +272,79 @@ class GatheringRedis extends Redis {
   }
 }
 
+/** What ioredis says of a connection that ended without saying why. */
+const CONNECTION_CLOSED = 'Connection is closed.'
+
 /**
  * A failure to connect at start-up, with the connection's own last error: ioredis says "None
  * of startup nodes is available" or "Connection is closed." where Redis said why (NOAUTH,
- * WRONGPASS, ECONNREFUSED). Its messages never hold a password.
+ * WRONGPASS, ECONNREFUSED, a TLS alert), and what to check. Its messages never hold a password.
  */
-function explained(error: unknown, problem: Error | undefined): unknown {
+function explained(error: unknown, problem: Error | undefined, overTls: boolean): unknown {
   if (!(error instanceof Error) || !problem || error.message.includes(problem.message)) return error
-  const refused = /\b(NOAUTH|WRONGPASS)\b/.test(problem.message)
-    ? '; Redis refused the credentials: check REDIS_PASSWORD and REDIS_USERNAME, REDIS_SENTINEL_PASSWORD for the Sentinels, or those in REDIS_URL'
-    : ''
-  return new Error(`${error.message} (last connection error: ${problem.message})${refused}`, { cause: error })
+  // OpenSSL's message is a multi-line record; its reason says it ("tlsv13 alert certificate required").
+  const reason = (problem as { reason?: unknown }).reason
+  const said = typeof reason === 'string' ? reason : problem.message.trim()
+  return new Error(`${error.message} (last connection error: ${said})${hintFor(said, overTls)}`, { cause: error })
 }
 
-async function withinStartTimeout(connecting: Promise<void>, lastProblem: () => Error | undefined): Promise<void> {
+function hintFor(problem: string, overTls: boolean): string {
+  if (/\b(NOAUTH|WRONGPASS)\b/.test(problem)) {
+    return '; Redis refused the credentials: check REDIS_PASSWORD and REDIS_USERNAME, REDIS_SENTINEL_PASSWORD for the Sentinels, or those in REDIS_URL'
+  }
+  // TLS 1.3: a server that wants a client certificate sends its alert after the handshake, or just resets.
+  if (/certificate required/i.test(problem) || (overTls && /ECONNRESET/.test(problem))) {
+    return '; a Redis that asks for a client certificate closes a connection without one: check REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE'
+  }
+  if (overTls && /certificate|unable to verify|altnames/i.test(problem)) {
+    return "; the gateway did not trust Redis' certificate: check REDIS_TLS_CA_FILE, and that the certificate names the host the gateway dials"
+  }
+  if (!overTls && (problem === CONNECTION_CLOSED || /ECONNRESET/.test(problem))) {
+    return '; a Redis that speaks only TLS closes plain connections: REDIS_TLS=true, or rediss:// in REDIS_URL'
+  }
+  return ''
+}
+
+function overTls(target: RedisTarget): boolean {
+  return target.tls !== undefined || ('url' in target && target.url.startsWith('rediss://'))
+}
+
+/**
+ * ioredis' Cluster asks for its slots, and its Sentinel client for the master, on connections
+ * whose errors it drops, and says only "Connection is closed.": the first seed node or
+ * Sentinel, asked directly, says why (a TLS or AUTH refusal). Undefined for one server.
+ */
+async function askedDirectly(target: RedisTarget): Promise<Error | undefined> {
+  if ('url' in target) return undefined
+  const [address, credentials] = 'clusterNodes' in target ? [target.clusterNodes[0], target.credentials] : [target.sentinels[0], target.sentinelCredentials]
+  const probe = new Redis({
+    ...address,
+    ...credentials,
+    ...(target.tls && { tls: target.tls }),
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2000,
+  })
+  let problem: Error | undefined
+  probe.on('error', (error: Error) => (problem ??= error))
+  try {
+    await probe.connect()
+    await probe.ping()
+  } catch (error) {
+    problem ??= error instanceof Error ? error : undefined
+  } finally {
+    probe.disconnect()
+  }
+  return problem
+}
+
+/** `failed`: throws the start-up's failure, explained; the timeout is one. */
+async function withinStartTimeout(connecting: Promise<void>, failed: (error: Error) => Promise<never>): Promise<void> {
   let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(explained(new Error(`Redis was not ready within ${START_TIMEOUT_MS / 1000} s of start-up`), lastProblem())), START_TIMEOUT_MS)
+  const late = new Promise<never>((resolve) => {
+    timer = setTimeout(() => resolve(failed(new Error(`Redis was not ready within ${START_TIMEOUT_MS / 1000} s of start-up`))), START_TIMEOUT_MS)
   })
   try {
     await Promise.race([connecting, late])

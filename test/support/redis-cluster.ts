@@ -9,7 +9,7 @@ import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { startRedis, type TestRedis } from './redis.js'
 import type { HostPort } from '../../src/storage/redis.js'
-import type { TestCertificates } from './tls-certificates.js'
+import { tlsEnv, type TestCertificates } from './tls-certificates.js'
 
 const NODE_TIMEOUT_MS = 1000
 const SETTLE_TIMEOUT_MS = 20_000
@@ -35,9 +35,12 @@ export interface TestRedisCluster {
 
 /**
  * `password`: every node requires it (requirepass), replicas included (masterauth). `tls`:
- * every node speaks TLS only, to clients and to each other.
+ * every node speaks TLS only, to clients and to each other; `clientCertificates`: and asks
+ * every client for a certificate.
  */
-export async function startRedisCluster({ password, tls }: { password?: string; tls?: TestCertificates } = {}): Promise<TestRedisCluster> {
+export async function startRedisCluster(
+  { password, tls, clientCertificates }: { password?: string; tls?: TestCertificates; clientCertificates?: boolean } = {},
+): Promise<TestRedisCluster> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const nodes = await Promise.all(
     Array.from({ length: 6 }, () =>
@@ -51,6 +54,7 @@ export async function startRedisCluster({ password, tls }: { password?: string; 
           ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
         ],
         tls,
+        clientCertificates,
       }),
     ),
   )
@@ -59,7 +63,7 @@ export async function startRedisCluster({ password, tls }: { password?: string; 
   try {
     await promisify(execFile)(
       'redis-cli',
-      ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes', ...(tls ? ['--tls', '--cacert', tls.caFile] : [])],
+      ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes', ...(tls ? ['--tls', '--cacert', tls.caFile, '--cert', tls.clientCertFile, '--key', tls.clientKeyFile] : [])],
       // redis-cli reads the password from here without warning about it.
       { env: { ...process.env, ...(password === undefined ? {} : { REDISCLI_AUTH: password }) } },
     )
@@ -120,7 +124,7 @@ export async function startRedisCluster({ password, tls }: { password?: string; 
     env: {
       REDIS_CLUSTER_NODES: seeds.map(({ host, port }) => `${host}:${port}`).join(','),
       ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
-      ...(tls ? { REDIS_TLS: 'true', REDIS_TLS_CA_FILE: tls.caFile } : {}),
+      ...(tls ? tlsEnv(tls, clientCertificates) : {}),
     },
     async masters() {
       return (await topology()).filter((entry) => entry.master && entry.slots.length > 0).map((entry) => entry.node)
@@ -175,7 +179,7 @@ async function settled(nodes: TestRedis[], adminConnection: (port: number) => Re
 }
 
 function connectionTo(port: number, password: string | undefined, tls: TestCertificates | undefined): Redis {
-  const redis = new Redis({ host: '127.0.0.1', port, password, ...(tls && { tls: { ca: tls.ca } }), lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 })
+  const redis = new Redis({ host: '127.0.0.1', port, password, ...(tls && { tls: tls.clientTls }), lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 })
   redis.on('error', () => {})
   return redis
 }

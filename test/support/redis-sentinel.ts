@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { startRedis, type TestRedis } from './redis.js'
 import type { HostPort } from '../../src/storage/redis.js'
-import type { TestCertificates } from './tls-certificates.js'
+import { tlsEnv, type TestCertificates } from './tls-certificates.js'
 
 export const SENTINEL_MASTER_NAME = 'gateway'
 const SETTLE_TIMEOUT_MS = 20_000
@@ -27,15 +27,16 @@ export interface TestSentinelGroup {
 /**
  * `password`: the master and the replica require it (requirepass; masterauth for the replica,
  * auth-pass for the Sentinels). `sentinelPassword`: the Sentinels require it of their clients
- * (and of each other). `tls`: every server and Sentinel speaks TLS only, to clients and to each other.
+ * (and of each other). `tls`: every server and Sentinel speaks TLS only, to clients and to each
+ * other; `clientCertificates`: and asks every client for a certificate.
  */
 export async function startSentinelGroup(
-  { password, sentinelPassword, tls }: { password?: string; sentinelPassword?: string; tls?: TestCertificates } = {},
+  { password, sentinelPassword, tls, clientCertificates }: { password?: string; sentinelPassword?: string; tls?: TestCertificates; clientCertificates?: boolean } = {},
 ): Promise<TestSentinelGroup> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const replication = tls ? ['--tls-replication', 'yes'] : []
-  const master = await startRedis({ args: [...auth, ...replication], tls })
-  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication], tls })
+  const master = await startRedis({ args: [...auth, ...replication], tls, clientCertificates })
+  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication], tls, clientCertificates })
   const config = [
     `sentinel monitor ${SENTINEL_MASTER_NAME} 127.0.0.1 ${master.port} 2`,
     `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} 1000`,
@@ -45,7 +46,7 @@ export async function startSentinelGroup(
     ...(sentinelPassword === undefined ? [] : [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`]),
     '',
   ].join('\n')
-  const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis({ config, args: ['--sentinel', ...replication], tls })))
+  const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis({ config, args: ['--sentinel', ...replication], tls, clientCertificates })))
   const servers = [master, replica]
   const stop = () => Promise.all([...sentinels, ...servers].map((server) => server.stop())).then(() => undefined)
   try {
@@ -64,7 +65,7 @@ export async function startSentinelGroup(
       REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME,
       ...(password === undefined ? {} : { REDIS_PASSWORD: password }),
       ...(sentinelPassword === undefined ? {} : { REDIS_SENTINEL_PASSWORD: sentinelPassword }),
-      ...(tls ? { REDIS_TLS: 'true', REDIS_TLS_CA_FILE: tls.caFile } : {}),
+      ...(tls ? tlsEnv(tls, clientCertificates) : {}),
     },
     async currentMaster() {
       const [, port] = (await ask(sentinels[0]!.port, { password: sentinelPassword, tls }, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
@@ -98,7 +99,7 @@ async function settled(replica: TestRedis, sentinels: TestRedis[], passwords: { 
 }
 
 async function ask(port: number, { password, tls }: { password?: string; tls?: TestCertificates }, ...command: string[]): Promise<unknown> {
-  const redis = new Redis({ host: '127.0.0.1', port, password, ...(tls && { tls: { ca: tls.ca } }), lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, protocol: 2 })
+  const redis = new Redis({ host: '127.0.0.1', port, password, ...(tls && { tls: tls.clientTls }), lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, protocol: 2 })
   redis.on('error', () => {})
   try {
     await redis.connect()

@@ -37,8 +37,10 @@ export interface TestRedisOptions {
   args?: string[];
   /** A config file, written into the server's own directory and read first (a Sentinel rewrites its own). */
   config?: string;
-  /** TLS only, with this certificate (clients are not asked for one); no plain TCP port. */
+  /** TLS only, with this certificate; no plain TCP port. */
   tls?: TestCertificates;
+  /** With `tls`: clients must show a certificate the authority signed (tls-auth-clients yes, Redis' default); else none is asked for. */
+  clientCertificates?: boolean;
 }
 
 const HOST = '127.0.0.1';
@@ -111,7 +113,7 @@ async function freePort(): Promise<number> {
 /** One PING over a raw socket; true when the server answers +PONG. */
 async function ping(port: number, tls: TestCertificates | undefined, timeoutMs = 500): Promise<boolean> {
   return await new Promise<boolean>((resolve) => {
-    const sock: Socket = tls ? connectTls({ host: HOST, port, ca: tls.ca }) : createConnection({ host: HOST, port });
+    const sock: Socket = tls ? connectTls({ host: HOST, port, ...tls.clientTls }) : createConnection({ host: HOST, port });
     let buf = '';
     const done = (ok: boolean) => {
       clearTimeout(timer);
@@ -133,7 +135,7 @@ function launch(port: number, dir: string, options: TestRedisOptions): { running
   const args = [
     ...(options.config === undefined ? [] : [join(dir, 'redis.conf')]),
     ...(options.tls
-      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile, '--tls-ca-cert-file', options.tls.caFile, '--tls-auth-clients', 'no']
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile, '--tls-ca-cert-file', options.tls.caFile, '--tls-auth-clients', options.clientCertificates ? 'yes' : 'no']
       : ['--port', String(port)]),
     '--bind', HOST,
     '--save', '',

@@ -1,5 +1,6 @@
-// A certificate authority of the test process's own and a server certificate it signed for
-// 127.0.0.1, made with the openssl command once per process, for Redis servers that speak TLS.
+// A certificate authority of the test process's own, a server certificate it signed for
+// 127.0.0.1 and a client certificate it signed, made with the openssl command once per
+// process, for Redis servers that speak TLS and the clients they may ask for a certificate.
 
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -13,6 +14,14 @@ export interface TestCertificates {
   keyFile: string
   /** The authority's certificate as PEM text. */
   ca: string
+  /** PEM files: a client certificate the authority signed, and its key. */
+  clientCertFile: string
+  clientKeyFile: string
+  /** What a test client shows a server that asks for a certificate, and whom it trusts (ioredis' `tls`). */
+  clientTls: { ca: string; cert: string; key: string }
+  /** A client certificate and key, signed by the authority, that expired when it was made. */
+  expiredCertFile: string
+  expiredKeyFile: string
 }
 
 let made: TestCertificates | undefined
@@ -28,6 +37,34 @@ export function testCertificates(): TestCertificates {
   openssl('req', ...ecKey, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=127.0.0.1')
   writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\n')
   openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('server.crt'), '-days', '2', '-extfile', file('server.ext'))
-  made = { caFile: file('ca.crt'), certFile: file('server.crt'), keyFile: file('server.key'), ca: readFileSync(file('ca.crt'), 'utf8') }
+  const client = (name: string, days: string) => {
+    openssl('req', ...ecKey, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`), '-subj', `/CN=${name}`)
+    writeFileSync(file(`${name}.ext`), 'extendedKeyUsage=clientAuth\n')
+    openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file(`${name}.crt`), '-days', days, '-extfile', file(`${name}.ext`))
+  }
+  client('gateway', '2')
+  // -days 0: valid until the second it was made.
+  client('expired', '0')
+  const ca = readFileSync(file('ca.crt'), 'utf8')
+  made = {
+    caFile: file('ca.crt'),
+    certFile: file('server.crt'),
+    keyFile: file('server.key'),
+    ca,
+    clientCertFile: file('gateway.crt'),
+    clientKeyFile: file('gateway.key'),
+    clientTls: { ca, cert: readFileSync(file('gateway.crt'), 'utf8'), key: readFileSync(file('gateway.key'), 'utf8') },
+    expiredCertFile: file('expired.crt'),
+    expiredKeyFile: file('expired.key'),
+  }
   return made
+}
+
+/** The gateway's settings for servers made with these certificates; `clientCertificates`: the servers ask for one. */
+export function tlsEnv(certificates: TestCertificates, clientCertificates = false): Record<string, string> {
+  return {
+    REDIS_TLS: 'true',
+    REDIS_TLS_CA_FILE: certificates.caFile,
+    ...(clientCertificates && { REDIS_TLS_CERT_FILE: certificates.clientCertFile, REDIS_TLS_KEY_FILE: certificates.clientKeyFile }),
+  }
 }
