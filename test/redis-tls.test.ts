@@ -17,7 +17,7 @@ import { startRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
 import { loginStoryOn } from './support/shared-redis.js'
-import { testCertificates, tlsEnv } from './support/tls-certificates.js'
+import { localhostCertificates, testCertificates, tlsEnv } from './support/tls-certificates.js'
 
 const certificates = testCertificates()
 const PASSWORD = 'tls-pass-2a7c'
@@ -55,6 +55,22 @@ t.test('a Cluster whose nodes speak TLS only and ask for client certificates', a
     const redisOptions = { password: PASSWORD, tls: certificates.clientTls, maxRetriesPerRequest: 0, commandTimeout: 500 }
     await loginStoryOn(t, cluster.env, new Cluster(seeds, { enableOfflineQueue: false, lazyConnect: true, redisOptions }))
   })
+})
+
+t.test('a Cluster that announces host names, whose certificates name hosts and no address', async (t) => {
+  // As managed clusters' do: a seed must be dialled, and its certificate checked, by its name.
+  const named = localhostCertificates()
+  const cluster = await startRedisCluster({ tls: named, hostname: 'localhost' })
+  t.teardown(() => cluster.stop())
+  t.match(cluster.env, { REDIS_CLUSTER_NODES: /^localhost:\d+,localhost:\d+,localhost:\d+$/, REDIS_TLS: 'true' })
+  const redis = await connectRedis({ clusterNodes: cluster.seeds, tls: { ca: named.ca } }, quiet)
+  t.teardown(() => redis.disconnect())
+  // One key on each master: every master is reached by the name it announces.
+  const keys = ['{a}', '{b}', '{c}', '{d}', '{e}', '{f}'].map((tag) => `${tag}:over-tls`)
+  const owners = new Set(await Promise.all(keys.map((key) => cluster.masterOf(key).then((node) => node.port))))
+  t.equal(owners.size, 3, 'the keys lie on all three masters')
+  for (const key of keys) t.equal(await redis.set(key, 'yes'), 'OK')
+  t.same(await Promise.all(keys.map((key) => redis.get(key))), keys.map(() => 'yes'))
 })
 
 t.test('a Sentinel group whose servers and Sentinels speak TLS only and ask for client certificates', async (t) => {

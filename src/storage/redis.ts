@@ -195,6 +195,11 @@ function createClient(target: RedisTarget): RedisClient {
       // on a MOVED or CLUSTERDOWN, and every 2 s, since a pipeline (replicatedWrite) that
       // meets a MOVED looks nothing up and would go on asking the wrong node.
       slotsRefreshInterval: 2000,
+      // Over TLS a seed is dialled by the name it was given, and its certificate checked against
+      // that name. ioredis would dial the address the name resolves to and check the certificate
+      // against the address, which managed clusters' certificates do not name (ioredis' README,
+      // on ElastiCache). Nodes learned from the cluster are dialled as they announce themselves.
+      ...(target.tls && { dnsLookup: (address: string, found: (error: null, address: string) => void) => found(null, address) }),
       redisOptions: { ...perConnection, ...target.credentials, ...(target.tls && { tls: target.tls }) },
     })
   }

@@ -36,10 +36,11 @@ export interface TestRedisCluster {
 /**
  * `password`: every node requires it (requirepass), replicas included (masterauth). `tls`:
  * every node speaks TLS only, to clients and to each other; `clientCertificates`: and asks
- * every client for a certificate.
+ * every client for a certificate. `hostname`: the nodes announce themselves to clients by this
+ * name (cluster-preferred-endpoint-type hostname), and the seeds are given by it.
  */
 export async function startRedisCluster(
-  { password, tls, clientCertificates }: { password?: string; tls?: TestCertificates; clientCertificates?: boolean } = {},
+  { password, tls, clientCertificates, hostname }: { password?: string; tls?: TestCertificates; clientCertificates?: boolean; hostname?: string } = {},
 ): Promise<TestRedisCluster> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const nodes = await Promise.all(
@@ -52,6 +53,7 @@ export async function startRedisCluster(
           '--cluster-replica-validity-factor', '0',
           ...auth,
           ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
+          ...(hostname ? ['--cluster-announce-hostname', hostname, '--cluster-preferred-endpoint-type', 'hostname'] : []),
         ],
         tls,
         clientCertificates,
@@ -117,7 +119,7 @@ export async function startRedisCluster(
       redis.disconnect()
     }
   }
-  const seeds = nodes.slice(0, 3).map((node) => ({ host: '127.0.0.1', port: node.port }))
+  const seeds = nodes.slice(0, 3).map((node) => ({ host: hostname ?? '127.0.0.1', port: node.port }))
   return {
     nodes,
     seeds,

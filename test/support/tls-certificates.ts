@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 
 export interface TestCertificates {
   /** PEM files: the authority's certificate, and the server's certificate and key. */
@@ -17,8 +17,8 @@ export interface TestCertificates {
   /** PEM files: a client certificate the authority signed, and its key. */
   clientCertFile: string
   clientKeyFile: string
-  /** What a test client shows a server that asks for a certificate, and whom it trusts (ioredis' `tls`). */
-  clientTls: { ca: string; cert: string; key: string }
+  /** What a test client shows a server that asks for a certificate, and whom it trusts (ioredis' `tls`); the name it checks, if not the address dialled. */
+  clientTls: { ca: string; cert: string; key: string; servername?: string }
   /** A client certificate and key, signed by the authority, that expired when it was made. */
   expiredCertFile: string
   expiredKeyFile: string
@@ -42,6 +42,10 @@ export function testCertificates(): TestCertificates {
     writeFileSync(file(`${name}.ext`), 'extendedKeyUsage=clientAuth\n')
     openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file(`${name}.crt`), '-days', days, '-extfile', file(`${name}.ext`))
   }
+  // A server certificate that names the host `localhost` and no address.
+  openssl('req', ...ecKey, '-keyout', file('localhost.key'), '-out', file('localhost.csr'), '-subj', '/CN=localhost')
+  writeFileSync(file('localhost.ext'), 'subjectAltName=DNS:localhost\n')
+  openssl('x509', '-req', '-in', file('localhost.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('localhost.crt'), '-days', '2', '-extfile', file('localhost.ext'))
   client('gateway', '2')
   // -days 0: valid until the second it was made.
   client('expired', '0')
@@ -58,6 +62,17 @@ export function testCertificates(): TestCertificates {
     expiredKeyFile: file('expired.key'),
   }
   return made
+}
+
+/**
+ * The same authority and client certificate, with a server certificate that names the host
+ * `localhost` and no address, as managed Redis services' certificates name hosts: a client
+ * that dials 127.0.0.1 refuses it.
+ */
+export function localhostCertificates(): TestCertificates {
+  const certificates = testCertificates()
+  const file = (name: string) => join(dirname(certificates.caFile), name)
+  return { ...certificates, certFile: file('localhost.crt'), keyFile: file('localhost.key'), clientTls: { ...certificates.clientTls, servername: 'localhost' } }
 }
 
 /** The gateway's settings for servers made with these certificates; `clientCertificates`: the servers ask for one. */
