@@ -286,6 +286,10 @@ const CONNECTION_CLOSED = 'Connection is closed.'
  * WRONGPASS, ECONNREFUSED, a TLS alert), and what to check. Its messages never hold a password.
  */
 function explained(error: unknown, problem: Error | undefined, overTls: boolean): unknown {
+  if (!problem && error instanceof StartTimedOut) {
+    // No connection failed: they were made, and nothing came back.
+    return new Error(`${error.message}: connected, but Redis answered nothing (a stalled server, or not Redis on that port)`, { cause: error })
+  }
   if (!(error instanceof Error) || !problem || error.message.includes(problem.message)) return error
   // OpenSSL's message is a multi-line record; its reason says it ("tlsv13 alert certificate required").
   const reason = (problem as { reason?: unknown }).reason
@@ -304,6 +308,8 @@ function hintFor(problem: string, overTls: boolean): string {
   if (overTls && /certificate|unable to verify|altnames/i.test(problem)) {
     return "; the gateway did not trust Redis' certificate: check REDIS_TLS_CA_FILE, and that the certificate names the host the gateway dials"
   }
+  // ioredis' words for a command (CLUSTER SLOTS, a Sentinel's question) that got no answer in time.
+  if (problem === 'timeout' || problem.endsWith('Command timed out')) return '; Redis did not answer in time: a stalled server, or not Redis on that port'
   if (!overTls && (problem === CONNECTION_CLOSED || /ECONNRESET/.test(problem))) {
     return '; a Redis that speaks only TLS closes plain connections: REDIS_TLS=true, or rediss:// in REDIS_URL'
   }
@@ -330,7 +336,9 @@ async function askedDirectly(target: RedisTarget): Promise<Error | undefined> {
     enableOfflineQueue: false,
     retryStrategy: () => null,
     maxRetriesPerRequest: 0,
+    // A node that accepts the connection and then says nothing must not hold the start-up's failure back.
     connectTimeout: 2000,
+    commandTimeout: 2000,
   })
   let problem: Error | undefined
   probe.on('error', (error: Error) => (problem ??= error))
@@ -345,11 +353,13 @@ async function askedDirectly(target: RedisTarget): Promise<Error | undefined> {
   return problem
 }
 
+class StartTimedOut extends Error {}
+
 /** `failed`: throws the start-up's failure, explained; the timeout is one. */
 async function withinStartTimeout(connecting: Promise<void>, failed: (error: Error) => Promise<never>): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((resolve) => {
-    timer = setTimeout(() => resolve(failed(new Error(`Redis was not ready within ${START_TIMEOUT_MS / 1000} s of start-up`))), START_TIMEOUT_MS)
+    timer = setTimeout(() => resolve(failed(new StartTimedOut(`Redis was not ready within ${START_TIMEOUT_MS / 1000} s of start-up`))), START_TIMEOUT_MS)
   })
   try {
     await Promise.race([connecting, late])
