@@ -120,6 +120,13 @@ t.test('one Redis that asks for a client certificate: REDIS_TLS_CERT_FILE and RE
     /^Connection is closed\. \(last connection error: .*\); a Redis that asks for a client certificate closes a connection without one: check REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE$/,
     'without one, the server refuses the connection, and start-up says what to check',
   )
+  // Start-up refuses an expired certificate before dialling (below); past that check, the server refuses it.
+  const expired = { ca: certificates.ca, cert: readFileSync(certificates.expiredCertFile, 'utf8'), key: readFileSync(certificates.expiredKeyFile, 'utf8') }
+  t.match(
+    await failure(connectRedis({ url: server.url, tls: expired }, quiet)),
+    /^Connection is closed\. \(last connection error: .*\); Redis refused the gateway's client certificate \(REDIS_TLS_CERT_FILE\)/,
+    'a certificate the server refuses: start-up says the server refused it',
+  )
 })
 
 t.test('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be a certificate valid today and its own unencrypted key', async (t) => {

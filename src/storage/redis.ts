@@ -153,7 +153,7 @@ export async function connectRedis(target: RedisTarget, log: RedisLogger, comman
   if (redis instanceof Cluster) redis.on('node error', warn)
   try {
     const failed = async (error: unknown) => {
-      throw explained(error, lastProblem?.message.endsWith(CONNECTION_CLOSED) ? ((await askedDirectly(target)) ?? lastProblem) : lastProblem, overTls(target))
+      throw explained(error, lastProblem?.message.endsWith(CONNECTION_CLOSED) ? ((await askedDirectly(target)) ?? lastProblem) : lastProblem, tlsOf(target))
     }
     await withinStartTimeout(redis.connect().then(() => assertNoEviction(redis), failed), failed)
   } catch (error) {
@@ -285,7 +285,7 @@ const CONNECTION_CLOSED = 'Connection is closed.'
  * of startup nodes is available" or "Connection is closed." where Redis said why (NOAUTH,
  * WRONGPASS, ECONNREFUSED, a TLS alert), and what to check. Its messages never hold a password.
  */
-function explained(error: unknown, problem: Error | undefined, overTls: boolean): unknown {
+function explained(error: unknown, problem: Error | undefined, tls: RedisTls | undefined): unknown {
   if (!problem && error instanceof StartTimedOut) {
     // No connection failed: they were made, and nothing came back.
     return new Error(`${error.message}: connected, but Redis answered nothing (a stalled server, or not Redis on that port)`, { cause: error })
@@ -294,30 +294,36 @@ function explained(error: unknown, problem: Error | undefined, overTls: boolean)
   // OpenSSL's message is a multi-line record; its reason says it ("tlsv13 alert certificate required").
   const reason = (problem as { reason?: unknown }).reason
   const said = typeof reason === 'string' ? reason : problem.message.trim()
-  return new Error(`${error.message} (last connection error: ${said})${hintFor(said, overTls)}`, { cause: error })
+  return new Error(`${error.message} (last connection error: ${said})${hintFor(said, tls)}`, { cause: error })
 }
 
-function hintFor(problem: string, overTls: boolean): string {
+/** What to check for `problem`; `tls`: the connection's TLS options, undefined without TLS. */
+function hintFor(problem: string, tls: RedisTls | undefined): string {
   if (/\b(NOAUTH|WRONGPASS)\b/.test(problem)) {
     return '; Redis refused the credentials: check REDIS_PASSWORD and REDIS_USERNAME, REDIS_SENTINEL_PASSWORD for the Sentinels, or those in REDIS_URL'
   }
-  // TLS 1.3: a server that wants a client certificate sends its alert after the handshake, or just resets.
-  if (/certificate required/i.test(problem) || (overTls && /ECONNRESET/.test(problem))) {
+  // TLS 1.3: a server that refuses the client's certificate, or its lack of one, sends its alert
+  // after the handshake, or just resets the connection.
+  if (tls?.cert !== undefined && (/alert/.test(problem) || /ECONNRESET/.test(problem))) {
+    return "; Redis refused the gateway's client certificate (REDIS_TLS_CERT_FILE): it must be valid, and signed by an authority in Redis' tls-ca-cert-file"
+  }
+  if (/certificate required/i.test(problem) || (tls && /ECONNRESET/.test(problem))) {
     return '; a Redis that asks for a client certificate closes a connection without one: check REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE'
   }
-  if (overTls && /certificate|unable to verify|altnames/i.test(problem)) {
+  if (tls && /certificate|unable to verify|altnames/i.test(problem)) {
     return "; the gateway did not trust Redis' certificate: check REDIS_TLS_CA_FILE, and that the certificate names the host the gateway dials"
   }
   // ioredis' words for a command (CLUSTER SLOTS, a Sentinel's question) that got no answer in time.
   if (problem === 'timeout' || problem.endsWith('Command timed out')) return '; Redis did not answer in time: a stalled server, or not Redis on that port'
-  if (!overTls && (problem === CONNECTION_CLOSED || /ECONNRESET/.test(problem))) {
+  if (!tls && (problem === CONNECTION_CLOSED || /ECONNRESET/.test(problem))) {
     return '; a Redis that speaks only TLS closes plain connections: REDIS_TLS=true, or rediss:// in REDIS_URL'
   }
   return ''
 }
 
-function overTls(target: RedisTarget): boolean {
-  return target.tls !== undefined || ('url' in target && target.url.startsWith('rediss://'))
+/** The TLS options of `target`'s connections; undefined without TLS (a rediss:// URL with no options has `{}`). */
+function tlsOf(target: RedisTarget): RedisTls | undefined {
+  return target.tls ?? ('url' in target && target.url.startsWith('rediss://') ? {} : undefined)
 }
 
 /**
