@@ -1,6 +1,7 @@
-// A certificate authority of the test process's own, a server certificate it signed for
-// 127.0.0.1 and a client certificate it signed, made with the openssl command once per
-// process, for Redis servers that speak TLS and the clients they may ask for a certificate.
+// A certificate authority of the test process's own and what it signed: a server certificate
+// for 127.0.0.1, another for the host name localhost, a client certificate and an expired one.
+// Made with the openssl command once per process, for Redis servers that speak TLS and the
+// clients they may ask for a certificate.
 
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
