@@ -97,6 +97,18 @@ t.test('a Sentinel group whose servers and Sentinels speak TLS only and ask for 
   })
 })
 
+t.test('a Sentinel group that names hosts, whose certificates name hosts and no address', async (t) => {
+  // As Kubernetes charts run Sentinel: the master and the Sentinels are dialled, and their certificates checked, by name.
+  const named = localhostCertificates()
+  const group = await startSentinelGroup({ tls: named, hostname: 'localhost' })
+  t.teardown(() => group.stop())
+  t.match(group.env, { REDIS_SENTINELS: /^localhost:\d+,localhost:\d+,localhost:\d+$/, REDIS_TLS: 'true' })
+  const redis = await connectRedis({ sentinels: group.sentinelAddresses, sentinelName: SENTINEL_MASTER_NAME, tls: { ca: named.ca } }, quiet)
+  t.teardown(() => redis.disconnect())
+  // Dialled at 127.0.0.1, the master's certificate would not check out.
+  t.equal(await redis.set('named-master', 'yes'), 'OK', 'the master, reached by the name the Sentinels give')
+})
+
 t.test('one Redis over TLS: a rediss:// URL, with REDIS_TLS_CA_FILE for a private authority', async (t) => {
   const server = await startRedis({ tls: certificates })
   t.teardown(() => server.stop())
@@ -105,6 +117,14 @@ t.test('one Redis over TLS: a rediss:// URL, with REDIS_TLS_CA_FILE for a privat
   t.teardown(() => redis.disconnect())
   t.equal(await redis.set('over-tls', 'yes'), 'OK')
   t.match(await failure(connectRedis({ url: server.url }, quiet)), /self-signed certificate in certificate chain\); the gateway did not trust Redis' certificate/, "without it, Node's public authorities refuse the certificate")
+
+  const named = await startRedis({ tls: localhostCertificates() })
+  t.teardown(() => named.stop())
+  t.match(
+    await failure(connectRedis({ url: named.url, tls: { ca: certificates.ca } }, quiet)),
+    /\(last connection error: Hostname\/IP does not match certificate's altnames: IP: 127\.0\.0\.1 is not in the cert's list: ?\); the gateway did not trust Redis' certificate: check REDIS_TLS_CA_FILE, and that the certificate names the host the gateway dials$/,
+    'a certificate for another name: start-up says so',
+  )
 })
 
 t.test('one Redis that asks for a client certificate: REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE', async (t) => {

@@ -293,7 +293,7 @@ function explained(error: unknown, problem: Error | undefined, tls: RedisTls | u
   if (!(error instanceof Error) || !problem || error.message.includes(problem.message)) return error
   // OpenSSL's message is a multi-line record; its reason says it ("tlsv13 alert certificate required").
   const reason = (problem as { reason?: unknown }).reason
-  const said = typeof reason === 'string' ? reason : problem.message.trim()
+  const said = typeof reason === 'string' && problem.message.trim().includes('\n') ? reason : problem.message.trim()
   return new Error(`${error.message} (last connection error: ${said})${hintFor(said, tls)}`, { cause: error })
 }
 

@@ -28,17 +28,26 @@ export interface TestSentinelGroup {
  * `password`: the master and the replica require it (requirepass; masterauth for the replica,
  * auth-pass for the Sentinels). `sentinelPassword`: the Sentinels require it of their clients
  * (and of each other). `tls`: every server and Sentinel speaks TLS only, to clients and to each
- * other; `clientCertificates`: and asks every client for a certificate.
+ * other; `clientCertificates`: and asks every client for a certificate. `hostname`: the
+ * Sentinels watch the master by this name and name it so to clients (resolve-hostnames,
+ * announce-hostnames), and are given by it themselves.
  */
 export async function startSentinelGroup(
-  { password, sentinelPassword, tls, clientCertificates }: { password?: string; sentinelPassword?: string; tls?: TestCertificates; clientCertificates?: boolean } = {},
+  {
+    password,
+    sentinelPassword,
+    tls,
+    clientCertificates,
+    hostname,
+  }: { password?: string; sentinelPassword?: string; tls?: TestCertificates; clientCertificates?: boolean; hostname?: string } = {},
 ): Promise<TestSentinelGroup> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const replication = tls ? ['--tls-replication', 'yes'] : []
   const master = await startRedis({ args: [...auth, ...replication], tls, clientCertificates })
   const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication], tls, clientCertificates })
   const config = [
-    `sentinel monitor ${SENTINEL_MASTER_NAME} 127.0.0.1 ${master.port} 2`,
+    ...(hostname ? ['sentinel resolve-hostnames yes', 'sentinel announce-hostnames yes'] : []),
+    `sentinel monitor ${SENTINEL_MASTER_NAME} ${hostname ?? '127.0.0.1'} ${master.port} 2`,
     `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} 1000`,
     `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 5000`,
     `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
@@ -55,7 +64,7 @@ export async function startSentinelGroup(
     await stop()
     throw error
   }
-  const sentinelAddresses = sentinels.map((sentinel) => ({ host: '127.0.0.1', port: sentinel.port }))
+  const sentinelAddresses = sentinels.map((sentinel) => ({ host: hostname ?? '127.0.0.1', port: sentinel.port }))
   return {
     servers,
     sentinels,
