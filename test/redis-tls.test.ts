@@ -2,9 +2,10 @@
 // over TLS with REDIS_TLS=true; one Redis with a rediss:// REDIS_URL. REDIS_TLS_CA_FILE names
 // the authority that signed their certificates when it is not a public one; REDIS_TLS_CERT_FILE
 // and REDIS_TLS_KEY_FILE the certificate the gateway shows servers that ask for one (Redis'
-// default). Two gateways tell the whole login story over TLS; a certificate nobody vouches
-// for stops start-up, as do a server that speaks TLS to a gateway that does not and a server
-// that asks for a certificate the gateway lacks.
+// default). Two gateways tell the whole login story over TLS. Certificates that name hosts and
+// no address check out where the cluster or the Sentinels name hosts. A certificate nobody
+// vouches for stops start-up, saying why, as do a server that speaks TLS to a gateway that does
+// not and a server that asks for a certificate the gateway lacks or refuses the gateway's.
 
 import { X509Certificate } from 'node:crypto'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
