@@ -139,7 +139,7 @@ export function loadConfig(env: Env = process.env): Config {
   const tlsToRedis = redisTls || redisUrl?.startsWith('rediss://')
   const redisTlsCaFile = read.text('REDIS_TLS_CA_FILE')
   if (redisTlsCaFile && !tlsToRedis) problems.push('REDIS_TLS_CA_FILE needs TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL')
-  const redisTlsClientCertificate = readClientCertificate(read, tlsToRedis)
+  const redisTlsClientCertificate = readClientCertificateFiles(read, tlsToRedis)
   const redisWaitReplicas = read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100)
   if (redisWaitReplicas > 0 && redisSettings.length === 0) {
     problems.push('REDIS_WAIT_REPLICAS needs a Redis with replicas (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); the local development redis-server has none')
@@ -267,7 +267,7 @@ function readRedisCredentials(read: EnvReader, usernameVariable: string, passwor
 }
 
 /** REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: both or neither, and only with TLS to Redis. */
-function readClientCertificate(read: EnvReader, tlsToRedis: boolean | undefined): Config['redisTlsClientCertificate'] {
+function readClientCertificateFiles(read: EnvReader, tlsToRedis: boolean | undefined): Config['redisTlsClientCertificate'] {
   const certFile = read.text('REDIS_TLS_CERT_FILE')
   const keyFile = read.text('REDIS_TLS_KEY_FILE')
   if (certFile === undefined && keyFile === undefined) return undefined

@@ -10,7 +10,7 @@ import { connectRedis, type RedisCredentials, type RedisLogger } from '../src/st
 import { startRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
-import { loginStoryOn } from './support/shared-redis.js'
+import { loginStoryOn, startupOutcome } from './support/shared-redis.js'
 
 const CLUSTER_PASSWORD = 'cluster-pass-7c1e'
 const SERVER_PASSWORD = 'server-pass-4b2d'
@@ -27,13 +27,7 @@ function recordingLogger(): RedisLogger & { lines: string[] } {
 /** Start-up's failure: its message, and that no password is in it or in what was logged. */
 async function refusal(t: Test, connecting: (log: RedisLogger) => Promise<{ disconnect(): void }>): Promise<string> {
   const log = recordingLogger()
-  const message = await connecting(log).then(
-    (redis) => {
-      redis.disconnect()
-      return 'connected'
-    },
-    (error: Error) => error.message,
-  )
+  const message = await startupOutcome(connecting(log))
   for (const password of [CLUSTER_PASSWORD, SERVER_PASSWORD, SENTINEL_PASSWORD, WRONG_PASSWORD]) {
     t.notOk([message, ...log.lines].some((text) => text.includes(password)), `the password ${password} is neither in the error nor in the log`)
   }

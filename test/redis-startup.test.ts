@@ -6,6 +6,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { connectRedis, type RedisTarget } from '../src/storage/redis.js'
+import { startupOutcome } from './support/shared-redis.js'
 
 /** A TCP server that accepts every connection and never writes a byte. */
 async function silentServer(t: Test): Promise<{ host: string; port: number }> {
@@ -22,14 +23,7 @@ async function silentServer(t: Test): Promise<{ host: string; port: number }> {
   return { host: '127.0.0.1', port: (server.address() as { port: number }).port }
 }
 
-const failure = (target: RedisTarget) =>
-  connectRedis(target, { warn() {} }).then(
-    (redis) => {
-      redis.disconnect()
-      return 'connected'
-    },
-    (error: Error) => error.message,
-  )
+const failure = (target: RedisTarget) => startupOutcome(connectRedis(target, { warn() {} }))
 
 t.test('one Redis, a Cluster and a Sentinel group that never answer: start-up fails and says so', async (t) => {
   const [one, seed, sentinel] = await Promise.all([silentServer(t), silentServer(t), silentServer(t)])

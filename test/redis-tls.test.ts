@@ -17,20 +17,12 @@ import { connectRedis, loadRedisTls, readAuthorities } from '../src/storage/redi
 import { startRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
-import { loginStoryOn } from './support/shared-redis.js'
+import { loginStoryOn, startupOutcome } from './support/shared-redis.js'
 import { localhostCertificates, testCertificates, tlsEnv } from './support/tls-certificates.js'
 
 const certificates = testCertificates()
 const PASSWORD = 'tls-pass-2a7c'
 const quiet = { warn() {} }
-const failure = (connecting: Promise<{ disconnect(): void }>) =>
-  connecting.then(
-    (redis) => {
-      redis.disconnect()
-      return 'connected'
-    },
-    (error: Error) => error.message,
-  )
 
 t.test('a Cluster whose nodes speak TLS only and ask for client certificates', async (t) => {
   const cluster = await startRedisCluster({ password: PASSWORD, tls: certificates, clientCertificates: true })
@@ -41,10 +33,10 @@ t.test('a Cluster whose nodes speak TLS only and ask for client certificates', a
   await t.test('without TLS, with an authority that did not sign the certificates, or without a client certificate, start-up fails and says why', async (t) => {
     const { cert, key } = certificates.clientTls
     const [plain, untrusted, withoutCertificate] = await Promise.all([
-      failure(connectRedis({ clusterNodes: seeds, credentials }, quiet)),
+      startupOutcome(connectRedis({ clusterNodes: seeds, credentials }, quiet)),
       // Node's public authorities do not vouch for the test authority: TLS checks the chain.
-      failure(connectRedis({ clusterNodes: seeds, credentials, tls: { cert, key } }, quiet)),
-      failure(connectRedis({ clusterNodes: seeds, credentials, tls: { ca: certificates.ca } }, quiet)),
+      startupOutcome(connectRedis({ clusterNodes: seeds, credentials, tls: { cert, key } }, quiet)),
+      startupOutcome(connectRedis({ clusterNodes: seeds, credentials, tls: { ca: certificates.ca } }, quiet)),
     ])
     t.match(plain, /^None of startup nodes is available \(last connection error: .*\); a Redis that speaks only TLS closes plain connections: REDIS_TLS=true/)
     t.match(untrusted, /^None of startup nodes is available \(last connection error: self-signed certificate in certificate chain\); the gateway did not trust Redis' certificate: check REDIS_TLS_CA_FILE/)
@@ -82,7 +74,7 @@ t.test('a Sentinel group whose servers and Sentinels speak TLS only and ask for 
   await t.test('without TLS, or without a client certificate, start-up fails and says why', async (t) => {
     // ioredis says only that the Sentinels are unreachable: the first Sentinel, asked directly, says why.
     const settings = { sentinels, sentinelName: SENTINEL_MASTER_NAME, credentials: { password: PASSWORD } }
-    const [plain, withoutCertificate] = await Promise.all([failure(connectRedis(settings, quiet)), failure(connectRedis({ ...settings, tls: { ca: certificates.ca } }, quiet))])
+    const [plain, withoutCertificate] = await Promise.all([startupOutcome(connectRedis(settings, quiet)), startupOutcome(connectRedis({ ...settings, tls: { ca: certificates.ca } }, quiet))])
     t.match(plain, /^Redis was not ready within 10 s of start-up \(last connection error: .*\); a Redis that speaks only TLS closes plain connections/)
     t.match(withoutCertificate, /^Redis was not ready within 10 s of start-up \(last connection error: .*\); a Redis that asks for a client certificate closes a connection without one/)
   })
@@ -117,12 +109,12 @@ t.test('one Redis over TLS: a rediss:// URL, with REDIS_TLS_CA_FILE for a privat
   const redis = await connectRedis({ url: server.url, tls: { ca: await readAuthorities(certificates.caFile, 'REDIS_TLS_CA_FILE') } }, quiet)
   t.teardown(() => redis.disconnect())
   t.equal(await redis.set('over-tls', 'yes'), 'OK')
-  t.match(await failure(connectRedis({ url: server.url }, quiet)), /self-signed certificate in certificate chain\); the gateway did not trust Redis' certificate/, "without it, Node's public authorities refuse the certificate")
+  t.match(await startupOutcome(connectRedis({ url: server.url }, quiet)), /self-signed certificate in certificate chain\); the gateway did not trust Redis' certificate/, "without it, Node's public authorities refuse the certificate")
 
   const named = await startRedis({ tls: localhostCertificates() })
   t.teardown(() => named.stop())
   t.match(
-    await failure(connectRedis({ url: named.url, tls: { ca: certificates.ca } }, quiet)),
+    await startupOutcome(connectRedis({ url: named.url, tls: { ca: certificates.ca } }, quiet)),
     /\(last connection error: Hostname\/IP does not match certificate's altnames: IP: 127\.0\.0\.1 is not in the cert's list: ?\); the gateway did not trust Redis' certificate: check REDIS_TLS_CA_FILE, and that the certificate names the host the gateway dials$/,
     'a certificate for another name: start-up says so',
   )
@@ -137,14 +129,14 @@ t.test('one Redis that asks for a client certificate: REDIS_TLS_CERT_FILE and RE
   t.teardown(() => redis.disconnect())
   t.equal(await redis.set('with-a-certificate', 'yes'), 'OK')
   t.match(
-    await failure(connectRedis({ url: server.url, tls: { ca: certificates.ca } }, quiet)),
+    await startupOutcome(connectRedis({ url: server.url, tls: { ca: certificates.ca } }, quiet)),
     /^Connection is closed\. \(last connection error: .*\); a Redis that asks for a client certificate closes a connection without one: check REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE$/,
     'without one, the server refuses the connection, and start-up says what to check',
   )
   // Start-up refuses an expired certificate before dialling (below); past that check, the server refuses it.
   const expired = { ca: certificates.ca, cert: readFileSync(certificates.expiredCertFile, 'utf8'), key: readFileSync(certificates.expiredKeyFile, 'utf8') }
   t.match(
-    await failure(connectRedis({ url: server.url, tls: expired }, quiet)),
+    await startupOutcome(connectRedis({ url: server.url, tls: expired }, quiet)),
     /^Connection is closed\. \(last connection error: .*\); Redis refused the gateway's client certificate \(REDIS_TLS_CERT_FILE\)/,
     'a certificate the server refuses: start-up says the server refused it',
   )

@@ -47,6 +47,17 @@ export async function startGatewayPair(redis: Record<string, string>, env: Recor
   }
 }
 
+/** How a start-up's connection ended: `connected` (and it is closed again), or its error's message. */
+export function startupOutcome(connecting: Promise<{ disconnect(): void }>): Promise<string> {
+  return connecting.then(
+    (redis) => {
+      redis.disconnect()
+      return 'connected'
+    },
+    (error: Error) => error.message,
+  )
+}
+
 /**
  * Two instances on `redis` (the gateway's settings) tell the login story, with
  * `sessionRedis` as the resource server's own client (connected here, fail-fast as the
