@@ -36,6 +36,8 @@ export interface Config {
   redisTlsCaFile?: string
   /** REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: the certificate the gateway shows a Redis that asks for one (tls-auth-clients), and its key. */
   redisTlsClientCertificate?: { certFile: string; keyFile: string }
+  /** REDIS_TLS_RELOAD_SECONDS: how often the TLS files are checked for a renewal (0: never). */
+  redisTlsReloadSeconds: number
   /** Replicas that must hold a session start, end or rotation before it is answered (Redis WAIT); 0: no waiting. */
   redisWaitReplicas: number
   /** REDIS_COMMAND_TIMEOUT_MS: a Redis call unanswered this long answers 503. */
@@ -140,6 +142,7 @@ export function loadConfig(env: Env = process.env): Config {
   const redisTlsCaFile = read.text('REDIS_TLS_CA_FILE')
   if (redisTlsCaFile && !tlsToRedis) problems.push('REDIS_TLS_CA_FILE needs TLS to Redis: REDIS_TLS=true, or a rediss:// REDIS_URL')
   const redisTlsClientCertificate = readClientCertificateFiles(read, tlsToRedis)
+  const redisTlsReloadSeconds = read.integer('REDIS_TLS_RELOAD_SECONDS', 60, 0, 86_400)
   const redisWaitReplicas = read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100)
   if (redisWaitReplicas > 0 && redisSettings.length === 0) {
     problems.push('REDIS_WAIT_REPLICAS needs a Redis with replicas (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); the local development redis-server has none')
@@ -192,6 +195,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisTls,
     redisTlsCaFile,
     redisTlsClientCertificate,
+    redisTlsReloadSeconds,
     redisWaitReplicas,
     redisCommandTimeoutMs,
     accessTokenTtl: read.integer('ACCESS_TOKEN_TTL', 600, 30, 86_400),

@@ -41,6 +41,7 @@ import { SignupTickets } from './signup/signup-tickets.js'
 import { openDatabase, type Database } from './storage/database.js'
 import { startLocalRedis, type LocalRedis } from './storage/local-redis.js'
 import { connectRedis, loadRedisTls, type RedisClient, type RedisTarget } from './storage/redis.js'
+import { renewRedisTls } from './storage/redis-tls-renewal.js'
 import { AccessTokens } from './tokens/access-tokens.js'
 import { loadSigningKeys } from './tokens/signing-keys.js'
 
@@ -70,15 +71,23 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   // a failure to connect at start-up is thrown instead.
   let app: FastifyInstance | undefined
   let redis: RedisClient
+  let stopTlsRenewal = () => {}
   try {
     const { redisCredentials: credentials, redisSentinel: sentinel } = config
-    const tls = await loadRedisTls({ tls: config.redisTls, caFile: config.redisTlsCaFile, clientCertificate: config.redisTlsClientCertificate })
+    const tlsSettings = { tls: config.redisTls, caFile: config.redisTlsCaFile, clientCertificate: config.redisTlsClientCertificate }
+    const tls = await loadRedisTls(tlsSettings)
     const redisTarget: RedisTarget = config.redisClusterNodes
       ? { clusterNodes: config.redisClusterNodes, credentials, tls }
       : sentinel
         ? { sentinels: sentinel.sentinels, sentinelName: sentinel.name, credentials, sentinelCredentials: sentinel.credentials, tls }
         : { url: config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url, tls }
     redis = await connectRedis(redisTarget, { warn: (object, message) => app?.log.warn(object, message) }, config.redisCommandTimeoutMs)
+    if (tls && config.redisTlsReloadSeconds > 0) {
+      stopTlsRenewal = renewRedisTls(tls, tlsSettings, config.redisTlsReloadSeconds, {
+        info: (object, message) => app?.log.info(object, message),
+        warn: (object, message) => app?.log.warn(object, message),
+      })
+    }
   } catch (error) {
     localRedis?.stop()
     await database.close().catch(() => {})
@@ -172,6 +181,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     database,
     metricsApp,
     async close() {
+      stopTlsRenewal()
       await app.close()
       await worker.stop()
       await metricsApp?.close()

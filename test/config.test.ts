@@ -202,6 +202,15 @@ t.test('a client certificate for Redis: REDIS_TLS_CERT_FILE with REDIS_TLS_KEY_F
   t.same(problemsOf({ REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'gateway', ...files }), [needsTls])
 })
 
+t.test('REDIS_TLS_RELOAD_SECONDS: the TLS files are checked for a renewal every minute by default; 0 never', async (t) => {
+  t.equal(loadConfig({}).redisTlsReloadSeconds, 60)
+  t.equal(loadConfig({ REDIS_TLS_RELOAD_SECONDS: '0' }).redisTlsReloadSeconds, 0)
+  t.equal(loadConfig({ REDIS_TLS_RELOAD_SECONDS: '300' }).redisTlsReloadSeconds, 300)
+  for (const value of ['-1', '86401', 'hourly']) {
+    t.match(problemsOf({ REDIS_TLS_RELOAD_SECONDS: value }).join('\n'), /REDIS_TLS_RELOAD_SECONDS must be a whole number from 0 to 86400/, value)
+  }
+})
+
 t.test('REDIS_WAIT_REPLICAS: a whole number of replicas, 0 by default, and only where replicas can exist', async (t) => {
   t.equal(loadConfig({}).redisWaitReplicas, 0)
   t.equal(loadConfig({ REDIS_CLUSTER_NODES: 'redis-a:7000', REDIS_WAIT_REPLICAS: '1' }).redisWaitReplicas, 1)

@@ -154,6 +154,14 @@ t.test('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be a certificate valid t
   await t.rejects(certificate(certificates.clientCertFile, certificates.clientCertFile), { name: 'ConfigError', problems: [`REDIS_TLS_KEY_FILE: "${certificates.clientCertFile}" holds no unencrypted PEM private key`] })
   const missing = join(tmpdir(), 'no-such-key.pem')
   await t.rejects(certificate(certificates.clientCertFile, missing), { name: 'ConfigError', problems: [`REDIS_TLS_KEY_FILE: cannot read the file "${missing}"`] })
+  // A chain certificate after the client's own that does not parse: every connection attempt would throw.
+  const brokenChain = join(tmpdir(), `broken-chain-${process.pid}.pem`)
+  writeFileSync(brokenChain, `${readFileSync(certificates.clientCertFile, 'utf8')}-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n`)
+  t.teardown(() => rmSync(brokenChain, { force: true }))
+  await t.rejects(certificate(brokenChain, certificates.clientKeyFile), {
+    name: 'ConfigError',
+    problems: [`REDIS_TLS_CERT_FILE: OpenSSL cannot use the certificates in "${brokenChain}" (error:04800064:PEM routines::bad base64 decode)`],
+  })
 
   // The expired certificate was valid until the second it was made.
   const expiry = Date.parse(new X509Certificate(readFileSync(certificates.expiredCertFile)).validTo)
@@ -170,4 +178,15 @@ t.test('REDIS_TLS_CA_FILE must be a readable file of PEM certificates', async (t
   writeFileSync(notCertificates, 'just text\n')
   t.teardown(() => rmSync(notCertificates, { force: true }))
   await t.rejects(readAuthorities(notCertificates, 'REDIS_TLS_CA_FILE'), { name: 'ConfigError', problems: [`REDIS_TLS_CA_FILE: "${notCertificates}" holds no PEM certificate`] })
+  // Cut short while being written, or a certificate that does not parse: OpenSSL would quietly trust fewer authorities.
+  const authorities = readFileSync(certificates.caFile, 'utf8') + readFileSync(certificates.renewalCaFile, 'utf8')
+  for (const [what, text] of [
+    ['cut short', authorities.slice(0, authorities.length - 200)],
+    ['garbled', authorities.replace(/^M.{10}/m, 'not base64!')],
+  ]) {
+    writeFileSync(notCertificates, text!)
+    await t.rejects(readAuthorities(notCertificates, 'REDIS_TLS_CA_FILE'), { name: 'ConfigError', problems: [`REDIS_TLS_CA_FILE: "${notCertificates}" holds a PEM certificate that does not parse`] }, what)
+  }
+  writeFileSync(notCertificates, authorities)
+  t.equal(await readAuthorities(notCertificates, 'REDIS_TLS_CA_FILE'), authorities, 'two whole certificates')
 })

@@ -6,6 +6,7 @@
 
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import { createSecureContext } from 'node:tls'
 import type { Socket } from 'node:net'
 import { Cluster, Redis, type Command, type RedisOptions, type RedisValue } from 'ioredis'
 import { ConfigError, StorageUnavailable } from '../common/errors.js'
@@ -75,11 +76,27 @@ export async function loadRedisTls(settings: RedisTlsSettings): Promise<RedisTls
   }
 }
 
-/** The PEM certificates in `file`, for RedisTls.ca; a file that cannot be read or holds none stops start-up. */
+/**
+ * The PEM certificates in `file`, for RedisTls.ca; a file that cannot be read, holds none, or
+ * holds one that does not parse (cut short while it was being written) stops start-up. (OpenSSL
+ * would skip such a certificate, and trust fewer authorities than the file names.)
+ */
 export async function readAuthorities(file: string, variable: string): Promise<string> {
   const text = await readSetting(file, variable)
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError([`${variable}: "${file}" holds no PEM certificate`])
+  const begun = text.split('-----BEGIN CERTIFICATE-----').length - 1
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []
+  if (begun === 0) throw new ConfigError([`${variable}: "${file}" holds no PEM certificate`])
+  if (blocks.length !== begun || !blocks.every(parses)) throw new ConfigError([`${variable}: "${file}" holds a PEM certificate that does not parse`])
   return text
+}
+
+function parses(pem: string): boolean {
+  try {
+    new X509Certificate(pem)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**
@@ -107,6 +124,13 @@ async function readClientCertificate(certFile: string, keyFile: string): Promise
   if (Date.parse(certificate.validTo) < now) problems.push(`REDIS_TLS_CERT_FILE: the certificate in "${certFile}" expired on ${certificate.validTo}`)
   if (Date.parse(certificate.validFrom) > now) problems.push(`REDIS_TLS_CERT_FILE: the certificate in "${certFile}" is not valid before ${certificate.validFrom}`)
   if (problems.length > 0) throw new ConfigError(problems)
+  // What the first certificate's checks leave out (a chain certificate that does not parse)
+  // would make every connection attempt throw, which ends ioredis' reconnecting for good.
+  try {
+    createSecureContext({ cert, key })
+  } catch (error) {
+    throw new ConfigError([`REDIS_TLS_CERT_FILE: OpenSSL cannot use the certificates in "${certFile}" (${(error as Error).message})`])
+  }
   return { cert, key }
 }
 

@@ -1,5 +1,6 @@
 // A certificate authority of the test process's own and what it signed: a server certificate
-// for 127.0.0.1, another for the host name localhost, a client certificate and an expired one.
+// for 127.0.0.1, another for the host name localhost, a client certificate and an expired one;
+// and a second authority with a client certificate of its own, the renewal of the first's.
 // Made with the openssl command once per process, for Redis servers that speak TLS and the
 // clients they may ask for a certificate.
 
@@ -23,6 +24,10 @@ export interface TestCertificates {
   /** A client certificate and key, signed by the authority, that expired when it was made. */
   expiredCertFile: string
   expiredKeyFile: string
+  /** A second authority (PEM file), and a client certificate and key it signed: a renewal that a server trusting only the first refuses. */
+  renewalCaFile: string
+  renewedCertFile: string
+  renewedKeyFile: string
 }
 
 let made: TestCertificates | undefined
@@ -38,10 +43,10 @@ export function testCertificates(): TestCertificates {
   openssl('req', ...ecKey, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=127.0.0.1')
   writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\n')
   openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('server.crt'), '-days', '2', '-extfile', file('server.ext'))
-  const client = (name: string, days: string) => {
+  const client = (name: string, days: string, authority = 'ca') => {
     openssl('req', ...ecKey, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`), '-subj', `/CN=${name}`)
     writeFileSync(file(`${name}.ext`), 'extendedKeyUsage=clientAuth\n')
-    openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file(`${name}.crt`), '-days', days, '-extfile', file(`${name}.ext`))
+    openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file(`${authority}.crt`), '-CAkey', file(`${authority}.key`), '-CAcreateserial', '-out', file(`${name}.crt`), '-days', days, '-extfile', file(`${name}.ext`))
   }
   // A server certificate that names the host `localhost` and no address.
   openssl('req', ...ecKey, '-keyout', file('localhost.key'), '-out', file('localhost.csr'), '-subj', '/CN=localhost')
@@ -50,6 +55,8 @@ export function testCertificates(): TestCertificates {
   client('gateway', '2')
   // -days 0: valid until the second it was made.
   client('expired', '0')
+  openssl('req', '-x509', ...ecKey, '-keyout', file('renewal-ca.key'), '-out', file('renewal-ca.crt'), '-days', '2', '-subj', '/CN=gateway test renewal authority')
+  client('renewed', '2', 'renewal-ca')
   const ca = readFileSync(file('ca.crt'), 'utf8')
   made = {
     caFile: file('ca.crt'),
@@ -61,6 +68,9 @@ export function testCertificates(): TestCertificates {
     clientTls: { ca, cert: readFileSync(file('gateway.crt'), 'utf8'), key: readFileSync(file('gateway.key'), 'utf8') },
     expiredCertFile: file('expired.crt'),
     expiredKeyFile: file('expired.key'),
+    renewalCaFile: file('renewal-ca.crt'),
+    renewedCertFile: file('renewed.crt'),
+    renewedKeyFile: file('renewed.key'),
   }
   return made
 }
