@@ -1,18 +1,21 @@
-// Certificates renewed while the gateway runs (REDIS_TLS_RELOAD_SECONDS): the client
-// certificate and key files are replaced, as cert-manager or a Vault agent replaces them, and
-// Redis then trusts only the renewal's authority. The gateway's next connection shows the
-// renewed certificate, without a restart. A certificate file that changed before its key,
-// or a renewal start-up would refuse (an expired certificate), leaves the previous pair in use.
+// Certificates renewed while the gateway runs (REDIS_TLS_RELOAD_SECONDS). One server: the
+// client certificate and key files are replaced, as cert-manager or a Vault agent replaces
+// them, and Redis then trusts only the renewal's authority; the gateway's next connection
+// shows the renewed certificate, without a restart. A certificate file that changed before its
+// key, or a renewal start-up would refuse (an expired certificate), leaves the previous pair in
+// use. A Cluster: the authority file gains the new authority, then every node moves to a
+// certificate only that one signed; the gateway's new node connections trust it.
 
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connectRedis } from '../src/storage/redis.js'
 import { loginWithGoogle, startTestGateway, type GatewayUnderTest } from './support/gateway.js'
 import { startRedis } from './support/redis.js'
+import { startRedisCluster } from './support/redis-cluster.js'
 import { startupOutcome } from './support/shared-redis.js'
 import { testCertificates } from './support/tls-certificates.js'
 
@@ -20,6 +23,7 @@ const certificates = testCertificates()
 const RELOAD_SECONDS = 1
 /** Long enough for a check of the files (every RELOAD_SECONDS) to have run on a busy machine. */
 const seen = () => sleep(RELOAD_SECONDS * 3000)
+const quiet = { warn() {} }
 
 t.test('a renewed client certificate is shown on the next connection to Redis, without a restart', async (t) => {
   const server = await startRedis({ tls: certificates, clientCertificates: true })
@@ -28,8 +32,7 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
   const admin = new Redis(server.url, { tls: certificates.clientTls })
   t.teardown(() => admin.disconnect())
 
-  const dir = mkdtempSync(join(tmpdir(), 'renewed-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = temporaryDir(t)
   const certFile = join(dir, 'client.crt')
   const keyFile = join(dir, 'client.key')
   copyFileSync(certificates.clientCertFile, certFile)
@@ -48,16 +51,10 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
   const login = await loginWithGoogle(gateway, { sub: 'renewal-1', email: 'renewal@example.com', name: 'Renewal' })
   t.equal(login.statusCode, 200)
   let refreshToken: string = login.json().refreshToken
-
-  /** Drops the gateway's connections to Redis, then refreshes as a client does, retrying while Redis is out of reach (503). */
   const refreshOnNewConnection = async () => {
-    await admin.call('CLIENT', 'KILL', 'TYPE', 'normal')
-    for (let attempt = 1; ; attempt++) {
-      const answer = await refresh(gateway, refreshToken)
-      if (answer.statusCode === 200) refreshToken = answer.json().refreshToken
-      if (answer.statusCode !== 503 || attempt === 40) return answer.statusCode
-      await sleep(250)
-    }
+    const refreshed = await refreshOnNewConnections(gateway, [admin], refreshToken)
+    refreshToken = refreshed.refreshToken
+    return refreshed.status
   }
 
   await t.test('the certificate file is renewed before its key: the previous pair stays in use', async (t) => {
@@ -71,7 +68,7 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
     await seen()
     await admin.config('SET', 'tls-ca-cert-file', certificates.renewalCaFile)
     t.match(
-      await startupOutcome(connectRedis({ url: server.url, tls: certificates.clientTls }, { warn() {} })),
+      await startupOutcome(connectRedis({ url: server.url, tls: certificates.clientTls }, quiet)),
       /Redis refused the gateway's client certificate/,
       'Redis now refuses the certificate the gateway started with',
     )
@@ -86,6 +83,55 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
   })
 })
 
-function refresh(gateway: GatewayUnderTest, refreshToken: string) {
-  return gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
+t.test('a renewed authority file: a Cluster moves to certificates of a new authority, without a restart of the gateway', async (t) => {
+  const cluster = await startRedisCluster({ tls: certificates })
+  t.teardown(() => cluster.stop())
+  const admins = await Promise.all(cluster.nodes.map((node) => cluster.connectTo(node)))
+  t.teardown(() => admins.forEach((admin) => admin.disconnect()))
+  const dir = temporaryDir(t)
+  const caFile = join(dir, 'authorities.crt')
+  copyFileSync(certificates.caFile, caFile)
+  const bothAuthorities = join(dir, 'both-authorities.crt')
+  writeFileSync(bothAuthorities, readFileSync(certificates.caFile, 'utf8') + readFileSync(certificates.renewalCaFile, 'utf8'))
+
+  const gateway = await startTestGateway({ redis: { ...cluster.env, REDIS_TLS_CA_FILE: caFile, REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS) } })
+  t.teardown(() => gateway.close())
+  const login = await loginWithGoogle(gateway, { sub: 'renewal-2', email: 'cluster-renewal@example.com', name: 'Cluster Renewal' })
+  t.equal(login.statusCode, 200)
+
+  // In the order an operator follows: the gateway trusts the new authority, then the nodes move to it.
+  copyFileSync(bothAuthorities, caFile)
+  await seen()
+  for (const admin of admins) {
+    // The nodes check each other's certificates too (tls-cluster, tls-replication): they accept either authority meanwhile.
+    await admin.call('CONFIG', 'SET', 'tls-ca-cert-file', bothAuthorities)
+  }
+  for (const admin of admins) await admin.call('CONFIG', 'SET', 'tls-cert-file', certificates.renewedServerCertFile, 'tls-key-file', certificates.renewedServerKeyFile)
+  t.match(
+    await startupOutcome(connectRedis({ clusterNodes: cluster.seeds, tls: { ca: certificates.ca } }, quiet)),
+    /the gateway did not trust Redis' certificate/,
+    'the nodes now show certificates the first authority alone does not vouch for',
+  )
+  const refreshed = await refreshOnNewConnections(gateway, admins, login.json().refreshToken)
+  t.equal(refreshed.status, 200, 'a refresh after the gateway reconnected to every node')
+})
+
+function temporaryDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'renewed-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/**
+ * Drops every client connection of `servers` (the test's own admin connections excepted), then
+ * refreshes as a client does, retrying while Redis is out of reach (503).
+ */
+async function refreshOnNewConnections(gateway: GatewayUnderTest, servers: Redis[], refreshToken: string): Promise<{ status: number; refreshToken: string }> {
+  await Promise.all(servers.map((server) => server.call('CLIENT', 'KILL', 'TYPE', 'normal')))
+  for (let attempt = 1; ; attempt++) {
+    const answer = await gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
+    if (answer.statusCode === 200) return { status: 200, refreshToken: answer.json().refreshToken }
+    if (answer.statusCode !== 503 || attempt === 40) return { status: answer.statusCode, refreshToken }
+    await sleep(250)
+  }
 }

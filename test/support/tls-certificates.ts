@@ -1,6 +1,7 @@
 // A certificate authority of the test process's own and what it signed: a server certificate
 // for 127.0.0.1, another for the host name localhost, a client certificate and an expired one;
-// and a second authority with a client certificate of its own, the renewal of the first's.
+// and a second authority with a client certificate and a server certificate for 127.0.0.1 of
+// its own, renewals of the first's.
 // Made with the openssl command once per process, for Redis servers that speak TLS and the
 // clients they may ask for a certificate.
 
@@ -28,6 +29,9 @@ export interface TestCertificates {
   renewalCaFile: string
   renewedCertFile: string
   renewedKeyFile: string
+  /** PEM files: a server certificate for 127.0.0.1 the second authority signed, and its key. */
+  renewedServerCertFile: string
+  renewedServerKeyFile: string
 }
 
 let made: TestCertificates | undefined
@@ -39,24 +43,23 @@ export function testCertificates(): TestCertificates {
   const file = (name: string) => join(dir, name)
   const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] })
   const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
-  openssl('req', '-x509', ...ecKey, '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', '2', '-subj', '/CN=gateway test authority')
-  openssl('req', ...ecKey, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=127.0.0.1')
-  writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\n')
-  openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('server.crt'), '-days', '2', '-extfile', file('server.ext'))
-  const client = (name: string, days: string, authority = 'ca') => {
+  const authority = (name: string, subject: string) => openssl('req', '-x509', ...ecKey, '-keyout', file(`${name}.key`), '-out', file(`${name}.crt`), '-days', '2', '-subj', `/CN=${subject}`)
+  /** A certificate and key `by` signed, for `extension` (what it names, or what it is for), valid for `days`. */
+  const signed = (name: string, extension: string, { by = 'ca', days = '2' } = {}) => {
     openssl('req', ...ecKey, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`), '-subj', `/CN=${name}`)
-    writeFileSync(file(`${name}.ext`), 'extendedKeyUsage=clientAuth\n')
-    openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file(`${authority}.crt`), '-CAkey', file(`${authority}.key`), '-CAcreateserial', '-out', file(`${name}.crt`), '-days', days, '-extfile', file(`${name}.ext`))
+    writeFileSync(file(`${name}.ext`), `${extension}\n`)
+    openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file(`${by}.crt`), '-CAkey', file(`${by}.key`), '-CAcreateserial', '-out', file(`${name}.crt`), '-days', days, '-extfile', file(`${name}.ext`))
   }
+  authority('ca', 'gateway test authority')
+  signed('server', 'subjectAltName=IP:127.0.0.1')
   // A server certificate that names the host `localhost` and no address.
-  openssl('req', ...ecKey, '-keyout', file('localhost.key'), '-out', file('localhost.csr'), '-subj', '/CN=localhost')
-  writeFileSync(file('localhost.ext'), 'subjectAltName=DNS:localhost\n')
-  openssl('x509', '-req', '-in', file('localhost.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('localhost.crt'), '-days', '2', '-extfile', file('localhost.ext'))
-  client('gateway', '2')
+  signed('localhost', 'subjectAltName=DNS:localhost')
+  signed('gateway', 'extendedKeyUsage=clientAuth')
   // -days 0: valid until the second it was made.
-  client('expired', '0')
-  openssl('req', '-x509', ...ecKey, '-keyout', file('renewal-ca.key'), '-out', file('renewal-ca.crt'), '-days', '2', '-subj', '/CN=gateway test renewal authority')
-  client('renewed', '2', 'renewal-ca')
+  signed('expired', 'extendedKeyUsage=clientAuth', { days: '0' })
+  authority('renewal-ca', 'gateway test renewal authority')
+  signed('renewed', 'extendedKeyUsage=clientAuth', { by: 'renewal-ca' })
+  signed('renewed-server', 'subjectAltName=IP:127.0.0.1', { by: 'renewal-ca' })
   const ca = readFileSync(file('ca.crt'), 'utf8')
   made = {
     caFile: file('ca.crt'),
@@ -71,6 +74,8 @@ export function testCertificates(): TestCertificates {
     renewalCaFile: file('renewal-ca.crt'),
     renewedCertFile: file('renewed.crt'),
     renewedKeyFile: file('renewed.key'),
+    renewedServerCertFile: file('renewed-server.crt'),
+    renewedServerKeyFile: file('renewed-server.key'),
   }
   return made
 }
