@@ -3,10 +3,11 @@
 // them, and Redis then trusts only the renewal's authority; the gateway's next connection
 // shows the renewed certificate, without a restart. A certificate file that changed before its
 // key, or a renewal start-up would refuse (an expired certificate), leaves the previous pair in
-// use. A Cluster: the authority file gains the new authority, then every node moves to a
-// certificate only that one signed; the gateway's new node connections trust it.
+// use. The same through a Kubernetes secret's mount, where both files change at once when a
+// symlink is swapped. A Cluster: the authority file gains the new authority, then every node
+// moves to a certificate only that one signed; the gateway's new node connections trust it.
 
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -81,6 +82,43 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
     await seen()
     t.equal(await refreshOnNewConnection(), 200)
   })
+})
+
+t.test('a Kubernetes secret renewed under its mount (the ..data symlink swapped): both files at once', async (t) => {
+  const server = await startRedis({ tls: certificates, clientCertificates: true })
+  t.teardown(() => server.stop())
+  const admin = new Redis(server.url, { tls: certificates.clientTls })
+  t.teardown(() => admin.disconnect())
+  // The layout the kubelet writes: tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>, replaced by one rename.
+  const mount = temporaryDir(t)
+  const version = (name: string, certFile: string, keyFile: string) => {
+    mkdirSync(join(mount, name))
+    copyFileSync(certFile, join(mount, name, 'tls.crt'))
+    copyFileSync(keyFile, join(mount, name, 'tls.key'))
+    symlinkSync(name, join(mount, '..data_tmp'))
+    renameSync(join(mount, '..data_tmp'), join(mount, '..data'))
+  }
+  version('..2026_12_01', certificates.clientCertFile, certificates.clientKeyFile)
+  symlinkSync('..data/tls.crt', join(mount, 'tls.crt'))
+  symlinkSync('..data/tls.key', join(mount, 'tls.key'))
+
+  const gateway = await startTestGateway({
+    redis: {
+      REDIS_URL: server.url,
+      REDIS_TLS_CA_FILE: certificates.caFile,
+      REDIS_TLS_CERT_FILE: join(mount, 'tls.crt'),
+      REDIS_TLS_KEY_FILE: join(mount, 'tls.key'),
+      REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS),
+    },
+  })
+  t.teardown(() => gateway.close())
+  const login = await loginWithGoogle(gateway, { sub: 'renewal-3', email: 'secret-renewal@example.com', name: 'Secret Renewal' })
+  t.equal(login.statusCode, 200)
+
+  version('..2026_12_02', certificates.renewedCertFile, certificates.renewedKeyFile)
+  await seen()
+  await admin.call('CONFIG', 'SET', 'tls-ca-cert-file', certificates.renewalCaFile)
+  t.equal((await refreshOnNewConnections(gateway, [admin], login.json().refreshToken)).status, 200)
 })
 
 t.test('a renewed authority file: a Cluster moves to certificates of a new authority, without a restart of the gateway', async (t) => {
