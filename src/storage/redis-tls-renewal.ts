@@ -30,7 +30,8 @@ export interface RenewalLog {
  * checking them every `intervalSeconds`. Returns what stops the checks.
  */
 export function renewRedisTls(tls: RedisTls, settings: RedisTlsSettings, intervalSeconds: number, log: RenewalLog): () => void {
-  const files = [settings.caFile, settings.clientCertificate?.certFile, settings.clientCertificate?.keyFile].filter((file) => file !== undefined)
+  // A certificate and its key may share one file: it is watched once.
+  const files = [...new Set([settings.caFile, settings.clientCertificate?.certFile, settings.clientCertificate?.keyFile].filter((file) => file !== undefined))]
   let reading: Promise<void> | undefined
   let again = false
 
