@@ -14,10 +14,10 @@
 //
 // Each login is a different user who signed up earlier and comes back after their cached
 // scopes ran out (SCOPE_CACHE_TTL), as most returning users do: nothing of theirs is warm.
-// The gateway is: a thousand logins come before the measured ones, as they have in any
-// gateway that has been up for a while. V8 optimises a function only after many calls, and
-// a login's code is spread over fastify, openid-client, jose, undici, ioredis and pg: after
-// 50 logins it is still largely interpreted (bench/README.md has the figures).
+// The gateway itself is warm: a thousand logins come before the measured ones, as in any
+// gateway that has been up for a while. V8 optimises a function only after many calls, and a
+// login's code is spread over fastify, openid-client, jose, undici, ioredis and pg: after 50
+// logins much of it is still interpreted (bench/README.md has the figures).
 //
 //   BENCH_LOGINS=300          measured logins
 //   BENCH_LOGIN_WARMUP=1000   unmeasured logins before them
