@@ -19,7 +19,12 @@ export interface TestSentinelGroup {
   sentinelAddresses: HostPort[]
   /** The gateway's settings for this group: REDIS_SENTINELS and REDIS_SENTINEL_NAME. */
   env: Record<string, string>
-  /** The server the Sentinels name as master right now. */
+  /**
+   * The server every Sentinel names as master right now; while they disagree (a failover not yet
+   * known to all), the one they all named before. A test that restarts a crashed master (without
+   * persistence, empty) must wait for that: a Sentinel still on the old configuration sees the
+   * old master back and makes the promoted replica replicate from it, which erases its data.
+   */
   currentMaster(): Promise<TestRedis>
   stop(): Promise<void>
 }
@@ -65,6 +70,7 @@ export async function startSentinelGroup(
     throw error
   }
   const sentinelAddresses = sentinels.map((sentinel) => ({ host: hostname ?? '127.0.0.1', port: sentinel.port }))
+  let agreedMaster = master
   return {
     servers,
     sentinels,
@@ -77,10 +83,16 @@ export async function startSentinelGroup(
       ...(tls ? tlsEnv(tls, clientCertificates) : {}),
     },
     async currentMaster() {
-      const [, port] = (await ask(sentinels[0]!.port, { password: sentinelPassword, tls }, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
-      const server = servers.find((candidate) => candidate.port === Number(port))
-      if (!server) throw new Error(`the Sentinels name 127.0.0.1:${port}, which is not a server of this group`)
-      return server
+      const named = await Promise.all(
+        sentinels.map(async (sentinel) => {
+          const [, port] = (await ask(sentinel.port, { password: sentinelPassword, tls }, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string]
+          const server = servers.find((candidate) => candidate.port === Number(port))
+          if (!server) throw new Error(`a Sentinel names 127.0.0.1:${port}, which is not a server of this group`)
+          return server
+        }),
+      )
+      if (named.every((server) => server === named[0])) agreedMaster = named[0]!
+      return agreedMaster
     },
     stop,
   }

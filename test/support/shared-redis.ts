@@ -285,7 +285,8 @@ export async function refreshThroughFailover(t: Test, { a, b }: GatewayPair, ses
   while (performance.now() - crashedAt < RECOVERY_DEADLINE_MS) {
     if (replacedAfter === undefined && (await sessionHome(firstUser)).master !== master) {
       replacedAfter = performance.now() - crashedAt
-      // As a supervisor would: the crashed server comes back, as a replica of the new master.
+      // As a supervisor would once the takeover is known (sessionHome says so only then): the
+      // crashed server comes back, empty, and becomes a replica of the new master.
       await master.start()
     }
     // Recovered: every client has refreshed with a request sent after the takeover.
