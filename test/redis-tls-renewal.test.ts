@@ -15,7 +15,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { connectRedis } from '../src/storage/redis.js'
 import { loginWithGoogle, startTestGateway, type GatewayUnderTest } from './support/gateway.js'
-import { startRedis } from './support/redis.js'
+import { startRedis, type TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { startupOutcome } from './support/shared-redis.js'
 import { testCertificates } from './support/tls-certificates.js'
@@ -27,31 +27,16 @@ const seen = () => sleep(RELOAD_SECONDS * 3000)
 const quiet = { warn() {} }
 
 t.test('a renewed client certificate is shown on the next connection to Redis, without a restart', async (t) => {
-  const server = await startRedis({ tls: certificates, clientCertificates: true })
-  t.teardown(() => server.stop())
-  // The test's own connection, made before Redis changes whom it trusts, stays open throughout.
-  const admin = new Redis(server.url, { tls: certificates.clientTls })
-  t.teardown(() => admin.disconnect())
-
+  const { server, admin } = await serverAskingForCertificates(t)
   const dir = temporaryDir(t)
   const certFile = join(dir, 'client.crt')
   const keyFile = join(dir, 'client.key')
   copyFileSync(certificates.clientCertFile, certFile)
   copyFileSync(certificates.clientKeyFile, keyFile)
 
-  const gateway = await startTestGateway({
-    redis: {
-      REDIS_URL: server.url,
-      REDIS_TLS_CA_FILE: certificates.caFile,
-      REDIS_TLS_CERT_FILE: certFile,
-      REDIS_TLS_KEY_FILE: keyFile,
-      REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS),
-    },
-  })
-  t.teardown(() => gateway.close())
-  const login = await loginWithGoogle(gateway, { sub: 'renewal-1', email: 'renewal@example.com', name: 'Renewal' })
-  t.equal(login.statusCode, 200)
-  let refreshToken: string = login.json().refreshToken
+  const started = await renewingGatewayWithUser(t, oneServer(server, certFile, keyFile), 'renewal-1')
+  const { gateway } = started
+  let { refreshToken } = started
   const refreshOnNewConnection = async () => {
     const refreshed = await refreshOnNewConnections(gateway, [admin], refreshToken)
     refreshToken = refreshed.refreshToken
@@ -85,10 +70,7 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
 })
 
 t.test('a Kubernetes secret renewed under its mount (the ..data symlink swapped): both files at once', async (t) => {
-  const server = await startRedis({ tls: certificates, clientCertificates: true })
-  t.teardown(() => server.stop())
-  const admin = new Redis(server.url, { tls: certificates.clientTls })
-  t.teardown(() => admin.disconnect())
+  const { server, admin } = await serverAskingForCertificates(t)
   // The layout the kubelet writes: tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>, replaced by one rename.
   const mount = temporaryDir(t)
   const version = (name: string, certFile: string, keyFile: string) => {
@@ -102,23 +84,12 @@ t.test('a Kubernetes secret renewed under its mount (the ..data symlink swapped)
   symlinkSync('..data/tls.crt', join(mount, 'tls.crt'))
   symlinkSync('..data/tls.key', join(mount, 'tls.key'))
 
-  const gateway = await startTestGateway({
-    redis: {
-      REDIS_URL: server.url,
-      REDIS_TLS_CA_FILE: certificates.caFile,
-      REDIS_TLS_CERT_FILE: join(mount, 'tls.crt'),
-      REDIS_TLS_KEY_FILE: join(mount, 'tls.key'),
-      REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS),
-    },
-  })
-  t.teardown(() => gateway.close())
-  const login = await loginWithGoogle(gateway, { sub: 'renewal-3', email: 'secret-renewal@example.com', name: 'Secret Renewal' })
-  t.equal(login.statusCode, 200)
+  const { gateway, refreshToken } = await renewingGatewayWithUser(t, oneServer(server, join(mount, 'tls.crt'), join(mount, 'tls.key')), 'renewal-3')
 
   version('..2026_12_02', certificates.renewedCertFile, certificates.renewedKeyFile)
   await seen()
-  await admin.call('CONFIG', 'SET', 'tls-ca-cert-file', certificates.renewalCaFile)
-  t.equal((await refreshOnNewConnections(gateway, [admin], login.json().refreshToken)).status, 200)
+  await admin.config('SET', 'tls-ca-cert-file', certificates.renewalCaFile)
+  t.equal((await refreshOnNewConnections(gateway, [admin], refreshToken)).status, 200)
 })
 
 t.test('a renewed authority file: a Cluster moves to certificates of a new authority, without a restart of the gateway', async (t) => {
@@ -132,10 +103,7 @@ t.test('a renewed authority file: a Cluster moves to certificates of a new autho
   const bothAuthorities = join(dir, 'both-authorities.crt')
   writeFileSync(bothAuthorities, readFileSync(certificates.caFile, 'utf8') + readFileSync(certificates.renewalCaFile, 'utf8'))
 
-  const gateway = await startTestGateway({ redis: { ...cluster.env, REDIS_TLS_CA_FILE: caFile, REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS) } })
-  t.teardown(() => gateway.close())
-  const login = await loginWithGoogle(gateway, { sub: 'renewal-2', email: 'cluster-renewal@example.com', name: 'Cluster Renewal' })
-  t.equal(login.statusCode, 200)
+  const { gateway, refreshToken } = await renewingGatewayWithUser(t, { ...cluster.env, REDIS_TLS_CA_FILE: caFile }, 'renewal-2')
 
   // In the order an operator follows: the gateway trusts the new authority, then the nodes move to it.
   copyFileSync(bothAuthorities, caFile)
@@ -150,9 +118,32 @@ t.test('a renewed authority file: a Cluster moves to certificates of a new autho
     /the gateway did not trust Redis' certificate/,
     'the nodes now show certificates the first authority alone does not vouch for',
   )
-  const refreshed = await refreshOnNewConnections(gateway, admins, login.json().refreshToken)
+  const refreshed = await refreshOnNewConnections(gateway, admins, refreshToken)
   t.equal(refreshed.status, 200, 'a refresh after the gateway reconnected to every node')
 })
+
+/** A Redis that asks for client certificates, and the test's own connection to it: made before Redis changes whom it trusts, it stays open throughout. */
+async function serverAskingForCertificates(t: Test) {
+  const server = await startRedis({ tls: certificates, clientCertificates: true })
+  t.teardown(() => server.stop())
+  const admin = new Redis(server.url, { tls: certificates.clientTls })
+  t.teardown(() => admin.disconnect())
+  return { server, admin }
+}
+
+/** The gateway's settings for `server`, showing the client certificate in `certFile` and `keyFile`. */
+function oneServer(server: TestRedis, certFile: string, keyFile: string): Record<string, string> {
+  return { REDIS_URL: server.url, REDIS_TLS_CA_FILE: certificates.caFile, REDIS_TLS_CERT_FILE: certFile, REDIS_TLS_KEY_FILE: keyFile }
+}
+
+/** A gateway on `redis` that checks its TLS files every RELOAD_SECONDS, and a user (`sub`) logged in there. */
+async function renewingGatewayWithUser(t: Test, redis: Record<string, string>, sub: string): Promise<{ gateway: GatewayUnderTest; refreshToken: string }> {
+  const gateway = await startTestGateway({ redis: { ...redis, REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS) } })
+  t.teardown(() => gateway.close())
+  const login = await loginWithGoogle(gateway, { sub, email: `${sub}@example.com`, name: sub })
+  t.equal(login.statusCode, 200, `${sub} logged in`)
+  return { gateway, refreshToken: login.json().refreshToken }
+}
 
 function temporaryDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'renewed-tls-'))
