@@ -3,7 +3,9 @@
 // them, and Redis then trusts only the renewal's authority; the gateway's next connection
 // shows the renewed certificate, without a restart. A certificate file that changed before its
 // key, or a renewal start-up would refuse (an expired certificate), leaves the previous pair in
-// use. The same through a Kubernetes secret's mount, where both files change at once when a
+// use. A renewal that comes only after Redis refused the pair in use (it expired unrenewed):
+// the gateway answers 503 and keeps reconnecting, and the session outlives the wait. The same
+// through a Kubernetes secret's mount, where both files change at once when a
 // symlink is swapped. A Cluster: the authority file gains the new authority, then every node
 // moves to a certificate only that one signed; the gateway's new node connections trust it.
 
@@ -66,6 +68,23 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
     copyFileSync(certificates.expiredKeyFile, keyFile)
     await seen()
     t.equal(await refreshOnNewConnection(), 200)
+  })
+
+  await t.test('a renewal that arrives only after Redis refused the pair in use (it expired): 503 meanwhile, then refreshes again', async (t) => {
+    // Redis goes back to trusting only the first authority: the renewed pair is refused from now on.
+    await admin.config('SET', 'tls-ca-cert-file', certificates.caFile)
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'normal')
+    const refresh = () => gateway.app.inject({ method: 'POST', url: '/auth/token', payload: { refreshToken } })
+    const refused = await refresh()
+    t.equal(refused.statusCode, 503, 'Redis is out of reach: unavailable, never a 401')
+    t.equal(refused.json().error, 'unavailable')
+    // Several reconnections fail meanwhile (one every second at most).
+    await sleep(3000)
+    t.equal((await refresh()).statusCode, 503, 'still refused, and still trying')
+    copyFileSync(certificates.clientCertFile, certFile)
+    copyFileSync(certificates.clientKeyFile, keyFile)
+    await seen()
+    t.equal(await refreshOnNewConnection(), 200, 'the session survived, on a connection that shows the new pair')
   })
 })
 
