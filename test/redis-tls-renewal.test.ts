@@ -8,6 +8,7 @@
 // through a Kubernetes secret's mount, where both files change at once when a
 // symlink is swapped. A Cluster: the authority file gains the new authority, then every node
 // moves to a certificate only that one signed; the gateway's new node connections trust it.
+// A Sentinel group likewise: the master the Sentinels name is reached with the renewed file.
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,6 +20,7 @@ import { connectRedis } from '../src/storage/redis.js'
 import { loginWithGoogle, startTestGateway, type GatewayUnderTest } from './support/gateway.js'
 import { startRedis, type TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
+import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
 import { startupOutcome } from './support/shared-redis.js'
 import { testCertificates } from './support/tls-certificates.js'
 
@@ -139,6 +141,33 @@ t.test('a renewed authority file: a Cluster moves to certificates of a new autho
   )
   const refreshed = await refreshOnNewConnections(gateway, admins, refreshToken)
   t.equal(refreshed.status, 200, 'a refresh after the gateway reconnected to every node')
+})
+
+t.test('a renewed authority file: a Sentinel group\'s servers move to certificates of a new authority, without a restart of the gateway', async (t) => {
+  const dir = temporaryDir(t)
+  const bothAuthorities = join(dir, 'both-authorities.crt')
+  writeFileSync(bothAuthorities, readFileSync(certificates.caFile, 'utf8') + readFileSync(certificates.renewalCaFile, 'utf8'))
+  // The servers and Sentinels accept either authority for each other throughout (Sentinels cannot be reconfigured while they run).
+  const group = await startSentinelGroup({ tls: { ...certificates, caFile: bothAuthorities } })
+  t.teardown(() => group.stop())
+  const admins = group.servers.map((server) => new Redis(server.url, { tls: certificates.clientTls }))
+  t.teardown(() => admins.forEach((admin) => admin.disconnect()))
+  const caFile = join(dir, 'authorities.crt')
+  copyFileSync(certificates.caFile, caFile)
+
+  const { gateway, refreshToken } = await renewingGatewayWithUser(t, { ...group.env, REDIS_TLS_CA_FILE: caFile }, 'renewal-4')
+
+  // The gateway trusts the new authority, then the master and its replica move to it.
+  copyFileSync(bothAuthorities, caFile)
+  await seen()
+  for (const admin of admins) await admin.call('CONFIG', 'SET', 'tls-cert-file', certificates.renewedServerCertFile, 'tls-key-file', certificates.renewedServerKeyFile)
+  t.match(
+    await startupOutcome(connectRedis({ sentinels: group.sentinelAddresses, sentinelName: SENTINEL_MASTER_NAME, tls: { ca: certificates.ca } }, quiet)),
+    /the gateway did not trust Redis' certificate/,
+    'the master now shows a certificate the first authority alone does not vouch for',
+  )
+  const refreshed = await refreshOnNewConnections(gateway, admins, refreshToken)
+  t.equal(refreshed.status, 200, 'a refresh after the gateway reconnected to the master the Sentinels name')
 })
 
 /** A Redis that asks for client certificates, and the test's own connection to it: made before Redis changes whom it trusts, it stays open throughout. */
