@@ -40,8 +40,9 @@ import { SignupService } from './signup/signup.js'
 import { SignupTickets } from './signup/signup-tickets.js'
 import { openDatabase, type Database } from './storage/database.js'
 import { startLocalRedis, type LocalRedis } from './storage/local-redis.js'
-import { connectRedis, loadRedisTls, type RedisClient, type RedisTarget } from './storage/redis.js'
+import { connectRedis, loadRedisTls, type RedisClient, type RedisTls, type RedisTarget } from './storage/redis.js'
 import { renewRedisTls } from './storage/redis-tls-renewal.js'
+import { clientCertificateValidity, watchClientCertificateExpiry } from './storage/redis-tls-expiry.js'
 import { AccessTokens } from './tokens/access-tokens.js'
 import { loadSigningKeys } from './tokens/signing-keys.js'
 
@@ -72,10 +73,11 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   let app: FastifyInstance | undefined
   let redis: RedisClient
   let stopTlsRenewal = () => {}
+  let tls: RedisTls | undefined
   try {
     const { redisCredentials: credentials, redisSentinel: sentinel } = config
     const tlsSettings = { tls: config.redisTls, caFile: config.redisTlsCaFile, clientCertificate: config.redisTlsClientCertificate }
-    const tls = await loadRedisTls(tlsSettings)
+    tls = await loadRedisTls(tlsSettings)
     const redisTarget: RedisTarget = config.redisClusterNodes
       ? { clusterNodes: config.redisClusterNodes, credentials, tls }
       : sentinel
@@ -102,6 +104,8 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   const audit = new AuditLog(database, warnings, metrics)
   const jobs = new JobQueue(database.prisma)
   metrics?.watchQueue(() => jobs.waiting())
+  const clientTls = tls?.cert === undefined ? undefined : tls
+  if (clientTls) metrics?.watchRedisClientCertificate(() => clientCertificateValidity(clientTls)?.notAfter)
   const events = new AccountEvents(config.webhook !== undefined, jobs, warnings)
   const sessions = new RefreshSessions(
     new SessionStore(redis, config.redisWaitReplicas),
@@ -164,6 +168,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     metrics,
   }
   app = await buildApp(services, logger)
+  const stopExpiryWatch = clientTls ? watchClientCertificateExpiry(clientTls, warnings) : () => {}
   const metricsApp = metrics && buildMetricsApp(metrics)
   const handlers: Record<string, JobHandler> = { [PROVIDER_CLEANUP]: providerCleanup(providers, vault) }
   if (config.webhook) handlers[ACCOUNT_EVENT] = webhookDelivery(config.webhook)
@@ -182,6 +187,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     metricsApp,
     async close() {
       stopTlsRenewal()
+      stopExpiryWatch()
       await app.close()
       await worker.stop()
       await metricsApp?.close()

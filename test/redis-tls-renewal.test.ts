@@ -10,12 +10,14 @@
 // moves to a certificate only that one signed; the gateway's new node connections trust it.
 // A Sentinel group likewise: the master the Sentinels name is reached with the renewed file.
 
+import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import { freeLoopbackPort } from '../src/common/loopback.js'
 import { connectRedis } from '../src/storage/redis.js'
 import { loginWithGoogle, startTestGateway, type GatewayUnderTest } from './support/gateway.js'
 import { startRedis, type TestRedis } from './support/redis.js'
@@ -54,8 +56,10 @@ t.test('a renewed client certificate is shown on the next connection to Redis, w
   })
 
   await t.test('then the key: the renewed pair is shown to a Redis that trusts only the renewal authority', async (t) => {
+    t.equal(await certificateExpiryOf(gateway), expiryOf(certificates.clientCertFile), 'until then, the metric names the expiry of the certificate the gateway started with')
     copyFileSync(certificates.renewedKeyFile, keyFile)
     await seen()
+    t.equal(await certificateExpiryOf(gateway), expiryOf(certificates.renewedCertFile), "the metric names the renewed certificate's expiry")
     await admin.config('SET', 'tls-ca-cert-file', certificates.renewalCaFile)
     t.match(
       await startupOutcome(connectRedis({ url: server.url, tls: certificates.clientTls }, quiet)),
@@ -186,11 +190,22 @@ function oneServer(server: TestRedis, certFile: string, keyFile: string): Record
 
 /** A gateway on `redis` that checks its TLS files every RELOAD_SECONDS, and a user (`sub`) logged in there. */
 async function renewingGatewayWithUser(t: Test, redis: Record<string, string>, sub: string): Promise<{ gateway: GatewayUnderTest; refreshToken: string }> {
-  const gateway = await startTestGateway({ redis: { ...redis, REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS) } })
+  const gateway = await startTestGateway({ redis: { ...redis, REDIS_TLS_RELOAD_SECONDS: String(RELOAD_SECONDS) }, env: { METRICS_PORT: String(await freeLoopbackPort()) } })
   t.teardown(() => gateway.close())
   const login = await loginWithGoogle(gateway, { sub, email: `${sub}@example.com`, name: sub })
   t.equal(login.statusCode, 200, `${sub} logged in`)
   return { gateway, refreshToken: login.json().refreshToken }
+}
+
+/** The client certificate's expiry as an operator's Prometheus scrapes it (seconds since the epoch). */
+async function certificateExpiryOf(gateway: GatewayUnderTest): Promise<number | undefined> {
+  const scraped = await gateway.metricsApp!.inject({ method: 'GET', url: '/metrics' })
+  const line = scraped.body.split('\n').find((sample) => sample.startsWith('gateway_redis_tls_client_certificate_expiry_timestamp_seconds '))
+  return line === undefined ? undefined : Number(line.split(' ')[1])
+}
+
+function expiryOf(certFile: string): number {
+  return Date.parse(new X509Certificate(readFileSync(certFile)).validTo) / 1000
 }
 
 function temporaryDir(t: Test): string {

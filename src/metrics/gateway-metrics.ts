@@ -140,6 +140,22 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
     })
   }
 
+  /**
+   * When the client certificate the gateway shows Redis stops being valid, as renewed last:
+   * read at each scrape, for an alert well before it (redis-tls-expiry.ts).
+   */
+  watchRedisClientCertificate(notAfter: () => Date | undefined): void {
+    new Gauge({
+      name: 'gateway_redis_tls_client_certificate_expiry_timestamp_seconds',
+      help: 'When the client certificate shown to Redis (REDIS_TLS_CERT_FILE, as last renewed) expires, in seconds since the epoch',
+      registers: [this.registry],
+      collect() {
+        const expiry = notAfter()
+        if (expiry) this.set(expiry.getTime() / 1000)
+      },
+    })
+  }
+
   /** What a scrape of /metrics answers. */
   render(): Promise<string> {
     return this.registry.metrics()

@@ -58,7 +58,8 @@ export function testCertificates(): TestCertificates {
   // -days 0: valid until the second it was made.
   signed('expired', 'extendedKeyUsage=clientAuth', { days: '0' })
   authority('renewal-ca', 'gateway test renewal authority')
-  signed('renewed', 'extendedKeyUsage=clientAuth', { by: 'renewal-ca' })
+  // Valid a day longer than the certificate it renews, as a renewal is.
+  signed('renewed', 'extendedKeyUsage=clientAuth', { by: 'renewal-ca', days: '3' })
   signed('renewed-server', 'subjectAltName=IP:127.0.0.1', { by: 'renewal-ca' })
   const ca = readFileSync(file('ca.crt'), 'utf8')
   made = {

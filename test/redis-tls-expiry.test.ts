@@ -1,0 +1,56 @@
+// A Redis client certificate whose renewal is overdue is said in the log, before Redis starts
+// refusing it: once less than a twentieth of its validity is left, and after it expired. The
+// certificates are real (openssl); the clock is moved instead of waiting days.
+
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { clientCertificateValidity, watchClientCertificateExpiry } from '../src/storage/redis-tls-expiry.js'
+import { testCertificates } from './support/tls-certificates.js'
+
+const certificates = testCertificates()
+/** The gateway's client certificate (valid two days from when the tests made it) as the gateway holds it. */
+const inUse = { ca: certificates.ca, cert: readFileSync(certificates.clientCertFile, 'utf8'), key: readFileSync(certificates.clientKeyFile, 'utf8') }
+const HOUR = 3_600_000
+
+function warningsAt(tls: { cert?: string }, now: number): { object: unknown; message: string }[] {
+  const warnings: { object: unknown; message: string }[] = []
+  const stop = watchClientCertificateExpiry(tls, { warn: (object, message) => warnings.push({ object, message }) }, () => now)
+  stop()
+  return warnings
+}
+
+t.test('the validity read is the certificate in use', async (t) => {
+  const validity = clientCertificateValidity(inUse)!
+  t.equal(validity.notAfter.getTime() - validity.notBefore.getTime(), 48 * HOUR, 'the two days it was made for')
+  t.equal(clientCertificateValidity({ ca: certificates.ca }), undefined, 'no client certificate, nothing to watch')
+})
+
+t.test('no warning while the renewal is not due', async (t) => {
+  const { notAfter } = clientCertificateValidity(inUse)!
+  t.same(warningsAt(inUse, Date.now()), [], 'just made')
+  t.same(warningsAt(inUse, notAfter.getTime() - 3 * HOUR), [], '3 h of 48 left: more than a twentieth')
+})
+
+t.test('a warning once less than a twentieth of its validity is left: when it expires, and what happens then', async (t) => {
+  const { notAfter } = clientCertificateValidity(inUse)!
+  const warnings = warningsAt(inUse, notAfter.getTime() - 2 * HOUR)
+  t.equal(warnings.length, 1)
+  t.match(warnings[0]!.message, /^the Redis client certificate \(REDIS_TLS_CERT_FILE\) expires at .* \(in 2 h\) and has not been renewed: after that, Redis refuses every new connection/)
+  t.ok(warnings[0]!.message.includes(notAfter.toISOString()))
+  t.same(warnings[0]!.object, { notAfter: notAfter.toISOString() })
+  t.notMatch(JSON.stringify(warnings), /BEGIN|PRIVATE/, 'nothing of the certificate or its key is logged')
+})
+
+t.test('a warning after it expired', async (t) => {
+  const expired = { cert: readFileSync(certificates.expiredCertFile, 'utf8') }
+  const warnings = warningsAt(expired, Date.now() + 1000)
+  t.equal(warnings.length, 1)
+  t.match(warnings[0]!.message, /^the Redis client certificate \(REDIS_TLS_CERT_FILE\) expired at .*: Redis refuses every new connection that shows it$/)
+})
+
+t.test('a certificate renewed in place (as renewal does) is the one checked', async (t) => {
+  const tls = { ...inUse, cert: readFileSync(certificates.expiredCertFile, 'utf8') }
+  t.equal(warningsAt(tls, Date.now() + 1000).length, 1)
+  Object.assign(tls, { cert: readFileSync(certificates.renewedCertFile, 'utf8') })
+  t.same(warningsAt(tls, Date.now() + 1000), [])
+})
