@@ -41,6 +41,11 @@ t.test('a warning once less than a twentieth of its validity is left: when it ex
   t.notMatch(JSON.stringify(warnings), /BEGIN|PRIVATE/, 'nothing of the certificate or its key is logged')
 })
 
+t.test('in its last hour, the minutes left', async (t) => {
+  const { notAfter } = clientCertificateValidity(inUse)!
+  t.match(warningsAt(inUse, notAfter.getTime() - 30 * 60_000)[0]?.message, /expires at .* \(in 30 min\) and has not been renewed/)
+})
+
 t.test('a warning after it expired', async (t) => {
   const expired = { cert: readFileSync(certificates.expiredCertFile, 'utf8') }
   const warnings = warningsAt(expired, Date.now() + 1000)
