@@ -8,7 +8,8 @@
 // through a Kubernetes secret's mount, where both files change at once when a
 // symlink is swapped. A Cluster: the authority file gains the new authority, then every node
 // moves to a certificate only that one signed; the gateway's new node connections trust it.
-// A Sentinel group likewise: the master the Sentinels name is reached with the renewed file.
+// A Sentinel group likewise, its Sentinels restarted with theirs: the gateway asks them, and
+// reaches the master they name, with the renewed authority file.
 
 import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -147,12 +148,20 @@ t.test('a renewed authority file: a Cluster moves to certificates of a new autho
   t.equal(refreshed.status, 200, 'a refresh after the gateway reconnected to every node')
 })
 
-t.test('a renewed authority file: a Sentinel group\'s servers move to certificates of a new authority, without a restart of the gateway', async (t) => {
+t.test('a renewed authority file: a Sentinel group moves to certificates of a new authority, without a restart of the gateway', async (t) => {
   const dir = temporaryDir(t)
   const bothAuthorities = join(dir, 'both-authorities.crt')
-  writeFileSync(bothAuthorities, readFileSync(certificates.caFile, 'utf8') + readFileSync(certificates.renewalCaFile, 'utf8'))
-  // The servers and Sentinels accept either authority for each other throughout (Sentinels cannot be reconfigured while they run).
-  const group = await startSentinelGroup({ tls: { ...certificates, caFile: bothAuthorities } })
+  const both = readFileSync(certificates.caFile, 'utf8') + readFileSync(certificates.renewalCaFile, 'utf8')
+  writeFileSync(bothAuthorities, both)
+  // Every server and Sentinel shows the certificate in these two files, and accepts either
+  // authority for the others throughout; so do the group's own checks (that a server answers).
+  const serverCert = join(dir, 'server.crt')
+  const serverKey = join(dir, 'server.key')
+  copyFileSync(certificates.certFile, serverCert)
+  copyFileSync(certificates.keyFile, serverKey)
+  const group = await startSentinelGroup({
+    tls: { ...certificates, caFile: bothAuthorities, certFile: serverCert, keyFile: serverKey, clientTls: { ...certificates.clientTls, ca: both } },
+  })
   t.teardown(() => group.stop())
   const admins = group.servers.map((server) => new Redis(server.url, { tls: certificates.clientTls }))
   t.teardown(() => admins.forEach((admin) => admin.disconnect()))
@@ -161,17 +170,37 @@ t.test('a renewed authority file: a Sentinel group\'s servers move to certificat
 
   const { gateway, refreshToken } = await renewingGatewayWithUser(t, { ...group.env, REDIS_TLS_CA_FILE: caFile }, 'renewal-4')
 
-  // The gateway trusts the new authority, then the master and its replica move to it.
+  // The gateway trusts the new authority; then the group moves to it: the Sentinels first,
+  // which read their files only when they start (they have no CONFIG command), then the master
+  // and its replica, when told to.
   copyFileSync(bothAuthorities, caFile)
   await seen()
-  for (const admin of admins) await admin.call('CONFIG', 'SET', 'tls-cert-file', certificates.renewedServerCertFile, 'tls-key-file', certificates.renewedServerKeyFile)
-  t.match(
-    await startupOutcome(connectRedis({ sentinels: group.sentinelAddresses, sentinelName: SENTINEL_MASTER_NAME, tls: { ca: certificates.ca } }, quiet)),
-    /the gateway did not trust Redis' certificate/,
-    'the master now shows a certificate the first authority alone does not vouch for',
-  )
-  const refreshed = await refreshOnNewConnections(gateway, admins, refreshToken)
-  t.equal(refreshed.status, 200, 'a refresh after the gateway reconnected to the master the Sentinels name')
+  copyFileSync(certificates.renewedServerCertFile, serverCert)
+  copyFileSync(certificates.renewedServerKeyFile, serverKey)
+  const trustingTheFirstAuthorityOnly = () => startupOutcome(connectRedis({ sentinels: group.sentinelAddresses, sentinelName: SENTINEL_MASTER_NAME, tls: { ca: certificates.ca } }, quiet))
+  let token = refreshToken
+
+  await t.test('the Sentinels restart with certificates of the new authority: the gateway asks them with the renewed file', async (t) => {
+    for (const sentinel of group.sentinels) {
+      await sentinel.stop()
+      await sentinel.start()
+    }
+    t.match(await trustingTheFirstAuthorityOnly(), /the gateway did not trust Redis' certificate/, 'the Sentinels now show certificates the first authority alone does not vouch for')
+    const refreshed = await refreshOnNewConnections(gateway, admins, token)
+    t.equal(refreshed.status, 200, 'a refresh after the gateway asked a Sentinel again for the master')
+    token = refreshed.refreshToken
+  })
+
+  await t.test('then the master and its replica: the gateway reaches the master with the renewed file', async (t) => {
+    for (const admin of admins) await admin.call('CONFIG', 'SET', 'tls-cert-file', serverCert, 'tls-key-file', serverKey)
+    const master = await group.currentMaster()
+    t.match(
+      await startupOutcome(connectRedis({ url: master.url, tls: { ca: certificates.ca } }, quiet)),
+      /the gateway did not trust Redis' certificate/,
+      'the master now shows a certificate the first authority alone does not vouch for',
+    )
+    t.equal((await refreshOnNewConnections(gateway, admins, token)).status, 200, 'a refresh after the gateway reconnected to the master')
+  })
 })
 
 /** A Redis that asks for client certificates, and the test's own connection to it: made before Redis changes whom it trusts, it stays open throughout. */
