@@ -3,6 +3,7 @@
 // certificates are real (openssl); the clock is moved instead of waiting days.
 
 import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { clientCertificateValidity, watchClientCertificateExpiry } from '../src/storage/redis-tls-expiry.js'
 import { testCertificates } from './support/tls-certificates.js'
@@ -58,4 +59,19 @@ t.test('a certificate renewed in place (as renewal does) is the one checked', as
   t.equal(warningsAt(tls, Date.now() + 1000).length, 1)
   Object.assign(tls, { cert: readFileSync(certificates.renewedCertFile, 'utf8') })
   t.same(warningsAt(tls, Date.now() + 1000), [])
+})
+
+t.test('the warning comes again while the renewal stays overdue, and stops once it came', async (t) => {
+  // Valid for no time at all: checked every second, the shortest interval.
+  const tls = { ...inUse, cert: readFileSync(certificates.expiredCertFile, 'utf8') }
+  const warnings: string[] = []
+  const stop = watchClientCertificateExpiry(tls, { warn: (_object, message) => warnings.push(message) })
+  t.teardown(stop)
+  await sleep(2500)
+  t.ok(warnings.length >= 2, `warned ${warnings.length} times in 2.5 s`)
+  Object.assign(tls, { cert: readFileSync(certificates.renewedCertFile, 'utf8') })
+  await sleep(1500)
+  const afterRenewal = warnings.length
+  await sleep(2000)
+  t.equal(warnings.length, afterRenewal, 'no warning once the renewed certificate is in use')
 })
