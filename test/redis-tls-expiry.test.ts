@@ -1,10 +1,13 @@
 // A Redis client certificate whose renewal is overdue is said in the log, before Redis starts
 // refusing it: once less than a twentieth of its validity is left, and after it expired. The
-// certificates are real (openssl); the clock is moved instead of waiting days.
+// certificates are real (openssl); the clock is moved instead of waiting days, except for a
+// gateway started with a certificate issued 47 hours ago for 48.
 
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import { startTestGateway } from './support/gateway.js'
+import { startRedis } from './support/redis.js'
 import { clientCertificateValidity, watchClientCertificateExpiry } from '../src/storage/redis-tls-expiry.js'
 import { testCertificates } from './support/tls-certificates.js'
 
@@ -74,4 +77,20 @@ t.test('the warning comes again while the renewal stays overdue, and stops once 
   const afterRenewal = warnings.length
   await sleep(2000)
   t.equal(warnings.length, afterRenewal, 'no warning once the renewed certificate is in use')
+})
+
+t.test('a gateway started with a certificate whose renewal is overdue says so in its log, and runs', async (t) => {
+  const server = await startRedis({ tls: certificates, clientCertificates: true })
+  t.teardown(() => server.stop())
+  const lines: string[] = []
+  const gateway = await startTestGateway({
+    redis: { REDIS_URL: server.url, REDIS_TLS_CA_FILE: certificates.caFile, REDIS_TLS_CERT_FILE: certificates.nearlyExpiredCertFile, REDIS_TLS_KEY_FILE: certificates.nearlyExpiredKeyFile },
+    logger: { level: 'warn', stream: { write: (line: string) => lines.push(line) } },
+  })
+  t.teardown(() => gateway.close())
+  const warnings = lines.map((line) => JSON.parse(line) as { level: number; msg: string; notAfter?: string }).filter((line) => line.level === 40 && line.msg.includes('REDIS_TLS_CERT_FILE'))
+  const { notAfter } = clientCertificateValidity({ cert: readFileSync(certificates.nearlyExpiredCertFile, 'utf8') })!
+  t.match(warnings, [{ msg: /^the Redis client certificate \(REDIS_TLS_CERT_FILE\) expires at .* \(in (59|60) min\) and has not been renewed/, notAfter: notAfter.toISOString() }])
+  t.notMatch(lines.join(''), /BEGIN|PRIVATE/, 'nothing of the certificate or its key is logged')
+  t.equal((await gateway.app.inject({ method: 'GET', url: '/health/ready' })).statusCode, 200, 'Redis still takes the certificate meanwhile')
 })

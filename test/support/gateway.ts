@@ -4,6 +4,7 @@
 
 import * as jose from 'jose'
 import * as oidc from 'openid-client'
+import type { FastifyServerOptions } from 'fastify'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createGateway, type Gateway } from '../../src/gateway.js'
 import { reserveLoopbackPort } from '../../src/common/loopback.js'
@@ -49,6 +50,8 @@ export interface TestGatewayOptions {
    * shares, instead of a redis-server of the gateway's own.
    */
   redis?: Record<string, string>
+  /** Where the gateway logs (fastify's `logger` option); by default it logs nothing. */
+  logger?: FastifyServerOptions['logger']
 }
 
 export async function startTestGateway(options: TestGatewayOptions & { redis: Record<string, string> }): Promise<GatewayUnderTest>
@@ -88,7 +91,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     ...apple?.env,
     ...options.env,
   })
-  const gateway = await createGateway(config, false)
+  const gateway = await createGateway(config, options.logger ?? false)
   if (reserved) {
     await reserved.release()
     await gateway.app.listen({ port: reserved.port, host: '127.0.0.1' })

@@ -1,5 +1,6 @@
 // A certificate authority of the test process's own and what it signed: a server certificate
-// for 127.0.0.1, another for the host name localhost, a client certificate and an expired one;
+// for 127.0.0.1, another for the host name localhost, a client certificate, an expired one and
+// one that expires within the hour;
 // and a second authority with a client certificate and a server certificate for 127.0.0.1 of
 // its own, renewals of the first's.
 // Made with the openssl command once per process, for Redis servers that speak TLS and the
@@ -25,6 +26,9 @@ export interface TestCertificates {
   /** A client certificate and key, signed by the authority, that expired when it was made. */
   expiredCertFile: string
   expiredKeyFile: string
+  /** A client certificate and key, signed by the authority, valid for 48 hours of which 1 is left: its renewal is overdue. */
+  nearlyExpiredCertFile: string
+  nearlyExpiredKeyFile: string
   /** A second authority (PEM file), and a client certificate and key it signed: a renewal that a server trusting only the first refuses. */
   renewalCaFile: string
   renewedCertFile: string
@@ -57,6 +61,13 @@ export function testCertificates(): TestCertificates {
   signed('gateway', 'extendedKeyUsage=clientAuth')
   // -days 0: valid until the second it was made.
   signed('expired', 'extendedKeyUsage=clientAuth', { days: '0' })
+  // Issued 47 hours ago, for 48 hours: `openssl ca` takes exact dates, where `x509 -req` takes whole days from now.
+  openssl('req', ...ecKey, '-keyout', file('nearly-expired.key'), '-out', file('nearly-expired.csr'), '-subj', '/CN=nearly-expired')
+  writeFileSync(file('ca-database.txt'), '')
+  writeFileSync(file('ca.cnf'), `[ca]\ndefault_ca = test\n[test]\ndatabase = ${file('ca-database.txt')}\nnew_certs_dir = ${dir}\nserial = ${file('ca.srl')}\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n`)
+  writeFileSync(file('nearly-expired.ext'), 'extendedKeyUsage=clientAuth\n')
+  const utc = (offsetHours: number) => new Date(Date.now() + offsetHours * 3_600_000).toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z'
+  openssl('ca', '-batch', '-notext', '-config', file('ca.cnf'), '-cert', file('ca.crt'), '-keyfile', file('ca.key'), '-in', file('nearly-expired.csr'), '-out', file('nearly-expired.crt'), '-startdate', utc(-47), '-enddate', utc(1), '-extfile', file('nearly-expired.ext'))
   authority('renewal-ca', 'gateway test renewal authority')
   // Valid a day longer than the certificate it renews, as a renewal is.
   signed('renewed', 'extendedKeyUsage=clientAuth', { by: 'renewal-ca', days: '3' })
@@ -72,6 +83,8 @@ export function testCertificates(): TestCertificates {
     clientTls: { ca, cert: readFileSync(file('gateway.crt'), 'utf8'), key: readFileSync(file('gateway.key'), 'utf8') },
     expiredCertFile: file('expired.crt'),
     expiredKeyFile: file('expired.key'),
+    nearlyExpiredCertFile: file('nearly-expired.crt'),
+    nearlyExpiredKeyFile: file('nearly-expired.key'),
     renewalCaFile: file('renewal-ca.crt'),
     renewedCertFile: file('renewed.crt'),
     renewedKeyFile: file('renewed.key'),
