@@ -8,6 +8,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { createSecureContext } from 'node:tls'
 import type { Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster, Redis, type Command, type RedisOptions, type RedisValue } from 'ioredis'
 import { ConfigError, StorageUnavailable } from '../common/errors.js'
 
@@ -423,6 +424,9 @@ async function assertNoEviction(redis: RedisClient): Promise<void> {
  * master but may not survive a failover: StorageUnavailable (503), so the client does not
  * take it as done and retries (the session scripts are written to be run again).
  *
+ * On a Cluster whose slot is moving (resharding), a pair the master refused without running
+ * it is sent again (CLUSTER_REDIRECT).
+ *
  * `command` is the client's own method: a built-in (`set`) or a script given to
  * `defineCommand` (`startSession`, `rotateRefreshToken`). With `replicas` 0 it is
  * simply called. Call it inside inRedis, like any Redis call.
@@ -434,19 +438,42 @@ export async function replicatedWrite<T>(redis: RedisClient, replicas: number, c
     return method.apply(target, args)
   }
   if (replicas === 0) return (await issue(redis)) as T
-  const pipeline = redis.pipeline()
-  // A script's first use on a connection is sent as EVAL, so it runs here, before the WAIT.
-  issue(pipeline)
-  pipeline.wait(replicas, REPLICA_ACK_TIMEOUT_MS)
-  const [write, wait] = (await pipeline.exec()) ?? []
-  if (!write || !wait) throw new Error('the write and its WAIT did not run')
-  if (write[0]) throw write[0]
+  let write: [Error | null, unknown] | undefined
+  let wait: [Error | null, unknown] | undefined
+  for (let redirects = 0; ; redirects++) {
+    const pipeline = redis.pipeline()
+    // A script's first use on a connection is sent as EVAL, so it runs here, before the WAIT.
+    issue(pipeline)
+    pipeline.wait(replicas, REPLICA_ACK_TIMEOUT_MS)
+    ;[write, wait] = (await pipeline.exec()) ?? []
+    if (!write || !wait) throw new Error('the write and its WAIT did not run')
+    if (!write[0]) break
+    if (!(redis instanceof Cluster) || redirects === MAX_REDIRECTS || !CLUSTER_REDIRECT.test(write[0].message)) throw write[0]
+    await redirected(redis, write[0].message)
+  }
   if (wait[0]) throw wait[0]
   const acknowledged = Number(wait[1])
   if (acknowledged < replicas) {
     throw new StorageUnavailable(`the write reached ${acknowledged} of ${replicas} replica(s) within ${REPLICA_ACK_TIMEOUT_MS} ms`)
   }
   return write[1] as T
+}
+
+/**
+ * A Cluster's refusals of a command it did not run, because its slot is moving between masters
+ * (resharding): ASK while the slot's keys are moved, TRYAGAIN while they are split between the
+ * two, MOVED once the slot has moved. ioredis follows them for a command of its own, but not
+ * in a pipeline whose other command (WAIT) ran; replicatedWrite sends the pair again.
+ */
+const CLUSTER_REDIRECT = /^(ASK|MOVED|TRYAGAIN|CLUSTERDOWN) /
+/** Redirects followed per write: a slot of a few sessions moves within milliseconds. */
+const MAX_REDIRECTS = 8
+const REDIRECT_DELAY_MS = 25
+
+/** Waits until a refused write is worth sending again: the slot map renewed after a MOVED, a moment for a slot still moving. */
+function redirected(cluster: Cluster, refusal: string): Promise<void> {
+  if (!refusal.startsWith('MOVED')) return sleep(REDIRECT_DELAY_MS)
+  return new Promise((resolve) => cluster.refreshSlotsCache(() => resolve()))
 }
 
 /** Clients whose last call went unanswered for its whole deadline (see STALLED_CALL_TIMEOUT_MS). */
