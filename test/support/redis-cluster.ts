@@ -30,6 +30,13 @@ export interface TestRedisCluster {
   anyNode(): Promise<Redis>
   /** An admin connection to this node itself (CONFIG, INFO); disconnect it after use. */
   connectTo(node: TestRedis): Promise<Redis>
+  /**
+   * A new master with a replica of its own joins the cluster, serving no slot yet (as
+   * `redis-cli --cluster add-node` leaves it): resolves once every node knows both.
+   */
+  addMaster(): Promise<TestRedis>
+  /** Runs `redis-cli --cluster <command> <a node> ...args` with the cluster's password and TLS. */
+  redisCli(command: string, ...args: string[]): Promise<void>
   stop(): Promise<void>
 }
 
@@ -43,32 +50,33 @@ export async function startRedisCluster(
   { password, tls, clientCertificates, hostname }: { password?: string; tls?: TestCertificates; clientCertificates?: boolean; hostname?: string } = {},
 ): Promise<TestRedisCluster> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
-  const nodes = await Promise.all(
-    Array.from({ length: 6 }, () =>
-      startRedis({
-        args: [
-          '--cluster-enabled', 'yes',
-          '--cluster-config-file', 'nodes.conf',
-          '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
-          '--cluster-replica-validity-factor', '0',
-          ...auth,
-          ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
-          ...(hostname ? ['--cluster-announce-hostname', hostname, '--cluster-preferred-endpoint-type', 'hostname'] : []),
-        ],
-        tls,
-        clientCertificates,
-      }),
-    ),
-  )
+  const startNode = () =>
+    startRedis({
+      args: [
+        '--cluster-enabled', 'yes',
+        '--cluster-config-file', 'nodes.conf',
+        '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
+        '--cluster-replica-validity-factor', '0',
+        ...auth,
+        ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
+        ...(hostname ? ['--cluster-announce-hostname', hostname, '--cluster-preferred-endpoint-type', 'hostname'] : []),
+      ],
+      tls,
+      clientCertificates,
+    })
+  const nodes = await Promise.all(Array.from({ length: 6 }, startNode))
   const stop = () => Promise.all(nodes.map((node) => node.stop())).then(() => undefined)
   const adminConnection = (port: number) => connectionTo(port, password, tls)
-  try {
+  const redisCli = async (command: string, ...args: string[]) => {
     await promisify(execFile)(
       'redis-cli',
-      ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes', ...(tls ? ['--tls', '--cacert', tls.caFile, '--cert', tls.clientCertFile, '--key', tls.clientKeyFile] : [])],
+      ['--cluster', command, ...args, ...(tls ? ['--tls', '--cacert', tls.caFile, '--cert', tls.clientCertFile, '--key', tls.clientKeyFile] : [])],
       // redis-cli reads the password from here without warning about it.
-      { env: { ...process.env, ...(password === undefined ? {} : { REDISCLI_AUTH: password }) } },
+      { env: { ...process.env, ...(password === undefined ? {} : { REDISCLI_AUTH: password }) }, maxBuffer: 64 * 1024 * 1024 },
     )
+  }
+  try {
+    await redisCli('create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes')
     await settled(nodes, adminConnection)
   } catch (error) {
     await stop()
@@ -148,12 +156,32 @@ export async function startRedisCluster(
       return redis
     },
     anyNode,
+    async addMaster() {
+      const [master, replica] = await Promise.all([startNode(), startNode()])
+      nodes.push(master, replica)
+      const existing = `127.0.0.1:${nodes[0]!.port}`
+      await redisCli('add-node', `127.0.0.1:${master.port}`, existing)
+      await settled(nodes.slice(0, -1), adminConnection, { replication: false })
+      const admin = adminConnection(master.port)
+      try {
+        await admin.connect()
+        await redisCli('add-node', `127.0.0.1:${replica.port}`, existing, '--cluster-slave', '--cluster-master-id', (await admin.call('CLUSTER', 'MYID')) as string)
+      } finally {
+        admin.disconnect()
+      }
+      await settled(nodes, adminConnection)
+      return master
+    },
+    redisCli: (command, ...args) => redisCli(command, `127.0.0.1:${nodes[0]!.port}`, ...args),
     stop,
   }
 }
 
-/** Every node sees a healthy cluster, and every replica has caught up with its master. */
-async function settled(nodes: TestRedis[], adminConnection: (port: number) => Redis): Promise<void> {
+/**
+ * Every node sees a healthy cluster of all of `nodes`, and (unless `replication` is false)
+ * every replica has caught up with its master.
+ */
+async function settled(nodes: TestRedis[], adminConnection: (port: number) => Redis, { replication: checkReplication = true } = {}): Promise<void> {
   const deadline = Date.now() + SETTLE_TIMEOUT_MS
   let last = ''
   while (Date.now() < deadline) {
@@ -164,9 +192,9 @@ async function settled(nodes: TestRedis[], adminConnection: (port: number) => Re
           await redis.connect()
           const info = (await redis.call('CLUSTER', 'INFO')) as string
           const replication = await redis.info('replication')
-          const ok = /cluster_state:ok/.test(info) && /cluster_known_nodes:6/.test(info)
+          const ok = /cluster_state:ok/.test(info) && new RegExp(`cluster_known_nodes:${nodes.length}\\b`).test(info)
           const role = /role:(\w+)/.exec(replication)?.[1]
-          const synced = role === 'master' ? /connected_slaves:1/.test(replication) : /master_link_status:up/.test(replication)
+          const synced = !checkReplication || (role === 'master' ? /connected_slaves:1/.test(replication) : /master_link_status:up/.test(replication))
           return ok && synced ? '' : `${node.port}: ${ok ? 'replication not in sync' : 'cluster not ok'}`
         } finally {
           redis.disconnect()
