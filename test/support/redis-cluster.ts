@@ -1,4 +1,5 @@
-// A Redis Cluster for tests: three masters with one replica each, on loopback. Every node is
+// A Redis Cluster for tests: three masters with one replica each, on loopback (and another
+// master with its replica, when a test adds one to take slots). Every node is
 // a guarded redis-server (support/redis.ts), so none outlives the test process. A node is
 // declared failed after 1 s without answering, and a replica may always take over (validity
 // factor 0), so a master's failover takes a few seconds.
