@@ -470,10 +470,14 @@ const CLUSTER_REDIRECT = /^(ASK|MOVED|TRYAGAIN|CLUSTERDOWN) /
 const MAX_REDIRECTS = 8
 const REDIRECT_DELAY_MS = 25
 
-/** Waits until a refused write is worth sending again: the slot map renewed after a MOVED, a moment for a slot still moving. */
-function redirected(cluster: Cluster, refusal: string): Promise<void> {
-  if (!refusal.startsWith('MOVED')) return sleep(REDIRECT_DELAY_MS)
-  return new Promise((resolve) => cluster.refreshSlotsCache(() => resolve()))
+/**
+ * Waits until a refused write is worth sending again: a moment for a slot still moving, or
+ * for the other nodes to hear of a move or a handover, then (after a MOVED) the slot map
+ * renewed from them.
+ */
+async function redirected(cluster: Cluster, refusal: string): Promise<void> {
+  await sleep(REDIRECT_DELAY_MS)
+  if (refusal.startsWith('MOVED')) await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()))
 }
 
 /** Clients whose last call went unanswered for its whole deadline (see STALLED_CALL_TIMEOUT_MS). */
