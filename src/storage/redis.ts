@@ -217,8 +217,8 @@ function createClient(target: RedisTarget): RedisClient {
       // (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) are still followed.
       retryDelayOnFailover: 0,
       // A node that drops is not redialled (ioredis' default): the slots are looked up again
-      // on a MOVED or CLUSTERDOWN, and every 2 s, since a pipeline (replicatedWrite) that
-      // meets a MOVED looks nothing up and would go on asking the wrong node.
+      // on a MOVED or CLUSTERDOWN (replicatedWrite's pipelines ask for it themselves), and
+      // every 2 s, so a change no command has met yet (a promoted replica) is known anyway.
       slotsRefreshInterval: 2000,
       // Over TLS a seed is dialled by the name it was given, and its certificate checked against
       // that name. ioredis would dial the address the name resolves to and check the certificate
