@@ -33,7 +33,7 @@ t.test('every slot of one master moves to another under refresh load', async (t)
       t.ok(sessionsOn(source) > 0, `${sessionsOn(source)} of the sessions live on the master that is emptied`)
 
       await refreshingThrough(t, gateway, clients, async () => {
-        await cluster.redisCli('reshard', '--cluster-from', await idOf(cluster, source), '--cluster-to', await idOf(cluster, target), '--cluster-slots', '16384', '--cluster-yes')
+        await cluster.redisCli('reshard', '--cluster-from', await cluster.idOf(source), '--cluster-to', await cluster.idOf(target), '--cluster-slots', '16384', '--cluster-yes')
         return 'moved every slot of one master'
       })
       t.notOk((await cluster.masters()).includes(source), 'the emptied master serves no slot')
@@ -104,13 +104,4 @@ async function refreshingThrough(t: Test, gateway: GatewayUnderTest, clients: { 
 
 function homeOf(cluster: TestRedisCluster, refreshToken: string): Promise<TestRedis> {
   return cluster.masterOf(sessionKeys.index(parseRefreshToken(refreshToken)!.userId))
-}
-
-async function idOf(cluster: TestRedisCluster, node: TestRedis): Promise<string> {
-  const admin = await cluster.connectTo(node)
-  try {
-    return (await admin.call('CLUSTER', 'MYID')) as string
-  } finally {
-    admin.disconnect()
-  }
 }

@@ -31,6 +31,8 @@ export interface TestRedisCluster {
   anyNode(): Promise<Redis>
   /** An admin connection to this node itself (CONFIG, INFO); disconnect it after use. */
   connectTo(node: TestRedis): Promise<Redis>
+  /** The node's cluster id (what `redis-cli --cluster` takes for a node). */
+  idOf(node: TestRedis): Promise<string>
   /**
    * A new master with a replica of its own joins the cluster, serving no slot yet (as
    * `redis-cli --cluster add-node` leaves it): resolves once every node knows both.
@@ -120,6 +122,11 @@ export async function startRedisCluster(
       redis.disconnect()
     }
   }
+  const idOf = async (node: TestRedis) => {
+    const entry = (await topology()).find((candidate) => candidate.node === node)
+    if (!entry) throw new Error(`no node of the cluster listens on ${node.port}`)
+    return entry.id
+  }
   const slotOf = async (key: string) => {
     const redis = await anyNode()
     try {
@@ -151,6 +158,7 @@ export async function startRedisCluster(
       const id = entries.find((entry) => entry.node === master)?.id
       return entries.filter((entry) => !entry.master && entry.masterId === id).map((entry) => entry.node)
     },
+    idOf,
     async connectTo(node) {
       const redis = adminConnection(node.port)
       await redis.connect()
@@ -163,13 +171,7 @@ export async function startRedisCluster(
       const existing = `127.0.0.1:${nodes[0]!.port}`
       await redisCli('add-node', `127.0.0.1:${master.port}`, existing)
       await settled(nodes.slice(0, -1), adminConnection, { replication: false })
-      const admin = adminConnection(master.port)
-      try {
-        await admin.connect()
-        await redisCli('add-node', `127.0.0.1:${replica.port}`, existing, '--cluster-slave', '--cluster-master-id', (await admin.call('CLUSTER', 'MYID')) as string)
-      } finally {
-        admin.disconnect()
-      }
+      await redisCli('add-node', `127.0.0.1:${replica.port}`, existing, '--cluster-slave', '--cluster-master-id', await idOf(master))
       await settled(nodes, adminConnection)
       return master
     },
