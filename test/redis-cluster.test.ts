@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster } from 'ioredis'
 import t from 'tap'
 import { sessionKeys } from '../verifier/session-keys.js'
-import { connectRedis, replicatedWrite } from '../src/storage/redis.js'
+import { connectRedis, inRedis, replicatedWrite } from '../src/storage/redis.js'
 import type { TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { loginStoryAcrossInstances, refreshThroughFailover, startGatewayPair } from './support/shared-redis.js'
@@ -103,5 +103,21 @@ t.test('two gateway instances on one cluster', async (t) => {
       const master = await cluster.masterOf(sessionKeys.index(userId))
       return { master, replica: (await cluster.replicasOf(master))[0] }
     }),
+  )
+})
+
+t.test('a Cluster that lost every node refuses at once, and queues nothing for its return', async (t) => {
+  const lost = await startRedisCluster()
+  t.teardown(() => lost.stop())
+  const redis = await connectRedis({ clusterNodes: lost.seeds }, quiet)
+  t.teardown(() => redis.disconnect())
+  t.equal(await inRedis(redis, () => redis.set(sessionKeys.index('before'), 'stored')), 'OK')
+
+  await Promise.all(lost.nodes.map((node) => node.crash()))
+  while ((redis as Cluster).status === 'ready') await sleep(10)
+  await t.rejects(
+    inRedis(redis, () => redis.get(sessionKeys.index('before'))),
+    { name: 'StorageUnavailable', cause: { message: /^the Redis Cluster is not ready/ } },
+    'refused without waiting for its deadline (not "Redis did not answer")',
   )
 })

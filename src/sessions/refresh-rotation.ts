@@ -23,7 +23,7 @@ import type { AuditLog, RequestOrigin } from '../audit/audit-log.js'
 import { InvalidGrant, RateLimited } from '../common/errors.js'
 import { sealWith, sha256, unsealWith } from '../common/secrets.js'
 import type { AccountEvents } from '../events/account-events.js'
-import { gathered, inRedis, replicatedWrite, type RedisClient } from '../storage/redis.js'
+import { gathered, inRedis, replicatedWrite, rerunIfAnswerLost, type RedisClient } from '../storage/redis.js'
 import { sessionKeys } from '../../verifier/session-keys.js'
 import { composeRefreshToken, newTokenSecret, parseRefreshToken, type RefreshTokenParts } from './refresh-token.js'
 import type { IssuedRefreshToken, SessionClient, SessionPolicy } from './refresh-sessions.js'
@@ -168,16 +168,18 @@ export class RefreshRotation {
    */
   private async run(parts: RefreshTokenParts, successorSecret: Buffer, client: SessionClient): Promise<RotationResult> {
     const { userId, sessionId, generation, secret, tag } = parts
-    const [outcome, ...rest] = await inRedis(this.redis, () =>
-      gathered(this.redis, () =>
-        replicatedWrite<string[]>(
-          this.redis, this.waitReplicas, 'rotateRefreshToken',
-          sessionKeys.session(userId, sessionId), sessionKeys.index(userId), sessionKeys.scopes(userId),
-          generation, hexHashOf(secret), tag, hexHashOf(successorSecret), sealWith(secret, successorSecret).toString('hex'), client.channel,
-          this.policy.refreshTokenTtl * 1000, sessionId, this.policy.refreshReuseGrace === 0 ? '1' : '0', this.policy.refreshesPerMinute,
-        ),
-      ),
-    )
+    const strict = this.policy.refreshReuseGrace === 0
+    const rotation = () =>
+      replicatedWrite<string[]>(
+        this.redis, this.waitReplicas, 'rotateRefreshToken',
+        sessionKeys.session(userId, sessionId), sessionKeys.index(userId), sessionKeys.scopes(userId),
+        generation, hexHashOf(secret), tag, hexHashOf(successorSecret), sealWith(secret, successorSecret).toString('hex'), client.channel,
+        this.policy.refreshTokenTtl * 1000, sessionId, strict ? '1' : '0', this.policy.refreshesPerMinute,
+      )
+    // Within the grace, a rotation whose answer was lost (a Cluster's failover) is run again:
+    // if the first ran, the second answers 'grace' with the same successor. Strict rotation
+    // would take a second run after a first that ran for reuse, ending the session: it answers 503 instead.
+    const [outcome, ...rest] = await inRedis(this.redis, () => gathered(this.redis, () => (strict ? rotation() : rerunIfAnswerLost(rotation))))
     switch (outcome) {
       case 'rotated':
         return { outcome: 'rotated', ...liveToken(rest) }

@@ -208,8 +208,11 @@ function createClient(target: RedisTarget): RedisClient {
     connectTimeout: 2000,
   }
   if ('clusterNodes' in target) {
-    return new Cluster(target.clusterNodes, {
+    return new ReadyOrRefusingCluster(target.clusterNodes, {
       ...failFast,
+      // Refused while the Cluster is not ready (ReadyOrRefusingCluster); once it is, a command
+      // for a node whose connection is opening waits in that node's queue.
+      enableOfflineQueue: true,
       clusterRetryStrategy: reconnectDelay,
       // A command whose connection dropped may have run: answer 503 rather than send it
       // again (a login state's GETDEL or a signup ticket's claim must not run twice), as
@@ -249,6 +252,25 @@ function createClient(target: RedisTarget): RedisClient {
     })
   }
   return target.url.startsWith('/') ? new GatheringRedis({ ...options, path: target.url }) : new GatheringRedis(target.url, { ...options, ...(target.tls && { tls: target.tls }) })
+}
+
+/**
+ * A Cluster that refuses a command at once while it is not ready (not yet started, or
+ * reconnecting after it lost every node): a storage outage answers 503 fast, and nothing piles
+ * up meanwhile. Once it is ready, a command for a node whose connection is still opening (a
+ * replica just promoted by a handover, a node first named by a MOVED) waits for it in that
+ * node's queue, bounded by connectTimeout. ioredis' enableOfflineQueue: false would refuse
+ * those too, unsent: a rolling upgrade's handovers cost every write in flight a 503.
+ */
+class ReadyOrRefusingCluster extends Cluster {
+  override sendCommand(command: Command, stream?: Parameters<Cluster['sendCommand']>[1], node?: unknown): unknown {
+    // CLUSTER commands are the Cluster's own ready check.
+    if (this.status !== 'ready' && command.name !== 'cluster') {
+      command.reject(new Error(`the Redis Cluster is not ready (${this.status})`))
+      return command.promise
+    }
+    return super.sendCommand(command, stream, node)
+  }
 }
 
 /**
@@ -457,6 +479,30 @@ export async function replicatedWrite<T>(redis: RedisClient, replicas: number, c
     throw new StorageUnavailable(`the write reached ${acknowledged} of ${replicas} replica(s) within ${REPLICA_ACK_TIMEOUT_MS} ms`)
   }
   return write[1] as T
+}
+
+/**
+ * Failures after which a write may or may not have run, its answer lost. Its connection closed
+ * (ioredis closes a Cluster node's connection, commands in flight and all, when a slot refresh
+ * no longer lists the node, as just after a master handed over to its replica): "Connection is
+ * closed.", or for the WAIT behind an answered write "Command aborted due to connection close".
+ * Or that WAIT was cut short: Redis unblocks it when its master becomes a replica.
+ */
+const ANSWER_LOST = /^(Connection is closed\.|Command aborted due to connection close|UNBLOCKED )/
+
+/**
+ * Runs `write`, and once more when its answer was lost (ANSWER_LOST). Only for a write whose
+ * second run answers as its first did: a refresh rotation within its grace (the same successor).
+ * Any other write answers 503 then, as a write on a dropped connection must. Call it inside
+ * inRedis, whose one deadline covers both runs.
+ */
+export async function rerunIfAnswerLost<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write()
+  } catch (error) {
+    if (!(error instanceof Error) || !ANSWER_LOST.test(error.message)) throw error
+    return await write()
+  }
 }
 
 /**
