@@ -14,14 +14,18 @@ export interface RevocationCheck {
 /** Anything with ioredis' `exists`: a Redis, a Cluster. */
 export interface SessionRedis {
   exists(key: string): Promise<number>
+  /** ioredis' connection state: anything but 'ready' is refused at once, nothing asked or queued. */
+  readonly status?: string
 }
 
 export interface RedisRevocationOptions {
   /**
-   * A client of the gateway's Redis. Configure it to fail fast, as the gateway does:
-   * `{ enableOfflineQueue: false, maxRetriesPerRequest: 0 }`; `timeoutMs` bounds the wait
-   * (an ioredis `commandTimeout` shorter than it would decide instead, and can fire while
-   * the answer is already waiting to be read, after the process was busy).
+   * A client of the gateway's Redis. A Redis: make it fail fast, as the gateway does,
+   * `{ enableOfflineQueue: false, maxRetriesPerRequest: 0 }`. A Cluster: ioredis' defaults,
+   * which let a check wait for, or be sent again past, a node's connection that is opening or
+   * closing (a handover); while the client is not ready at all, checks are refused unqueued.
+   * `timeoutMs` bounds the wait (an ioredis `commandTimeout` shorter than it would decide
+   * instead, and can fire while the answer is already waiting to be read, after the process was busy).
    */
   redis: SessionRedis
   /** Refuse with 503 when Redis has not answered within this long; default 1000 ms. */
@@ -61,6 +65,10 @@ function redisRevocation({ redis, timeoutMs = 1000 }: RedisRevocationOptions): R
     async isActive({ sub, sid }) {
       // A client's (M2M) token belongs to no session: nothing to end, it lives until exp.
       if (sid === undefined) return true
+      // A client that queues would otherwise pile up every check until Redis is back.
+      if (redis.status !== undefined && redis.status !== 'ready') {
+        throw new VerifierUnavailable('the session store is unavailable', { cause: new Error(`the Redis client is ${redis.status}`) })
+      }
       let timer: NodeJS.Timeout | undefined
       // Bounds the wait even for a client that queues commands while disconnected.
       const timeout = new Promise<never>((_, reject) => {

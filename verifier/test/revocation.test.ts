@@ -6,6 +6,7 @@
 // decides, cached for `cacheSeconds`.
 
 import { createServer } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis, type RedisOptions } from 'ioredis'
 import t from 'tap'
 import { sessionKeys } from '../session-keys.js'
@@ -109,6 +110,32 @@ t.test('a Redis that is stalled or down: 503 within the timeout, never 401, neve
   t.ok(waited < 1000, `at once (${waited} ms)`)
   const machine = await issuer.sign({ sub: 'cart', client_id: 'cart', sid: undefined })
   t.equal((await call(service, '/orders', machine)).statusCode, 200, "a machine's token does not need Redis")
+})
+
+t.test('a client that queues, while Redis is down: refused at once, and no check is queued for its return', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const admin = await connect(redis, {})
+  // ioredis' defaults: an offline queue, and reconnection forever.
+  const queueing = await connect(redis, {})
+  t.teardown(() => (admin.disconnect(), queueing.disconnect()))
+  const service = await startService({ issuer: issuer.url, revocation: { redis: queueing, timeoutMs: 300 } })
+  t.teardown(() => service.close())
+  await startSession(admin, 'user-q', 'session-q')
+  const token = await issuer.sign({ sub: 'user-q', sid: 'session-q' })
+  t.equal((await call(service, '/orders', token)).statusCode, 200, 'the session lives')
+
+  await redis.stop()
+  while (queueing.status === 'ready') await sleep(10)
+  for (let i = 0; i < 5; i++) t.equal((await call(service, '/orders', token)).statusCode, 503, `Redis down, check ${i + 1}: 503`)
+
+  await redis.start()
+  while ((queueing.status as string) !== 'ready') await sleep(20)
+  // Sent after anything the client had queued, on the same connection.
+  await queueing.ping()
+  t.notMatch(await admin.info('commandstats'), /cmdstat_exists:/, "no EXISTS reached Redis on its return: nothing was queued")
+  await startSession(admin, 'user-q', 'session-q')
+  t.equal((await call(service, '/orders', token)).statusCode, 200, 'checked again once Redis is back')
 })
 
 t.test('the service busy for longer than the timeout while Redis answered at once: the token passes', async (t) => {

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
 import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
@@ -134,37 +134,47 @@ export interface TestRedis {
   resume(): void
   /** Ends the server (connections refused from then on). */
   stop(): Promise<void>
+  /** Starts it again on the same port, empty (after stop()). */
+  start(): Promise<void>
 }
 
 /** A throw-away redis-server on a free loopback port, nothing persisted. */
 export async function startRedis(): Promise<TestRedis> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'verifier-redis-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const killOnExit = () => child.kill('SIGKILL')
-  process.once('exit', killOnExit)
-  for (let attempt = 0; ; attempt++) {
-    if (await canConnect(port)) break
-    if (attempt > 200 || child.exitCode !== null) throw new Error('redis-server did not start (is it installed?)')
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  let stopped = false
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    pause: () => void child.kill('SIGSTOP'),
-    resume: () => void child.kill('SIGCONT'),
-    async stop() {
-      if (stopped) return
-      stopped = true
+  let stop = async () => {}
+  const start = async () => {
+    mkdirSync(dir, { recursive: true })
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    const killOnExit = () => child.kill('SIGKILL')
+    process.once('exit', killOnExit)
+    for (let attempt = 0; ; attempt++) {
+      if (await canConnect(port)) break
+      if (attempt > 200 || child.exitCode !== null) throw new Error('redis-server did not start (is it installed?)')
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+    handle.pause = () => void child.kill('SIGSTOP')
+    handle.resume = () => void child.kill('SIGCONT')
+    stop = async () => {
+      stop = async () => {}
       child.kill('SIGCONT')
       child.kill('SIGTERM')
       await exited
       process.removeListener('exit', killOnExit)
       rmSync(dir, { recursive: true, force: true })
-    },
+    }
   }
+  const handle: TestRedis = {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pause() {},
+    resume() {},
+    stop: () => stop(),
+    start,
+  }
+  await start()
+  return handle
 }
 
 export function freePort(): Promise<number> {
