@@ -12,7 +12,7 @@ import { parseRefreshToken } from '../src/sessions/refresh-token.js'
 import { loginWithGoogle, startTestGateway, type GatewayUnderTest } from './support/gateway.js'
 import type { TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
-import { busyGateway, homeOf, onNode, refreshingThrough } from './support/cluster-maintenance.js'
+import { busyGateway, homeOf, onNode, refreshingThrough } from './support/refresh-load.js'
 import { startResourceServer } from './verifier/fixtures/resource-server.js'
 
 t.test('every master hands over to its replica under refresh load (a rolling upgrade)', async (t) => {
@@ -20,7 +20,7 @@ t.test('every master hands over to its replica under refresh load (a rolling upg
   t.teardown(() => cluster.stop())
   for (const waitReplicas of [0, 1]) {
     await t.test(`REDIS_WAIT_REPLICAS=${waitReplicas}`, async (t) => {
-      const { gateway, clients } = await busyGateway(t, cluster, waitReplicas, `handover-${waitReplicas}`)
+      const { gateway, clients } = await busyGateway(t, cluster.env, waitReplicas, `handover-${waitReplicas}`)
       // A resource server with its own client of the Cluster, as the verifier's README has it:
       // ioredis' defaults, and a read-only user of the gateway's keys (ACLs are each node's own).
       for (const node of cluster.nodes) {
