@@ -1,4 +1,4 @@
-// A Sentinel group for tests: a master, its replica and three Sentinels (quorum 2), on
+// A Sentinel group for tests: a master, its replica (or two) and three Sentinels (quorum 2), on
 // loopback, each a guarded redis-server (support/redis.ts) that dies with the test process.
 // A master is down after 1 s without answering, so a failover takes a few seconds.
 
@@ -12,7 +12,7 @@ export const SENTINEL_MASTER_NAME = 'gateway'
 const SETTLE_TIMEOUT_MS = 20_000
 
 export interface TestSentinelGroup {
-  /** The master and the replica as started; which one is master now: currentMaster(). */
+  /** The master and its replica(s) as started; which one is master now: currentMaster(). */
   servers: TestRedis[]
   sentinels: TestRedis[]
   /** The Sentinels' addresses (REDIS_SENTINELS), for a client of the tests' own. */
@@ -35,7 +35,7 @@ export interface TestSentinelGroup {
  * (and of each other). `tls`: every server and Sentinel speaks TLS only, to clients and to each
  * other; `clientCertificates`: and asks every client for a certificate. `hostname`: the
  * Sentinels watch the master by this name and name it so to clients (resolve-hostnames,
- * announce-hostnames), and are given by it themselves.
+ * announce-hostnames), and are given by it themselves. `replicas`: how many the master has (1).
  */
 export async function startSentinelGroup(
   {
@@ -44,12 +44,15 @@ export async function startSentinelGroup(
     tls,
     clientCertificates,
     hostname,
-  }: { password?: string; sentinelPassword?: string; tls?: TestCertificates; clientCertificates?: boolean; hostname?: string } = {},
+    replicas: replicaCount = 1,
+  }: { password?: string; sentinelPassword?: string; tls?: TestCertificates; clientCertificates?: boolean; hostname?: string; replicas?: number } = {},
 ): Promise<TestSentinelGroup> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const replication = tls ? ['--tls-replication', 'yes'] : []
   const master = await startRedis({ args: [...auth, ...replication], tls, clientCertificates })
-  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication], tls, clientCertificates })
+  const replicas = await Promise.all(
+    Array.from({ length: replicaCount }, () => startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication], tls, clientCertificates })),
+  )
   const config = [
     ...(hostname ? ['sentinel resolve-hostnames yes', 'sentinel announce-hostnames yes'] : []),
     `sentinel monitor ${SENTINEL_MASTER_NAME} ${hostname ?? '127.0.0.1'} ${master.port} 2`,
@@ -61,10 +64,10 @@ export async function startSentinelGroup(
     '',
   ].join('\n')
   const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis({ config, args: ['--sentinel', ...replication], tls, clientCertificates })))
-  const servers = [master, replica]
+  const servers = [master, ...replicas]
   const stop = () => Promise.all([...sentinels, ...servers].map((server) => server.stop())).then(() => undefined)
   try {
-    await settled(replica, sentinels, { server: password, sentinel: sentinelPassword }, tls)
+    await settled(replicas, sentinels, { server: password, sentinel: sentinelPassword }, tls)
   } catch (error) {
     await stop()
     throw error
@@ -98,17 +101,19 @@ export async function startSentinelGroup(
   }
 }
 
-/** The replica has synced, and every Sentinel knows the replica and the two other Sentinels. */
-async function settled(replica: TestRedis, sentinels: TestRedis[], passwords: { server?: string; sentinel?: string }, tls: TestCertificates | undefined): Promise<void> {
+/** The replicas have synced, and every Sentinel knows them and the two other Sentinels. */
+async function settled(replicas: TestRedis[], sentinels: TestRedis[], passwords: { server?: string; sentinel?: string }, tls: TestCertificates | undefined): Promise<void> {
   const deadline = Date.now() + SETTLE_TIMEOUT_MS
   let last = ''
   while (Date.now() < deadline) {
     const problems: string[] = []
-    if (!/master_link_status:up/.test((await ask(replica.port, { password: passwords.server, tls }, 'INFO', 'replication')) as string)) problems.push('the replica has not synced')
+    for (const replica of replicas) {
+      if (!/master_link_status:up/.test((await ask(replica.port, { password: passwords.server, tls }, 'INFO', 'replication')) as string)) problems.push(`the replica on ${replica.port} has not synced`)
+    }
     for (const sentinel of sentinels) {
       const fields = (await ask(sentinel.port, { password: passwords.sentinel, tls }, 'SENTINEL', 'MASTER', SENTINEL_MASTER_NAME)) as string[]
       const field = (name: string) => fields[fields.indexOf(name) + 1]
-      if (field('num-slaves') !== '1' || field('num-other-sentinels') !== '2') {
+      if (field('num-slaves') !== String(replicas.length) || field('num-other-sentinels') !== '2') {
         problems.push(`Sentinel ${sentinel.port} knows ${field('num-slaves')} replica(s) and ${field('num-other-sentinels')} other Sentinel(s)`)
       }
     }
@@ -128,4 +133,29 @@ async function ask(port: number, { password, tls }: { password?: string; tls?: T
   } finally {
     redis.disconnect()
   }
+}
+
+const SWITCH_TIMEOUT_MS = 30_000
+
+/**
+ * Switches the group's master by SENTINEL FAILOVER (no password or TLS); resolves once the old
+ * master has synced as a replica of the new one, and says how long each took.
+ */
+export async function switchMaster(group: TestSentinelGroup): Promise<string> {
+  const old = await group.currentMaster()
+  const started = Date.now()
+  const deadline = started + SWITCH_TIMEOUT_MS
+  await ask(group.sentinels[0]!.port, {}, 'SENTINEL', 'FAILOVER', SENTINEL_MASTER_NAME)
+  while ((await group.currentMaster()) === old) {
+    if (Date.now() > deadline) throw new Error('the Sentinels did not switch the master')
+    await sleep(20)
+  }
+  const switched = Date.now()
+  // The Sentinels reconfigure the old master only when they next read its INFO (every 10 s).
+  while (!/master_link_status:up/.test((await ask(old.port, {}, 'INFO', 'replication')) as string)) {
+    if (Date.now() > deadline) throw new Error('the old master did not sync as a replica')
+    await sleep(50)
+  }
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
+  return `switched the master in ${seconds(switched - started)}, the old one synced as its replica ${seconds(Date.now() - switched)} later;`
 }
