@@ -2,7 +2,7 @@
 // tokens shaped like the gateway's and publishes its keys over HTTP on loopback, a real
 // redis-server, and a fastify service protected by the plugin.
 
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
 import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
@@ -142,39 +142,38 @@ export interface TestRedis {
 export async function startRedis(): Promise<TestRedis> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'verifier-redis-'))
-  let stop = async () => {}
+  let running: { child: ChildProcess; exited: Promise<void>; killOnExit: () => void } | undefined
   const start = async () => {
     mkdirSync(dir, { recursive: true })
     const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
     const killOnExit = () => child.kill('SIGKILL')
     process.once('exit', killOnExit)
+    running = { child, exited, killOnExit }
     for (let attempt = 0; ; attempt++) {
       if (await canConnect(port)) break
       if (attempt > 200 || child.exitCode !== null) throw new Error('redis-server did not start (is it installed?)')
       await new Promise((resolve) => setTimeout(resolve, 25))
     }
-    handle.pause = () => void child.kill('SIGSTOP')
-    handle.resume = () => void child.kill('SIGCONT')
-    stop = async () => {
-      stop = async () => {}
+  }
+  await start()
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pause: () => void running?.child.kill('SIGSTOP'),
+    resume: () => void running?.child.kill('SIGCONT'),
+    async stop() {
+      if (!running) return
+      const { child, exited, killOnExit } = running
+      running = undefined
       child.kill('SIGCONT')
       child.kill('SIGTERM')
       await exited
       process.removeListener('exit', killOnExit)
       rmSync(dir, { recursive: true, force: true })
-    }
-  }
-  const handle: TestRedis = {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    pause() {},
-    resume() {},
-    stop: () => stop(),
+    },
     start,
   }
-  await start()
-  return handle
 }
 
 export function freePort(): Promise<number> {
