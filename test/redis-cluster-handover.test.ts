@@ -18,14 +18,15 @@ import { startResourceServer } from './verifier/fixtures/resource-server.js'
 t.test('every master hands over to its replica under refresh load (a rolling upgrade)', async (t) => {
   const cluster = await startRedisCluster()
   t.teardown(() => cluster.stop())
+  // The resource servers' read-only user of the gateway's keys, as the verifier's README has it
+  // (ACLs are each node's own).
+  for (const node of cluster.nodes) {
+    await onNode(cluster, node, (admin) => admin.call('ACL', 'SETUSER', 'verifier', 'on', '>s3cret', '~gw:*', '+exists', '+cluster|slots', '+cluster|info'))
+  }
   for (const waitReplicas of [0, 1]) {
     await t.test(`REDIS_WAIT_REPLICAS=${waitReplicas}`, async (t) => {
       const { gateway, clients } = await busyGateway(t, cluster.env, waitReplicas, `handover-${waitReplicas}`)
-      // A resource server with its own client of the Cluster, as the verifier's README has it:
-      // ioredis' defaults, and a read-only user of the gateway's keys (ACLs are each node's own).
-      for (const node of cluster.nodes) {
-        await onNode(cluster, node, (admin) => admin.call('ACL', 'SETUSER', 'verifier', 'on', '>s3cret', '~gw:*', '+exists', '+cluster|slots', '+cluster|info'))
-      }
+      // A resource server with its own client of the Cluster: ioredis' defaults, as the verifier's README has it.
       const sessionRedis = new Cluster(cluster.seeds, { lazyConnect: true, redisOptions: { username: 'verifier', password: 's3cret', enableReadyCheck: false } })
       sessionRedis.on('error', () => {})
       await sessionRedis.connect()
