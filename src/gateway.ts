@@ -40,6 +40,7 @@ import { SignupService } from './signup/signup.js'
 import { SignupTickets } from './signup/signup-tickets.js'
 import { openDatabase, type Database } from './storage/database.js'
 import { startLocalRedis, type LocalRedis } from './storage/local-redis.js'
+import { replicaWarnings } from './storage/replica-count.js'
 import { connectRedis, loadRedisTls, type RedisClient, type RedisTls, type RedisTarget } from './storage/redis.js'
 import { renewRedisTls } from './storage/redis-tls-renewal.js'
 import { clientCertificateValidity, watchClientCertificateExpiry } from './storage/redis-tls-expiry.js'
@@ -74,6 +75,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   let redis: RedisClient
   let stopTlsRenewal = () => {}
   let tls: RedisTls | undefined
+  let replicaMismatches: string[] = []
   try {
     const { redisCredentials: credentials, redisSentinel: sentinel } = config
     const tlsSettings = { tls: config.redisTls, caFile: config.redisTlsCaFile, clientCertificate: config.redisTlsClientCertificate }
@@ -84,6 +86,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
         ? { sentinels: sentinel.sentinels, sentinelName: sentinel.name, credentials, sentinelCredentials: sentinel.credentials, tls }
         : { url: config.redisUrl ?? (localRedis = await startLocalRedis(config.dataDir)).url, tls }
     redis = await connectRedis(redisTarget, { warn: (object, message) => app?.log.warn(object, message) }, config.redisCommandTimeoutMs)
+    if (!localRedis) replicaMismatches = await replicaWarnings(redis, config.redisWaitReplicas, 'sentinels' in redisTarget)
     if (tls && config.redisTlsReloadSeconds > 0) {
       stopTlsRenewal = renewRedisTls(tls, tlsSettings, config.redisTlsReloadSeconds, {
         info: (object, message) => app?.log.info(object, message),
@@ -168,6 +171,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     metrics,
   }
   app = await buildApp(services, logger)
+  for (const mismatch of replicaMismatches) app.log.warn(mismatch)
   const stopExpiryWatch = clientTls ? watchClientCertificateExpiry(clientTls, warnings) : () => {}
   const metricsApp = metrics && buildMetricsApp(metrics)
   const handlers: Record<string, JobHandler> = { [PROVIDER_CLEANUP]: providerCleanup(providers, vault) }

@@ -8,6 +8,7 @@ import { Cluster } from 'ioredis'
 import t from 'tap'
 import { sessionKeys } from '../verifier/session-keys.js'
 import { connectRedis, inRedis, replicatedWrite } from '../src/storage/redis.js'
+import { replicaWarnings } from '../src/storage/replica-count.js'
 import type { TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { loginStoryAcrossInstances, refreshThroughFailover, startGatewayPair } from './support/shared-redis.js'
@@ -36,6 +37,16 @@ t.test('start-up refuses a cluster with an evicting master, whichever master it 
   await setPolicy('noeviction')
   const redis = await connectRedis({ clusterNodes: seeds }, quiet)
   redis.disconnect()
+})
+
+t.test('REDIS_WAIT_REPLICAS above what a master has is named at start-up, master by master', async (t) => {
+  const redis = await connectRedis({ clusterNodes: seeds }, quiet)
+  t.teardown(() => redis.disconnect())
+  t.same(await replicaWarnings(redis, 0, false), [], 'a Cluster hands over without loss when asked to (CLUSTER FAILOVER): 0 is no mistake')
+  t.same(await replicaWarnings(redis, 1, false), [])
+  const tooMany = await replicaWarnings(redis, 2, false)
+  t.equal(tooMany.length, 3, 'one line per master')
+  for (const line of tooMany) t.match(line, /^REDIS_WAIT_REPLICAS is 2, but the master 127\.0\.0\.1:\d+ has 1 replica\(s\) online: every login, refresh and logout of its sessions answers 503 until 2 are$/)
 })
 
 t.test("a write's WAIT runs on the master of the write's key, in the same round trip", async (t) => {

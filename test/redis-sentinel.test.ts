@@ -6,6 +6,7 @@
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { connectRedis, replicatedWrite } from '../src/storage/redis.js'
+import { startTestGateway } from './support/gateway.js'
 import type { TestRedis } from './support/redis.js'
 import { SENTINEL_MASTER_NAME, startSentinelGroup } from './support/redis-sentinel.js'
 import { loginStoryAcrossInstances, refreshThroughFailover, startGatewayPair } from './support/shared-redis.js'
@@ -57,6 +58,23 @@ t.test('a write waits for its replica when asked to, in the same round trip', as
   t.ok(Date.now() - started < 1400, 'after the WAIT timeout, not a command timeout later')
   await t.rejects(replicatedWrite(redis, 2, 'set', 'wait:key', 'four'), { name: 'StorageUnavailable', message: 'the write reached 1 of 2 replica(s) within 1000 ms' }, 'more replicas than there are: 503')
   await t.rejects(replicatedWrite(redis, 1, 'hset', 'wait:key', 'field', 'value'), /WRONGTYPE/, "the write's own error comes first")
+})
+
+t.test('a gateway whose REDIS_WAIT_REPLICAS is not the group\'s replica count says so when it starts', async (t) => {
+  /** The warnings a gateway started with `waitReplicas` logged; it still starts. */
+  async function startupWarnings(waitReplicas: number): Promise<string[]> {
+    const lines: string[] = []
+    const gateway = await startTestGateway({
+      redis: group.env,
+      env: { REDIS_WAIT_REPLICAS: String(waitReplicas) },
+      logger: { level: 'warn', stream: { write: (line: string) => lines.push(line) } },
+    })
+    await gateway.close()
+    return lines.map((line) => JSON.parse(line) as { level: number; msg: string }).filter((line) => line.level === 40).map((line) => line.msg)
+  }
+  t.match(await startupWarnings(0), [/^REDIS_WAIT_REPLICAS is 0, but the master has 1 replicas: a failover or a planned switch \(SENTINEL FAILOVER\) can erase session changes held by fewer replicas, logging users out; set REDIS_WAIT_REPLICAS=1$/])
+  t.same(await startupWarnings(1), [], 'every replica waited for: nothing to say')
+  t.match(await startupWarnings(2), [/^REDIS_WAIT_REPLICAS is 2, but the master has 1 replica\(s\) online: every login, refresh and logout of its sessions answers 503 until 2 are$/])
 })
 
 t.test('two gateway instances on one Sentinel group', async (t) => {
