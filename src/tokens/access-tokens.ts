@@ -7,9 +7,9 @@
 // client's token (client_credentials) names that client as both `sub` and `client_id`, and
 // has no session. `sid` is what tells the two apart.
 
-import { randomUUID } from 'node:crypto'
 import * as jose from 'jose'
 import { InvalidToken } from '../common/errors.js'
+import { signJwt, type JwtClaims } from './compact-jws.js'
 import { SIGNING_ALGORITHMS, type SigningKeySet } from './signing-keys.js'
 
 export interface AccessTokenSubject {
@@ -65,7 +65,7 @@ export class AccessTokens {
   }
 
   async issue(subject: AccessTokenSubject): Promise<IssuedAccessToken> {
-    const claims: jose.JWTPayload = { client_id: this.options.appClientId, sid: subject.sessionId }
+    const claims: JwtClaims = { client_id: this.options.appClientId, sid: subject.sessionId }
     if (subject.authTime !== undefined) claims.auth_time = subject.authTime
     if (subject.scope) claims.scope = subject.scope
     return this.sign(claims, subject.userId, subject.audience ?? this.options.audience)
@@ -73,23 +73,15 @@ export class AccessTokens {
 
   /** RFC 9068 §2.2: `sub` and `client_id` are the client's id when no user is involved. */
   async issueForClient(subject: ClientTokenSubject): Promise<IssuedAccessToken> {
-    const claims: jose.JWTPayload = { client_id: subject.clientId }
+    const claims: JwtClaims = { client_id: subject.clientId }
     if (subject.scope) claims.scope = subject.scope
     return this.sign(claims, subject.clientId, subject.audience)
   }
 
-  private async sign(claims: jose.JWTPayload, subject: string, audience: string): Promise<IssuedAccessToken> {
-    const { current } = this.keys
-    const accessToken = await new jose.SignJWT(claims)
-      .setProtectedHeader({ alg: current.alg, kid: current.kid, typ: 'at+jwt' })
-      .setIssuer(this.options.issuer)
-      .setSubject(subject)
-      .setAudience(audience)
-      .setIssuedAt()
-      .setExpirationTime(`${this.options.ttlSeconds}s`)
-      .setJti(randomUUID())
-      .sign(current.privateKey)
-    return { accessToken, expiresIn: this.options.ttlSeconds }
+  private async sign(claims: JwtClaims, subject: string, audience: string): Promise<IssuedAccessToken> {
+    const { ttlSeconds, issuer } = this.options
+    const accessToken = signJwt(this.keys.current, 'at+jwt', { ...claims, iss: issuer, sub: subject, aud: audience }, ttlSeconds)
+    return { accessToken, expiresIn: ttlSeconds }
   }
 
   /** A user's token for the gateway itself: signature, typ, iss, aud, exp; not whether the session lives. */

@@ -6,6 +6,7 @@
 // verification stacks know no other (fastify-jwt-jwks takes RS256 and EdDSA only,
 // jsonwebtoken and get-jwks cannot use Ed25519 keys; docs/verifying-tokens.md has the table).
 
+import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as jose from 'jose'
@@ -18,7 +19,8 @@ export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number]
 export interface SigningKey {
   kid: string
   alg: SigningAlgorithm
-  privateKey: jose.CryptoKey
+  /** A node:crypto key: our tokens are signed synchronously (compact-jws.ts says why). */
+  privateKey: KeyObject
   /** Built from an allow-list of public members: never carries `d`. */
   publicJwk: jose.JWK
 }
@@ -85,7 +87,7 @@ async function importSigningKey(jwk: jose.JWK, index: number, problems: string[]
     return undefined
   }
   try {
-    const privateKey = (await jose.importJWK(jwk, alg)) as jose.CryptoKey
+    const privateKey = createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' })
     const kid = jwk.kid ?? (await jose.calculateJwkThumbprint(jwk))
     const publicJwk: jose.JWK = {}
     for (const member of PUBLIC_MEMBERS) {

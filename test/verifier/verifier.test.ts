@@ -3,7 +3,7 @@
 // scopes enforced; forged, foreign, expired and mistyped ones are refused with the
 // RFC 6750 challenge; unknown kids cause no fetch storm; key rotation needs one refetch.
 
-import { createPublicKey, randomUUID, type JsonWebKey } from 'node:crypto'
+import { createPublicKey, randomUUID, type JsonWebKey, type KeyObject } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as jose from 'jose'
@@ -37,7 +37,7 @@ const server = await startResourceServer({ issuer, audience, revocation: { redis
 t.teardown(() => server.close())
 
 /** A token signed with the gateway's own current key, with any claims and header. */
-async function signed(claims: jose.JWTPayload = {}, header: Partial<jose.JWTHeaderParameters> = {}, key = keys.current.privateKey) {
+async function signed(claims: jose.JWTPayload = {}, header: Partial<jose.JWTHeaderParameters> = {}, key: jose.CryptoKey | KeyObject = keys.current.privateKey) {
   const now = Math.floor(Date.now() / 1000)
   return new jose.SignJWT({ iss: issuer, aud: audience, sub: userId, sid: sessionId, iat: now, exp: now + 300, jti: randomUUID(), ...claims })
     .setProtectedHeader({ alg: keys.current.alg, kid: keys.current.kid, typ: 'at+jwt', ...header })
