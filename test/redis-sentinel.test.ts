@@ -72,7 +72,7 @@ t.test('a gateway whose REDIS_WAIT_REPLICAS is not the group\'s replica count sa
     await gateway.close()
     return lines.map((line) => JSON.parse(line) as { level: number; msg: string }).filter((line) => line.level === 40).map((line) => line.msg)
   }
-  t.match(await startupWarnings(0), [/^REDIS_WAIT_REPLICAS is 0, but the master has 1 replicas: a failover or a planned switch \(SENTINEL FAILOVER\) can erase session changes held by fewer replicas, logging users out; set REDIS_WAIT_REPLICAS=1$/])
+  t.match(await startupWarnings(0), [/^REDIS_WAIT_REPLICAS is 0, but the master has 1 replica\(s\) online: a failover or a planned switch \(SENTINEL FAILOVER\) can erase session changes held by fewer replicas, logging users out; set REDIS_WAIT_REPLICAS=1$/])
   t.same(await startupWarnings(1), [], 'every replica waited for: nothing to say')
   t.match(await startupWarnings(2), [/^REDIS_WAIT_REPLICAS is 2, but the master has 1 replica\(s\) online: every login, refresh and logout of its sessions answers 503 until 2 are$/])
 })

@@ -21,7 +21,7 @@ export async function replicaWarnings(redis: RedisClient, waitReplicas: number, 
       )
     } else if (sentinelGroup && waitReplicas < online) {
       warnings.push(
-        `REDIS_WAIT_REPLICAS is ${waitReplicas}, but the master has ${online} replicas: a failover or a planned switch (SENTINEL FAILOVER) can erase session changes held by fewer replicas, logging users out; set REDIS_WAIT_REPLICAS=${online}`,
+        `REDIS_WAIT_REPLICAS is ${waitReplicas}, but the master has ${online} replica(s) online: a failover or a planned switch (SENTINEL FAILOVER) can erase session changes held by fewer replicas, logging users out; set REDIS_WAIT_REPLICAS=${online}`,
       )
     }
   }
