@@ -1,7 +1,7 @@
 // Signs our own tokens as compact JWS (RFC 7515 §7.1) with node:crypto, synchronously.
 // jose signs through WebCrypto, whose every signature is an asynchronous job with its own
 // argument checks, key normalisation and a hop through the thread pool: on the 2-CPU bench
-// machine an ES256 token took 76–96 µs of CPU that way against 34–50 µs here, and every
+// machine an ES256 token took 76–117 µs of CPU that way against 34–50 µs here, and every
 // refresh and login signs one. Only signing is done here, of claims we build ourselves;
 // every token we are shown is still verified by jose (access-tokens.ts, verifier/).
 
