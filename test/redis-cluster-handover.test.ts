@@ -14,6 +14,9 @@ import type { TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { busyGateway, homeOf, onNode, refreshingThrough } from './support/refresh-load.js'
 import { startResourceServer } from './verifier/fixtures/resource-server.js'
+import { reportWhatHoldsTheProcess } from './support/lingering.js'
+
+reportWhatHoldsTheProcess(t)
 
 t.test('every master hands over to its replica under refresh load (a rolling upgrade)', async (t) => {
   const cluster = await startRedisCluster()

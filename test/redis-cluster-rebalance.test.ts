@@ -7,6 +7,9 @@
 import t from 'tap'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { busyGateway, homeOf, refreshingThrough } from './support/refresh-load.js'
+import { reportWhatHoldsTheProcess } from './support/lingering.js'
+
+reportWhatHoldsTheProcess(t)
 
 t.test('a new master joins and takes its share of the slots under refresh load (REDIS_WAIT_REPLICAS=1)', async (t) => {
   const cluster = await startRedisCluster()

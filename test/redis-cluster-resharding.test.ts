@@ -10,6 +10,9 @@ import t from 'tap'
 import type { TestRedis } from './support/redis.js'
 import { startRedisCluster } from './support/redis-cluster.js'
 import { busyGateway, homeOf, refreshingThrough } from './support/refresh-load.js'
+import { reportWhatHoldsTheProcess } from './support/lingering.js'
+
+reportWhatHoldsTheProcess(t)
 
 t.test('every slot of one master moves to another under refresh load', async (t) => {
   const cluster = await startRedisCluster()
