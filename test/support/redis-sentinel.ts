@@ -152,7 +152,9 @@ export async function switchMaster(group: TestSentinelGroup): Promise<string> {
   }
   const switched = Date.now()
   // The Sentinels reconfigure the old master only when they next read its INFO (every 10 s).
-  while (!/master_link_status:up/.test((await ask(old.port, {}, 'INFO', 'replication')) as string)) {
+  // Becoming a replica, it closes its clients' connections: a question cut off that way means "not yet".
+  const syncedAsReplica = async () => /master_link_status:up/.test(String(await ask(old.port, {}, 'INFO', 'replication').catch(() => '')))
+  while (!(await syncedAsReplica())) {
     if (Date.now() > deadline) throw new Error('the old master did not sync as a replica')
     await sleep(50)
   }
