@@ -427,15 +427,19 @@ async function withinStartTimeout(connecting: Promise<void>, failed: (error: Err
  * Cluster every master holds some users' sessions, so every master is asked.
  */
 async function assertNoEviction(redis: RedisClient): Promise<void> {
-  const masters = redis instanceof Cluster ? redis.nodes('master') : [redis]
-  for (const master of masters) {
+  for (const { master, address } of mastersOf(redis)) {
     const info = await master.info('memory')
     const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1]
     if (policy && policy !== 'noeviction') {
-      const where = redis instanceof Cluster ? ` on ${master.options.host}:${master.options.port}` : ''
-      throw new Error(`Redis maxmemory-policy is "${policy}"${where}; the gateway requires "noeviction"`)
+      throw new Error(`Redis maxmemory-policy is "${policy}"${address ? ` on ${address}` : ''}; the gateway requires "noeviction"`)
     }
   }
+}
+
+/** The masters holding sessions, for start-up checks: a Cluster's each with its address (for the message), or the one server. */
+export function mastersOf(redis: RedisClient): { master: Redis; address?: string }[] {
+  if (!(redis instanceof Cluster)) return [{ master: redis }]
+  return redis.nodes('master').map((master) => ({ master, address: `${master.options.host}:${master.options.port}` }))
 }
 
 /**

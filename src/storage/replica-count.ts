@@ -5,16 +5,14 @@
 // out (docs/operations.md has the measurements). Warnings, not refusals: a replica that is
 // down while the gateway starts may be back a minute later.
 
-import { Cluster } from 'ioredis'
-import type { RedisClient } from './redis.js'
+import { mastersOf, type RedisClient } from './redis.js'
 
 /** What the operator should hear: one line per master whose replicas do not match the setting. */
 export async function replicaWarnings(redis: RedisClient, waitReplicas: number, sentinelGroup: boolean): Promise<string[]> {
-  const masters = redis instanceof Cluster ? redis.nodes('master') : [redis]
   const warnings: string[] = []
-  for (const master of masters) {
+  for (const { master, address } of mastersOf(redis)) {
     const online = onlineReplicas(await master.info('replication'))
-    const where = redis instanceof Cluster ? ` ${master.options.host}:${master.options.port}` : ''
+    const where = address ? ` ${address}` : ''
     if (waitReplicas > online) {
       warnings.push(
         `REDIS_WAIT_REPLICAS is ${waitReplicas}, but the master${where} has ${online} replica(s) online: every login, refresh and logout of its sessions answers 503 until ${waitReplicas} are`,
