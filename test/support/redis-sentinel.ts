@@ -21,9 +21,9 @@ export interface TestSentinelGroup {
   env: Record<string, string>
   /**
    * The server every Sentinel names as master right now; while they disagree (a failover not yet
-   * known to all), the one they all named before. A test that restarts a crashed master (without
-   * persistence, empty) must wait for that: a Sentinel still on the old configuration sees the
-   * old master back and makes the promoted replica replicate from it, which erases its data.
+   * known to all), the one they all named before. A test that restarts a crashed master waits
+   * for that: a Sentinel still on the old configuration would see the old master back and make
+   * the promoted replica replicate from it, replacing its data with the old master's.
    */
   currentMaster(): Promise<TestRedis>
   stop(): Promise<void>
@@ -49,9 +49,12 @@ export async function startSentinelGroup(
 ): Promise<TestSentinelGroup> {
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password]
   const replication = tls ? ['--tls-replication', 'yes'] : []
-  const master = await startRedis({ args: [...auth, ...replication], tls, clientCertificates })
+  // As docs/operations.md asks of a Sentinel group: a crashed server comes back with its data.
+  // Empty, it could be promoted by a later failover, and every other server would copy its emptiness.
+  const persistence = ['--appendonly', 'yes']
+  const master = await startRedis({ args: [...auth, ...replication, ...persistence], tls, clientCertificates })
   const replicas = await Promise.all(
-    Array.from({ length: replicaCount }, () => startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication], tls, clientCertificates })),
+    Array.from({ length: replicaCount }, () => startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port), ...auth, ...replication, ...persistence], tls, clientCertificates })),
   )
   const config = [
     ...(hostname ? ['sentinel resolve-hostnames yes', 'sentinel announce-hostnames yes'] : []),

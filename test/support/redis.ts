@@ -20,8 +20,11 @@ export interface TestRedis {
   port: number;
   /** SIGTERM the server and wait until it has exited. */
   stop(): Promise<void>;
-  /** Start the server again on the same port (after stop()); resolves once it answers PING. */
-  start(): Promise<void>;
+  /**
+   * Start the server again on the same port (after stop() or crash()), with `args` added to
+   * its own (e.g. `['--replicaof', …]`); resolves once it answers PING.
+   */
+  start(args?: string[]): Promise<void>;
   /** SIGSTOP: the server stops answering but keeps its connections open. */
   pause(): void;
   /** SIGCONT after pause(). */
@@ -253,9 +256,9 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
         await kill(r);
       }
     },
-    async start() {
+    async start(args = []) {
       if (current && !current.hasExited) return;
-      const { running, ready } = launch(port, dir, options);
+      const { running, ready } = launch(port, dir, { ...options, args: [...(options.args ?? []), ...args] });
       await ready;
       current = running;
     },

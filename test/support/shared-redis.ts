@@ -188,6 +188,12 @@ export interface SessionHome {
 
 export type FindSessionHome = (userId: string) => Promise<SessionHome>
 
+/**
+ * How a supervisor starts a crashed server again once its replica took over: by default as it
+ * was (a Cluster node's own nodes.conf makes it a replica of the node that replaced it).
+ */
+export type RestartCrashed = (crashed: TestRedis, replacement: TestRedis) => Promise<void>
+
 interface Client {
   account: { sub: string; name: string }
   token: string
@@ -200,6 +206,9 @@ interface LostSession {
   userId: string
   sessionId: string
   generation: number
+  /** The 401's message, and when it came (ms after the crash; negative: before it). */
+  said: string
+  at: number
 }
 
 const CLIENTS = 20
@@ -211,14 +220,19 @@ const REPLICA_BEHIND_MS = 300
  * Twenty clients keep refreshing, alternately on A and B, and the master holding the first
  * client's sessions is SIGKILLed while its replica is 300 ms behind (its link was cut while
  * it could not reconnect, as over a congested network; on loopback a replica is otherwise
- * never behind at all). The replica takes over; the crashed server is started again and
- * comes back as a replica. A 503 is fine (the client keeps its token and retries); a 401
- * costs the session (the client logs in again and goes on). With REDIS_WAIT_REPLICAS=0,
- * rotations the master answered in those 300 ms are lost with it: the client's token is
- * then ahead of the session the new master holds, and that is the only 401 allowed. Those
- * sessions are counted; with REDIS_WAIT_REPLICAS ≥ 1 there must be none.
+ * never behind at all). The replica takes over; the crashed server is started again
+ * (restartCrashed) and comes back as a replica. A 503 is fine (the client keeps its token
+ * and retries); a 401 costs the session (the client logs in again and goes on). With
+ * REDIS_WAIT_REPLICAS=0, rotations the master answered in those 300 ms are lost with it: the
+ * client's token is then ahead of the session the new master holds, and that is the only 401
+ * allowed. Those sessions are counted; with REDIS_WAIT_REPLICAS ≥ 1 there must be none.
  */
-export async function refreshThroughFailover(t: Test, { a, b }: GatewayPair, sessionHome: FindSessionHome): Promise<void> {
+export async function refreshThroughFailover(
+  t: Test,
+  { a, b }: GatewayPair,
+  sessionHome: FindSessionHome,
+  restartCrashed: RestartCrashed = (crashed) => crashed.start(),
+): Promise<void> {
   const statuses = new Map<string, number>()
   const count = (what: string) => statuses.set(what, (statuses.get(what) ?? 0) + 1)
   const unexpected: string[] = []
@@ -239,9 +253,11 @@ export async function refreshThroughFailover(t: Test, { a, b }: GatewayPair, ses
       await sleep(50)
     }
   }
-  const loseSession = (client: Client) => {
+  let crashedAt = Infinity
+  const loseSession = (client: Client, answer: { json(): { message?: string } }) => {
     const parts = parseRefreshToken(client.token)!
-    lost.push({ userId: parts.userId, sessionId: parts.sessionId, generation: parts.generation })
+    const at = Math.round(performance.now() - crashedAt)
+    lost.push({ userId: parts.userId, sessionId: parts.sessionId, generation: parts.generation, said: String(answer.json().message), at })
   }
 
   const clients: Client[] = Array.from({ length: CLIENTS }, (_, i) => ({ account: { sub: `busy-${i}`, name: `Busy ${i}` }, token: '', lastSuccessSentAt: 0 }))
@@ -258,7 +274,7 @@ export async function refreshThroughFailover(t: Test, { a, b }: GatewayPair, ses
         client.lastSuccessSentAt = sentAt
         await sleep(10)
       } else if (answer.statusCode === 401) {
-        loseSession(client)
+        loseSession(client, answer)
         await logIn(client)
       } else {
         if (answer.statusCode !== 503) unexpected.push(`refresh: ${answer.statusCode} ${answer.body}`)
@@ -277,17 +293,18 @@ export async function refreshThroughFailover(t: Test, { a, b }: GatewayPair, ses
   await admin.call('CLIENT', 'KILL', 'TYPE', 'replica')
   admin.disconnect()
   await sleep(REPLICA_BEHIND_MS)
-  const crashedAt = performance.now()
+  crashedAt = performance.now()
   await master.crash()
   replica.resume()
   let replacedAfter: number | undefined
   let recoveredAfter: number | undefined
   while (performance.now() - crashedAt < RECOVERY_DEADLINE_MS) {
-    if (replacedAfter === undefined && (await sessionHome(firstUser)).master !== master) {
+    const home = replacedAfter === undefined ? await sessionHome(firstUser) : undefined
+    if (home && home.master !== master) {
       replacedAfter = performance.now() - crashedAt
       // As a supervisor would once the takeover is known (sessionHome says so only then): the
-      // crashed server comes back, empty, and becomes a replica of the new master.
-      await master.start()
+      // crashed server comes back and becomes a replica of the new master.
+      await restartCrashed(master, home.master)
     }
     // Recovered: every client has refreshed with a request sent after the takeover.
     if (replacedAfter !== undefined && clients.every((client) => client.lastSuccessSentAt >= crashedAt + replacedAfter!)) {
@@ -301,11 +318,17 @@ export async function refreshThroughFailover(t: Test, { a, b }: GatewayPair, ses
   await Promise.all(load)
 
   // A later refresh of every session: the rotations answered before the crash are either
-  // on the new master or lost.
+  // on the new master or lost. A 503 (a loaded machine's stall can start another failover)
+  // is retried, as a client would.
+  const laterUntil = performance.now() + RECOVERY_DEADLINE_MS
   for (const client of clients) {
-    const answer = await refresh(a, client.token)
+    let answer = await refresh(a, client.token)
+    while (answer.statusCode === 503 && performance.now() < laterUntil) {
+      await sleep(50)
+      answer = await refresh(a, client.token)
+    }
     count(`later refresh ${answer.statusCode}`)
-    if (answer.statusCode === 401) loseSession(client)
+    if (answer.statusCode === 401) loseSession(client, answer)
     else if (answer.statusCode !== 200) unexpected.push(`later refresh: ${answer.statusCode} ${answer.body}`)
   }
 
@@ -315,7 +338,7 @@ export async function refreshThroughFailover(t: Test, { a, b }: GatewayPair, ses
   for (const session of lost) {
     // The only acceptable 401: the session lives on, behind the client's token.
     const live = await a.redis.hget(sessionKeys.session(session.userId, session.sessionId), 'gen')
-    t.ok(live !== null && Number(live) < session.generation, `a 401 only for rotations lost with the master (session at ${live}, token at ${session.generation})`)
+    t.ok(live !== null && Number(live) < session.generation, `a 401 only for rotations lost with the master (session at ${live}, token at ${session.generation}; "${session.said}" ${session.at} ms after the crash)`)
   }
   if (a.config.redisWaitReplicas > 0) t.equal(lost.length, 0, `no session lost with REDIS_WAIT_REPLICAS=${a.config.redisWaitReplicas}`)
   const seconds = (ms: number | undefined) => (ms === undefined ? 'never' : `${(ms / 1000).toFixed(1)} s`)
