@@ -206,7 +206,7 @@ interface LostSession {
   userId: string
   sessionId: string
   generation: number
-  /** The 401's message, and when it came (ms after the crash; negative: before it). */
+  /** The 401's message, and when it came: ms after the crash (-Infinity: before it). */
   said: string
   at: number
 }
