@@ -40,6 +40,7 @@ import { SignupService } from './signup/signup.js'
 import { SignupTickets } from './signup/signup-tickets.js'
 import { openDatabase, type Database } from './storage/database.js'
 import { startLocalRedis, type LocalRedis } from './storage/local-redis.js'
+import { LOST_DATA_MESSAGE, watchForLostData } from './storage/lost-data.js'
 import { replicaWarnings } from './storage/replica-count.js'
 import { connectRedis, loadRedisTls, type RedisClient, type RedisTls, type RedisTarget } from './storage/redis.js'
 import { renewRedisTls } from './storage/redis-tls-renewal.js'
@@ -173,6 +174,10 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
   app = await buildApp(services, logger)
   for (const mismatch of replicaMismatches) app.log.warn(mismatch)
   const stopExpiryWatch = clientTls ? watchClientCertificateExpiry(clientTls, warnings) : () => {}
+  const stopLostDataWatch = await watchForLostData(redis, () => {
+    metrics?.redisDataLost()
+    app?.log.error(LOST_DATA_MESSAGE)
+  })
   const metricsApp = metrics && buildMetricsApp(metrics)
   const handlers: Record<string, JobHandler> = { [PROVIDER_CLEANUP]: providerCleanup(providers, vault) }
   if (config.webhook) handlers[ACCOUNT_EVENT] = webhookDelivery(config.webhook)
@@ -192,6 +197,7 @@ export async function createGateway(config: Config, logger: FastifyServerOptions
     async close() {
       stopTlsRenewal()
       stopExpiryWatch()
+      stopLostDataWatch()
       await app.close()
       await worker.stop()
       await metricsApp?.close()

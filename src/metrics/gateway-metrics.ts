@@ -52,6 +52,7 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
   private readonly requestTallies = new Map<string, { labels: Record<'method' | 'route' | 'status', string>; count: number }>()
   private readonly refusals: Counter<'status' | 'cause'>
   private readonly jobAttempts: Counter<'outcome'>
+  private readonly redisDataLosses: Counter
 
   constructor(options: GatewayMetricsOptions) {
     this.providers = new Set(options.providers)
@@ -110,6 +111,11 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
       name: 'gateway_job_attempts_total',
       help: 'Attempts at queued jobs (provider cleanups, account events) in this instance, by outcome (delivered, failed and to be retried, abandoned)',
       labelNames: ['outcome'],
+      registers,
+    })
+    this.redisDataLosses = new Counter({
+      name: 'gateway_redis_data_lost_total',
+      help: 'Times this instance reconnected to a Redis that had lost its data (every session with it): a server without persistence restarted, or Sentinel promoted an empty one',
       registers,
     })
     // Series that exist from the start, so a rate() sees their first increase.
@@ -201,6 +207,10 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
 
   refused(status: 429 | 503, cause: string): void {
     this.refusals.inc({ status: String(status), cause })
+  }
+
+  redisDataLost(): void {
+    this.redisDataLosses.inc()
   }
 
   private providerLabel(name: string): string {
