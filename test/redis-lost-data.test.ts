@@ -40,8 +40,8 @@ t.test('a reconnect to the same data says nothing', async (t) => {
   await dropConnections()
   // The check runs after the reconnect; give it the time a report would take.
   await new Promise((resolve) => setTimeout(resolve, 300))
-  t.same(reports(), [])
-  t.equal(await lossesCounted(), 0)
+  t.same(reports(), [], 'nothing logged')
+  t.equal(await lossesCounted(), 0, 'nothing counted')
 })
 
 t.test('a Redis restarted without its data: one error in the log, one count, and the sessions are gone', async (t) => {
@@ -58,5 +58,5 @@ t.test('a Redis restarted without its data: one error in the log, one count, and
   await dropConnections()
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.equal(reports().length, 1, 'reported once: the next reconnect finds the new marker')
-  t.equal(await lossesCounted(), 1)
+  t.equal(await lossesCounted(), 1, 'counted once')
 })
