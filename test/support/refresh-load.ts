@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis'
 import type { Test } from 'tap'
 import { sessionKeys } from '../../verifier/session-keys.js'
 import { parseRefreshToken } from '../../src/sessions/refresh-token.js'
+import { LOST_DATA_MESSAGE } from '../../src/storage/lost-data.js'
 import { loginWithGoogle, startTestGateway, type GatewayUnderTest } from './gateway.js'
 import type { TestRedis } from './redis.js'
 import type { TestRedisCluster } from './redis-cluster.js'
@@ -16,10 +17,18 @@ import { call } from '../verifier/fixtures/resource-server.js'
 
 const CLIENTS = 30
 
+/** How many times a busy gateway said Redis lost its data. */
+const lostDataReports = new WeakMap<GatewayUnderTest, () => number>()
+
 /** A gateway on the Redis of `redisEnv` and CLIENTS users logged in there. */
 export async function busyGateway(t: Test, redisEnv: Record<string, string>, waitReplicas: number, name: string) {
-  const gateway = await startTestGateway({ redis: { ...redisEnv, REDIS_WAIT_REPLICAS: String(waitReplicas) } })
+  const errors: string[] = []
+  const gateway = await startTestGateway({
+    redis: { ...redisEnv, REDIS_WAIT_REPLICAS: String(waitReplicas) },
+    logger: { level: 'error', stream: { write: (line: string) => errors.push(JSON.parse(line).msg) } },
+  })
   t.teardown(() => gateway.close())
+  lostDataReports.set(gateway, () => errors.filter((message) => message === LOST_DATA_MESSAGE).length)
   const clients = await Promise.all(
     Array.from({ length: CLIENTS }, async (_, i) => {
       const login = await loginWithGoogle(gateway, { sub: `${name}-${i}`, name: `${name} ${i}` })
@@ -77,6 +86,8 @@ export async function refreshingThrough(
   const expected = unavailableAllowed ? '200 or 503' : '200'
   const checked = resourceServer ? ', and every access token passed the revocation check' : ''
   t.same(refused, [], `every refresh answered ${expected}${checked}: maintenance ${unavailableAllowed ? '' : 'is no outage (no 503) and '}logs nobody out (no 401)`)
+  const reports = lostDataReports.get(gateway)
+  if (reports) t.equal(reports(), 0, 'no loss of data reported: the markers moved with the data')
   t.comment(`${done} in ${(tookMs / 1000).toFixed(1)} s under load from ${clients.length} clients; answers ${JSON.stringify(Object.fromEntries(statuses))}`)
 }
 
