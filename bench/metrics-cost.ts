@@ -5,16 +5,17 @@
 // default is every 15 s), as Prometheus would from outside the gateway's process. Goal:
 // metrics cost under 3 % of rotations per second.
 //
-//   BENCH_ROUNDS=6           rounds; each measures both gateways back to back, in
-//                            alternating order (without/with, then with/without...)
+//   BENCH_ROUNDS=10          rounds; each starts both gateways afresh and measures them
+//                            back to back, in alternating order (without/with, then
+//                            with/without...)
 //   BENCH_SECONDS=5, BENCH_WARMUP_SECONDS=2, BENCH_CONNECTIONS=64 as for bench/refresh.ts
 //
-// Each gateway lives in a child process of its own for the whole bench: prom-client's
-// default metrics start process-wide observers (garbage collection, event-loop delay) that
-// must not run in the gateway without metrics. Both share one redis-server. Short runs,
-// alternated many times, let drift in the machine's load fall on both alike; each round's
-// pair is compared, and the median of those costs is the figure. Exits non-zero when any
-// request failed; the cost is reported, never asserted.
+// Each gateway lives in a child process of its own: prom-client's default metrics start
+// process-wide observers (garbage collection, event-loop delay) that must not run in the
+// gateway without metrics. Both share one redis-server. Short runs, alternated many times,
+// let drift in the machine's load fall on both alike; each round's pair is compared, and the
+// median of those costs is the figure. Exits non-zero when any request failed; the cost is
+// reported, never asserted.
 
 import { fork } from 'node:child_process'
 import { freeLoopbackPort } from '../src/common/loopback.js'
@@ -38,7 +39,7 @@ import {
 } from './harness.js'
 
 const SETTINGS = readLoadSettings(5)
-const ROUNDS = Math.floor(readNumber('BENCH_ROUNDS', 6, 1))
+const ROUNDS = Math.floor(readNumber('BENCH_ROUNDS', 10, 1))
 const GOAL_PERCENT = 3
 
 type Target = 'without metrics' | 'with metrics'
@@ -140,17 +141,18 @@ async function main(): Promise<number> {
   onCleanUp(() => redis.stop())
   const redisUrl = redis.url
   printSetup(SETTINGS)
-  const metricsPort = await freeLoopbackPort()
-  const targets = {
-    'without metrics': await startTarget('without metrics', redisUrl, metricsPort),
-    'with metrics': await startTarget('with metrics', redisUrl, metricsPort),
-  }
-  console.log(`${ROUNDS} rounds; each gateway in a process of its own; with metrics, this process scrapes /metrics every second\n`)
+  console.log(`${ROUNDS} rounds; each round starts both gateways afresh, each in a process of its own; with metrics, this process scrapes /metrics every second\n`)
 
   const results: TargetResult[] = []
   const scrapeMs: number[] = []
   for (let round = 0; round < ROUNDS; round++) {
     const order: Target[] = round % 2 === 0 ? ['without metrics', 'with metrics'] : ['with metrics', 'without metrics']
+    // Fresh processes every round: two processes running the same code can differ by a few
+    // percent for their whole life (bench/README.md), which would otherwise count as a cost
+    // of the metrics in every round alike.
+    const metricsPort = await freeLoopbackPort()
+    const targets = {} as Record<Target, RunningTarget>
+    for (const target of order) targets[target] = await startTarget(target, redisUrl, metricsPort)
     for (const target of order) {
       const scraper = target === 'with metrics' ? scrapeEverySecond(metricsPort, scrapeMs) : undefined
       const result = await targets[target].measure().finally(() => scraper?.stop())
@@ -162,8 +164,8 @@ async function main(): Promise<number> {
           `${result.cpuPerRequest.toFixed(0).padStart(4)} µs CPU/req  p99 ${result.p99.toFixed(1)} ms${noise}${scrapes}`,
       )
     }
+    await Promise.all(Object.values(targets).map((target) => target.stop()))
   }
-  await Promise.all(Object.values(targets).map((target) => target.stop()))
 
   const of = (target: Target) => results.filter((result) => result.target === target)
   const rps = (target: Target) => median(of(target).map((result) => result.requestsPerSecond))
