@@ -85,7 +85,7 @@ t.test('a Cluster', async (t) => {
   /** A user logged in, and the master that holds their sessions. */
   async function loggedIn(sub: string) {
     const login = await loginWithGoogle(gateway, { sub, name: sub })
-    t.equal(login.statusCode, 200)
+    t.equal(login.statusCode, 200, `${sub} logged in`)
     const master = await cluster.masterOf(sessionKeys.index(login.json().user.id))
     return { refreshToken: login.json().refreshToken as string, master, replica: (await cluster.replicasOf(master))[0]! }
   }
