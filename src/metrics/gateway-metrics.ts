@@ -115,7 +115,7 @@ export class GatewayMetrics implements LoginObserver, AuditObserver, ProviderCal
     })
     this.redisDataLosses = new Counter({
       name: 'gateway_redis_data_lost_total',
-      help: 'Times this instance reconnected to a Redis that had lost its data (every session with it): a server without persistence restarted, or Sentinel promoted an empty one',
+      help: 'Times this instance found that Redis had lost its data (every session with it): a server without persistence restarted, Sentinel promoted an empty one, or a Cluster master came back empty before its replica took over',
       registers,
     })
     // Series that exist from the start, so a rate() sees their first increase.
